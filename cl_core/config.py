@@ -1,0 +1,129 @@
+"""The configuration of one continual-learning run: a flat dataclass, validated in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from cl_core.errors import ClsweepError
+
+BENCHMARKS = (
+    "permuted-mnist",
+    "split-mnist",
+    "permuted-fashion",
+    "split-fashion",
+    "permuted-digits",
+    "split-digits",
+)
+SCENARIOS = ("task", "domain", "class")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+CLASS_IL_UNITS = ("all", "seen")
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run. Same config on the same device gives the same numbers.
+
+    ``data_seed`` builds the scenario (permutations, class order, validation split); ``train_seed``
+    drives training (initialisation, batch order, sampled Fisher labels).
+    Exactly one of ``epochs`` and ``iterations`` sets the training length per task.
+    """
+
+    benchmark: str = "permuted-digits"
+    scenario: str = "domain"
+    n_tasks: int = 5
+    method: str = "finetune"
+    method_params: dict[str, Any] = field(default_factory=dict)
+    hidden: tuple[int, ...] = (400, 400, 400)
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    reset_optimizer: bool = False
+    epochs: int | None = 1
+    iterations: int | None = None
+    batch_size: int = 128
+    eval_batch_size: int = 4096
+    device: str = "auto"
+    data_seed: int = 0
+    train_seed: int = 0
+    val_fraction: float = 0.1
+    data_root: str | None = None
+    first_task_unpermuted: bool = False
+    pad32: bool = False
+    class_il_units: str = "all"
+
+    def validated(self) -> RunConfig:
+        """Return a copy with types normalised; raise ClsweepError naming the field and the fix."""
+        cfg = dataclasses.replace(self, hidden=tuple(int(h) for h in self.hidden))
+        _one_of("benchmark", cfg.benchmark, BENCHMARKS)
+        _one_of("scenario", cfg.scenario, SCENARIOS)
+        _one_of("optimizer", cfg.optimizer, OPTIMIZERS)
+        _one_of("device", cfg.device, DEVICES)
+        _one_of("class_il_units", cfg.class_il_units, CLASS_IL_UNITS)
+        if cfg.epochs is not None and cfg.iterations is not None:
+            raise ClsweepError("set either epochs or iterations per task, not both")
+        if cfg.epochs is None and cfg.iterations is None:
+            raise ClsweepError("set epochs or iterations per task")
+        _at_least("epochs", cfg.epochs, 1)
+        _at_least("iterations", cfg.iterations, 1)
+        _at_least("n_tasks", cfg.n_tasks, 1)
+        _at_least("batch_size", cfg.batch_size, 1)
+        _at_least("eval_batch_size", cfg.eval_batch_size, 1)
+        if any(h < 1 for h in cfg.hidden):
+            raise ClsweepError(f"hidden sizes must be positive integers, got {cfg.hidden}")
+        if not cfg.lr > 0:
+            raise ClsweepError(f"lr must be > 0, got {cfg.lr}")
+        if cfg.weight_decay < 0:
+            raise ClsweepError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
+        if not 0 <= cfg.momentum < 1:
+            raise ClsweepError(f"momentum must be in [0, 1), got {cfg.momentum}")
+        if not 0 <= cfg.val_fraction < 1:
+            raise ClsweepError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        """Build from a dict, refusing unknown keys by name."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ClsweepError(
+                f"unknown run setting(s) {unknown}; valid settings: {', '.join(sorted(names))}"
+            )
+        values = dict(values)
+        if "hidden" in values:
+            values["hidden"] = parse_hidden(values["hidden"])
+        return cls(**values)
+
+
+def parse_hidden(value: Any) -> tuple[int, ...]:
+    """Hidden sizes from "400,400", [400, 400] or 400."""
+    if isinstance(value, str):
+        parts = [p for p in value.replace(" ", "").split(",") if p]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [value]
+    try:
+        return tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ClsweepError(f"hidden must be comma-separated integers like 400,400; got {value!r}") from None
+
+
+def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ClsweepError(f"unknown {name} {value!r}; choose one of: {', '.join(valid)}")
+
+
+def _at_least(name: str, value: int | None, low: int) -> None:
+    if value is not None and (int(value) != value or value < low):
+        raise ClsweepError(f"{name} must be an integer >= {low}, got {value!r}")

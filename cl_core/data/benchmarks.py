@@ -1,0 +1,157 @@
+"""Benchmarks: a dataset -> a sequence of tasks (permuted or split), with seeded validation splits.
+
+A task holds sample indices into the dataset (not copies), an optional pixel permutation applied
+as a gather on each batch, and how its labels map into the shared label space.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from cl_core.config import RunConfig
+from cl_core.data.datasets import Dataset, load_dataset
+from cl_core.errors import ClsweepError
+
+DATASET_OF = {"mnist": "mnist", "fashion": "fashion", "digits": "digits"}
+
+
+@dataclass
+class Task:
+    """One task: which samples, which permutation, which classes."""
+
+    index: int
+    classes: tuple[int, ...]  # original class ids in this task
+    train_idx: torch.Tensor  # indices into dataset.x_train
+    val_idx: torch.Tensor  # indices into dataset.x_train, disjoint from train_idx
+    test_idx: torch.Tensor  # indices into dataset.x_test
+    perm: torch.Tensor | None  # pixel permutation (gather index), None = identity
+
+
+@dataclass
+class TaskSequence:
+    """The tasks of a benchmark plus the map from original labels to global labels.
+
+    Global label of a sample of task t: ``t * label_offset + label_map[y]``. Permuted benchmarks
+    use offset = classes per task (every task brings 10 new "classes"); split benchmarks use
+    offset 0 and ``label_map`` = position of the class in the seeded class order.
+    """
+
+    dataset: Dataset
+    tasks: list[Task]
+    classes_per_task: int
+    label_offset: int
+    label_map: torch.Tensor  # (n_classes,) original class -> position
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.tasks)
+
+    def to(self, device: torch.device) -> TaskSequence:
+        """The same sequence with data and indices on ``device``."""
+        def mv(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        tasks = [
+            Task(t.index, t.classes, mv(t.train_idx), mv(t.val_idx), mv(t.test_idx), mv(t.perm))
+            for t in self.tasks
+        ]
+        return TaskSequence(
+            self.dataset.to(device), tasks, self.classes_per_task, self.label_offset,
+            self.label_map.to(device),
+        )
+
+
+def dataset_name(benchmark: str) -> str:
+    """"permuted-mnist" -> "mnist"."""
+    return benchmark.split("-", 1)[1]
+
+
+def load_benchmark_dataset(cfg: RunConfig) -> Dataset:
+    """The raw dataset a config's benchmark is built from (cached per process)."""
+    return load_dataset(dataset_name(cfg.benchmark), cfg.data_root, cfg.pad32)
+
+
+def build_tasks(cfg: RunConfig, dataset: Dataset) -> TaskSequence:
+    """Build the task sequence of ``cfg.benchmark`` from ``dataset`` using ``cfg.data_seed``."""
+    kind = cfg.benchmark.split("-", 1)[0]
+    if kind == "permuted":
+        return _permuted(cfg, dataset)
+    return _split(cfg, dataset)
+
+
+def permutations(n_tasks: int, dim: int, seed: int, first_unpermuted: bool) -> list[list[int] | None]:
+    """One pixel permutation per task, drawn in order from ``random.Random(seed)``.
+
+    Matches REFERENCE R1 exactly (``random.seed(2024)`` then one ``random.shuffle`` of 0..D-1 per
+    task, task 0 included) when ``seed=2024`` and ``first_unpermuted=False``.
+    """
+    rng = random.Random(seed)
+    perms: list[list[int] | None] = []
+    for t in range(n_tasks):
+        if t == 0 and first_unpermuted:
+            perms.append(None)
+            continue
+        perm = list(range(dim))
+        rng.shuffle(perm)
+        perms.append(perm)
+    return perms
+
+
+def _permuted(cfg: RunConfig, data: Dataset) -> TaskSequence:
+    split_gen = torch.Generator().manual_seed(cfg.data_seed)
+    all_train = torch.arange(len(data.y_train))
+    tasks = []
+    for t, perm in enumerate(
+        permutations(cfg.n_tasks, data.input_dim, cfg.data_seed, cfg.first_task_unpermuted)
+    ):
+        train_idx, val_idx = _carve_validation(all_train, cfg.val_fraction, split_gen)
+        tasks.append(
+            Task(
+                t, tuple(range(data.n_classes)), train_idx, val_idx,
+                torch.arange(len(data.y_test)),
+                None if perm is None else torch.tensor(perm, dtype=torch.int64),
+            )
+        )
+    return TaskSequence(data, tasks, data.n_classes, data.n_classes, torch.arange(data.n_classes))
+
+
+def _split(cfg: RunConfig, data: Dataset) -> TaskSequence:
+    if data.n_classes % cfg.n_tasks:
+        valid = [n for n in range(1, data.n_classes + 1) if data.n_classes % n == 0]
+        raise ClsweepError(
+            f"{cfg.benchmark} splits {data.n_classes} classes evenly: n_tasks must be one of {valid}, "
+            f"got {cfg.n_tasks}"
+        )
+    per_task = data.n_classes // cfg.n_tasks
+    order = _class_order(data.n_classes, cfg.data_seed)
+    label_map = torch.empty(data.n_classes, dtype=torch.int64)
+    label_map[torch.tensor(order)] = torch.arange(data.n_classes)
+    split_gen = torch.Generator().manual_seed(cfg.data_seed)
+    tasks = []
+    for t in range(cfg.n_tasks):
+        classes = tuple(order[t * per_task : (t + 1) * per_task])
+        in_task = torch.isin(data.y_train, torch.tensor(classes)).nonzero().flatten()
+        train_idx, val_idx = _carve_validation(in_task, cfg.val_fraction, split_gen)
+        test_idx = torch.isin(data.y_test, torch.tensor(classes)).nonzero().flatten()
+        tasks.append(Task(t, classes, train_idx, val_idx, test_idx, None))
+    return TaskSequence(data, tasks, per_task, 0, label_map)
+
+
+def _class_order(n_classes: int, seed: int) -> list[int]:
+    """Seed 0 keeps the natural order 0..9 (as the three-scenario code does); others shuffle it."""
+    order = list(range(n_classes))
+    if seed != 0:
+        random.Random(seed).shuffle(order)
+    return order
+
+
+def _carve_validation(
+    indices: torch.Tensor, fraction: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``indices`` into (train, val) with a seeded draw; val gets round(fraction * n)."""
+    n_val = round(fraction * len(indices))
+    shuffled = indices[torch.randperm(len(indices), generator=gen)]
+    return shuffled[n_val:].sort().values, shuffled[:n_val].sort().values

@@ -1,0 +1,26 @@
+"""Method registry: a new method is one file plus one line here."""
+
+from __future__ import annotations
+
+from cl_core.errors import ClsweepError
+from cl_core.methods.base import Method
+from cl_core.methods.ewc import EWC
+from cl_core.methods.finetune import Finetune
+from cl_core.methods.joint import Joint
+from cl_core.methods.lwf import LwF
+from cl_core.methods.si import SI
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Finetune, Joint, EWC, SI, LwF)}
+
+
+def get_method(name: str) -> type[Method]:
+    """The method class registered as ``name``; a clear error for an unknown name."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ClsweepError(
+            f"unknown method {name!r}; choose one of: {', '.join(METHODS)}"
+        ) from None
+
+
+__all__ = ["METHODS", "Method", "get_method"]

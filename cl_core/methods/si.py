@@ -1,0 +1,83 @@
+"""Synaptic intelligence (Zenke, Poole & Ganguli 2017, ICML; REFERENCE R4).
+
+Path integral per parameter during task μ (eq. 3, discretised per optimizer step):
+    ω_k += −g_k · Δθ_k,   g = gradient of the task loss alone (the penalty's gradient removed),
+importance after the task (eq. 5):  Ω_k += ω_k / ((θ_k(end) − θ_k(start))² + ε),
+penalty (eq. 4):  c · Σ_k Ω_k (θ_k − θ*_k)², θ* = parameters after the latest task.
+Each task's contribution ω/(Δ²+ε) is clipped at 0: with adaptive optimizers −g·Δθ can be
+negative, and a negative importance would reward moving away from the anchor without bound.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cl_core.methods.base import Method
+from cl_core.params import HyperParam
+
+
+class SI(Method):
+    """Online importance from each parameter's contribution to the drop in loss."""
+
+    name = "si"
+    hyperparams = {
+        p.name: p
+        for p in (
+            HyperParam("c", "float", 1.0, "penalty strength c", low=0.0, high=1e10, log=True),
+            HyperParam(
+                "epsilon", "float", 0.1, "damping ξ of the importance", low=0.0, high=1e3,
+                low_open=True, log=True,
+            ),
+        )
+    }
+
+    def __init__(self, params, ctx) -> None:
+        super().__init__(params, ctx)
+        self.importance: list[torch.Tensor] | None = None  # Ω
+        self.anchor: list[torch.Tensor] | None = None  # θ*
+        self.path: list[torch.Tensor] = []  # ω of the current task
+        self.start: list[torch.Tensor] = []
+        self.before: list[torch.Tensor] = []
+        self.task_grad: list[torch.Tensor] = []
+
+    def before_task(self, model: nn.Module, task: int) -> None:
+        self.start = [p.detach().clone() for p in model.parameters()]
+        self.path = [torch.zeros_like(p) for p in model.parameters()]
+
+    def penalty(self, model: nn.Module, x, logits, task: int) -> torch.Tensor | None:
+        if self.importance is None:
+            return None
+        return self.params["c"] * sum(
+            (w * (p - a).pow(2)).sum()
+            for w, p, a in zip(self.importance, model.parameters(), self.anchor, strict=True)
+        )
+
+    @torch.no_grad()
+    def before_step(self, model: nn.Module, task: int) -> None:
+        params = list(model.parameters())
+        self.before = [p.detach().clone() for p in params]
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
+        if self.importance is not None:  # remove the penalty's own gradient 2cΩ(θ − θ*)
+            for g, w, p, a in zip(grads, self.importance, params, self.anchor, strict=True):
+                g.sub_(2 * self.params["c"] * w * (p - a))
+        self.task_grad = grads
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, task: int) -> None:
+        for w, g, p, b in zip(self.path, self.task_grad, model.parameters(), self.before, strict=True):
+            w.sub_(g * (p - b))
+
+    @torch.no_grad()
+    def after_task(self, model: nn.Module, task: int) -> None:
+        eps = self.params["epsilon"]
+        params = [p.detach() for p in model.parameters()]
+        contribution = [
+            (w / ((p - s).pow(2) + eps)).clamp_min(0)
+            for w, p, s in zip(self.path, params, self.start, strict=True)
+        ]
+        if self.importance is None:
+            self.importance = contribution
+        else:
+            self.importance = [o + n for o, n in zip(self.importance, contribution, strict=True)]
+        self.anchor = [p.clone() for p in params]

@@ -1,0 +1,174 @@
+"""The trainer: learns a task sequence with a method, yields one report per task learned.
+
+It owns the loop, optimizer, batching and evaluation; the method adds to it through its hooks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from cl_core import metrics
+from cl_core.config import RunConfig
+from cl_core.context import TrainContext
+from cl_core.data import Dataset, build_tasks, load_dataset
+from cl_core.errors import ClsweepError
+from cl_core.methods import get_method
+from cl_core.models import MLP
+from cl_core.params import resolve
+
+DIVERGENCE_CHECK_EVERY = 50  # steps between NaN/inf checks (each check syncs with the device)
+
+
+@dataclass
+class TaskReport:
+    """The state after ``tasks_learned`` tasks (0 = the untrained model)."""
+
+    tasks_learned: int
+    val_acc: list[float]
+    test_acc: list[float]
+    train_loss: float | None
+    seconds: float
+    status: str = "ok"  # "ok" | "diverged"
+    message: str | None = None
+
+
+@dataclass
+class RunResult:
+    """Accuracy matrices (row i = after i tasks, row 0 = untrained) and the run's outcome."""
+
+    config: RunConfig
+    acc_val: np.ndarray
+    acc_test: np.ndarray
+    train_loss: list[float | None]
+    seconds: list[float]
+    status: str
+    message: str | None = None
+    device: str = "cpu"
+    params: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_reports(cls, cfg: RunConfig, reports: list[TaskReport], device: str = "cpu") -> RunResult:
+        ok = [r for r in reports if r.status == "ok"]
+        last = reports[-1]
+        complete = last.status == "ok" and last.tasks_learned == cfg.n_tasks
+        return cls(
+            config=cfg,
+            acc_val=np.array([r.val_acc for r in ok], dtype=float),
+            acc_test=np.array([r.test_acc for r in ok], dtype=float),
+            train_loss=[r.train_loss for r in reports],
+            seconds=[r.seconds for r in reports],
+            status="completed" if complete else last.status,
+            message=last.message,
+            device=device,
+        )
+
+    def metrics(self, split: str) -> dict[str, float]:
+        """R5 metrics of the val or test matrix; NaN where undefined (e.g. an unfinished run)."""
+        acc = self.acc_val if split == "val" else self.acc_test
+        return metrics.summary(acc[1:], acc[0]) if len(acc) > 1 else metrics.empty_summary()
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" picks CUDA when available; asking for CUDA without one is a usage error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ClsweepError("device 'cuda' requested but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)
+
+
+def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
+    """adam / adamw / sgd with momentum, with the run's lr and weight decay."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def train(cfg: RunConfig, dataset: Dataset | None = None) -> Iterator[TaskReport]:
+    """Run ``cfg``; yield the evaluation of the untrained model, then one report per task.
+
+    ``dataset`` lets a caller share one loaded dataset across runs (the sweep passes it from
+    Ray's object store); otherwise it is loaded (and cached per process).
+    """
+    cfg = cfg.validated()
+    method_cls = get_method(cfg.method)
+    params = resolve(method_cls.hyperparams, cfg.method_params, f"method {cfg.method!r}")
+    device = resolve_device(cfg.device)
+    seq = build_tasks(cfg, dataset if dataset is not None else load_dataset(cfg)).to(device)
+    ctx = TrainContext(cfg, seq, device)
+
+    torch.manual_seed(cfg.train_seed)
+    model = MLP(seq.dataset.input_dim, cfg.hidden, ctx.scenario.out_units).to(device)
+    method = method_cls(params, ctx)
+
+    start = time.perf_counter()
+    yield _evaluate(ctx, model, 0, None, start)
+    optimizer = None
+    for task in range(seq.n_tasks):
+        start = time.perf_counter()
+        ctx.seen_tasks = task + 1
+        if optimizer is None or cfg.reset_optimizer:
+            optimizer = make_optimizer(cfg, model.parameters())
+        method.before_task(model, task)
+        loss = _learn_task(ctx, model, method, optimizer, task)
+        if not math.isfinite(loss):
+            yield TaskReport(
+                task + 1, [], [], loss, time.perf_counter() - start, "diverged",
+                f"training loss became {loss} on task {task}; lower the learning rate or the "
+                "method's strength",
+            )
+            return
+        method.after_task(model, task)
+        yield _evaluate(ctx, model, task + 1, loss, start)
+
+
+def _learn_task(ctx: TrainContext, model: nn.Module, method, optimizer, task: int) -> float:
+    """Train on ``task``; return the mean training loss (inf/NaN once it diverges)."""
+    model.train()
+    tasks = method.training_tasks(task)
+    warmup = method.frozen_epochs(task)
+    if warmup:
+        head_optimizer = make_optimizer(ctx.cfg, model.head.parameters())
+        for _ in range(warmup):
+            for batch in ctx.batches(tasks, ctx.cfg.batch_size):
+                _step(ctx, model, method, head_optimizer, batch, task)
+    total = torch.zeros((), device=ctx.device)
+    steps = 0
+    for batch in ctx.training_batches(tasks):
+        total += _step(ctx, model, method, optimizer, batch, task)
+        steps += 1
+        if steps % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(total):
+            break
+    return total.item() / max(steps, 1)
+
+
+def _step(ctx: TrainContext, model: nn.Module, method, optimizer, batch, task: int) -> torch.Tensor:
+    optimizer.zero_grad(set_to_none=True)
+    loss, logits = ctx.loss(model, batch)
+    extra = method.penalty(model, batch.x, logits, task)
+    if extra is not None:
+        loss = loss + extra
+    loss.backward()
+    method.before_step(model, task)
+    optimizer.step()
+    method.after_step(model, task)
+    return loss.detach()
+
+
+def _evaluate(ctx: TrainContext, model: nn.Module, learned: int, loss, start: float) -> TaskReport:
+    model.eval()
+    ctx.seen_tasks = max(learned, 1)
+    n = ctx.seq.n_tasks
+    val = [ctx.accuracy(model, j, "val") for j in range(n)]
+    test = [ctx.accuracy(model, j, "test") for j in range(n)]
+    model.train()
+    return TaskReport(learned, val, test, loss, time.perf_counter() - start)
