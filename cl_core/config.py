@@ -116,7 +116,9 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in parts)
     except (TypeError, ValueError):
-        raise ClsweepError(f"hidden must be comma-separated integers like 400,400; got {value!r}") from None
+        raise ClsweepError(
+            f"hidden must be comma-separated integers like 400,400; got {value!r}"
+        ) from None
 
 
 def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:

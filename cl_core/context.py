@@ -36,7 +36,9 @@ class TrainContext:
         self.cfg = cfg
         self.seq = seq
         self.device = device
-        self.scenario = Scenario(cfg.scenario, seq.n_tasks, seq.classes_per_task, cfg.class_il_units)
+        self.scenario = Scenario(
+            cfg.scenario, seq.n_tasks, seq.classes_per_task, cfg.class_il_units
+        )
         self.gen = torch.Generator().manual_seed(cfg.train_seed)  # batch order (CPU)
         self.device_gen = torch.Generator(device=device).manual_seed(cfg.train_seed)
         self.seen_tasks = 1  # tasks seen so far, the current one included
@@ -49,10 +51,14 @@ class TrainContext:
         return torch.stack([ident if t.perm is None else t.perm for t in self.seq.tasks])
 
     # ---- data -------------------------------------------------------------------------------
-    def make_batch(self, idx: torch.Tensor, task: int | torch.Tensor, split: str = "train") -> Batch:
+    def make_batch(
+        self, idx: torch.Tensor, task: int | torch.Tensor, split: str = "train"
+    ) -> Batch:
         """Batch of dataset rows ``idx`` (train rows for "train"/"val", test rows for "test")."""
         data = self.seq.dataset
-        x_all, y_all = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+        x_all, y_all = (
+            (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+        )
         x = x_all[idx].float().div_(data.scale)
         if self._perms is not None:
             x = x[:, self._perms[task]] if isinstance(task, int) else x.gather(1, self._perms[task])
@@ -72,7 +78,9 @@ class TrainContext:
     ) -> Iterator[Batch]:
         """One pass over the training rows of ``tasks`` (the first ``limit`` after shuffling)."""
         rows, task = self.train_rows(tasks)
-        order = torch.randperm(len(rows), generator=self.gen) if shuffle else torch.arange(len(rows))
+        order = (
+            torch.randperm(len(rows), generator=self.gen) if shuffle else torch.arange(len(rows))
+        )
         if limit is not None:
             order = order[:limit]
         order = order.to(self.device)

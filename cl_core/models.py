@@ -6,7 +6,7 @@ from torch import nn
 
 
 class MLP(nn.Module):
-    """in -> hidden... -> out with ReLU; ``head`` is the output layer (trained alone in LwF warm-up)."""
+    """in -> hidden... -> out with ReLU; ``head`` is the output layer (alone in LwF's warm-up)."""
 
     def __init__(self, in_dim: int, hidden: tuple[int, ...], out_dim: int) -> None:
         super().__init__()

@@ -45,7 +45,9 @@ class HyperParam:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ClsweepError(f"{where} = {value!r} is not a number; {self.range_text()}") from None
+            raise ClsweepError(
+                f"{where} = {value!r} is not a number; {self.range_text()}"
+            ) from None
         if math.isnan(number):
             raise ClsweepError(f"{where} is NaN; {self.range_text()}")
         if self.kind == "int":
@@ -92,7 +94,8 @@ def resolve(declared: dict[str, HyperParam], given: dict[str, Any], owner: str) 
     if unknown:
         known = ", ".join(sorted(declared)) or "none"
         raise ClsweepError(
-            f"{owner} has no hyperparameter {', '.join(map(repr, unknown))}; its hyperparameters: {known}"
+            f"{owner} has no hyperparameter {', '.join(map(repr, unknown))}; "
+            f"its hyperparameters: {known}"
         )
     values = {name: p.default for name, p in declared.items()}
     for name, value in given.items():

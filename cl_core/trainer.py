@@ -54,7 +54,9 @@ class RunResult:
     params: dict = field(default_factory=dict)
 
     @classmethod
-    def from_reports(cls, cfg: RunConfig, reports: list[TaskReport], device: str = "cpu") -> RunResult:
+    def from_reports(
+        cls, cfg: RunConfig, reports: list[TaskReport], device: str = "cpu"
+    ) -> RunResult:
         ok = [r for r in reports if r.status == "ok"]
         last = reports[-1]
         complete = last.status == "ok" and last.tasks_learned == cfg.n_tasks
@@ -76,7 +78,7 @@ class RunResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" picks CUDA when available; asking for CUDA without one is a usage error."""
+    """ "auto" picks CUDA when available; asking for CUDA without one is a usage error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -122,7 +124,12 @@ def train(cfg: RunConfig, dataset: Dataset | None = None) -> Iterator[TaskReport
         loss = _learn_task(ctx, model, method, optimizer, task)
         if not math.isfinite(loss):
             yield TaskReport(
-                task + 1, [], [], loss, time.perf_counter() - start, "diverged",
+                task + 1,
+                [],
+                [],
+                loss,
+                time.perf_counter() - start,
+                "diverged",
                 f"training loss became {loss} on task {task}; lower the learning rate or the "
                 "method's strength",
             )

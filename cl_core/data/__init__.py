@@ -7,6 +7,11 @@ from cl_core.data.scenarios import Scenario
 load_dataset = load_benchmark_dataset  # the one entry point: load_dataset(cfg) -> Dataset
 
 __all__ = [
-    "Dataset", "Scenario", "Task", "TaskSequence", "build_tasks", "default_data_root",
+    "Dataset",
+    "Scenario",
+    "Task",
+    "TaskSequence",
+    "build_tasks",
+    "default_data_root",
     "load_dataset",
 ]

@@ -51,6 +51,7 @@ class TaskSequence:
 
     def to(self, device: torch.device) -> TaskSequence:
         """The same sequence with data and indices on ``device``."""
+
         def mv(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device)
 
@@ -59,13 +60,16 @@ class TaskSequence:
             for t in self.tasks
         ]
         return TaskSequence(
-            self.dataset.to(device), tasks, self.classes_per_task, self.label_offset,
+            self.dataset.to(device),
+            tasks,
+            self.classes_per_task,
+            self.label_offset,
             self.label_map.to(device),
         )
 
 
 def dataset_name(benchmark: str) -> str:
-    """"permuted-mnist" -> "mnist"."""
+    """ "permuted-mnist" -> "mnist"."""
     return benchmark.split("-", 1)[1]
 
 
@@ -82,7 +86,9 @@ def build_tasks(cfg: RunConfig, dataset: Dataset) -> TaskSequence:
     return _split(cfg, dataset)
 
 
-def permutations(n_tasks: int, dim: int, seed: int, first_unpermuted: bool) -> list[list[int] | None]:
+def permutations(
+    n_tasks: int, dim: int, seed: int, first_unpermuted: bool
+) -> list[list[int] | None]:
     """One pixel permutation per task, drawn in order from ``random.Random(seed)``.
 
     Matches REFERENCE R1 exactly (``random.seed(2024)`` then one ``random.shuffle`` of 0..D-1 per
@@ -110,7 +116,10 @@ def _permuted(cfg: RunConfig, data: Dataset) -> TaskSequence:
         train_idx, val_idx = _carve_validation(all_train, cfg.val_fraction, split_gen)
         tasks.append(
             Task(
-                t, tuple(range(data.n_classes)), train_idx, val_idx,
+                t,
+                tuple(range(data.n_classes)),
+                train_idx,
+                val_idx,
                 torch.arange(len(data.y_test)),
                 None if perm is None else torch.tensor(perm, dtype=torch.int64),
             )
@@ -122,7 +131,7 @@ def _split(cfg: RunConfig, data: Dataset) -> TaskSequence:
     if data.n_classes % cfg.n_tasks:
         valid = [n for n in range(1, data.n_classes + 1) if data.n_classes % n == 0]
         raise ClsweepError(
-            f"{cfg.benchmark} splits {data.n_classes} classes evenly: n_tasks must be one of {valid}, "
+            f"{cfg.benchmark} splits {data.n_classes} classes evenly: n_tasks must be in {valid}, "
             f"got {cfg.n_tasks}"
         )
     per_task = data.n_classes // cfg.n_tasks

@@ -46,11 +46,17 @@ class Dataset:
         return self.x_train.shape[1]
 
     def to(self, device: torch.device | str) -> Dataset:
-        """A copy with every tensor on ``device`` (the whole benchmark lives on the trial's device)."""
+        """A copy on ``device``: the whole benchmark lives on the trial's device."""
         move = functools.partial(torch.Tensor.to, device=device)
         return Dataset(
-            self.name, move(self.x_train), move(self.y_train), move(self.x_test), move(self.y_test),
-            self.scale, self.side, self.n_classes,
+            self.name,
+            move(self.x_train),
+            move(self.y_train),
+            move(self.x_test),
+            move(self.y_test),
+            self.scale,
+            self.side,
+            self.n_classes,
         )
 
 
@@ -62,7 +68,9 @@ def default_data_root() -> Path:
     return Path.home() / ".cache" / "clsweep" / "data"
 
 
-def load_dataset(name: str, data_root: str | os.PathLike | None = None, pad32: bool = False) -> Dataset:
+def load_dataset(
+    name: str, data_root: str | os.PathLike | None = None, pad32: bool = False
+) -> Dataset:
     """Load ``name`` ("mnist", "fashion" or "digits"), cached per process."""
     root = Path(data_root).expanduser() if data_root else default_data_root()
     return _load_cached(name, str(root.resolve()) if name != "digits" else "", pad32)
@@ -126,7 +134,7 @@ def _missing_raw_files(raw: Path) -> list[str]:
 
 
 def _download(name: str, root: Path) -> None:
-    """Let torchvision fetch the archives; offline this fails and the caller reports what is missing."""
+    """Let torchvision fetch the archives; offline this fails, and the caller names the gap."""
     from torchvision import datasets
 
     cls = getattr(datasets, TORCHVISION_FOLDERS[name])
@@ -160,6 +168,12 @@ def _pad_to_32(data: Dataset) -> Dataset:
         return torch.nn.functional.pad(images, (2, 2, 2, 2)).reshape(len(x), -1).contiguous()
 
     return Dataset(
-        data.name, pad(data.x_train), data.y_train, pad(data.x_test), data.y_test,
-        data.scale, data.side + 4, data.n_classes,
+        data.name,
+        pad(data.x_train),
+        data.y_train,
+        pad(data.x_test),
+        data.y_test,
+        data.scale,
+        data.side + 4,
+        data.n_classes,
     )

@@ -26,7 +26,9 @@ class Scenario:
     @property
     def out_units(self) -> int:
         """Size of the output layer."""
-        return self.classes_per_task if self.kind == "domain" else self.n_tasks * self.classes_per_task
+        return (
+            self.classes_per_task if self.kind == "domain" else self.n_tasks * self.classes_per_task
+        )
 
     def active(
         self, logits: torch.Tensor, task: int | torch.Tensor, seen_tasks: int

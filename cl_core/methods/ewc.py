@@ -26,24 +26,42 @@ class EWC(Method):
     hyperparams = {
         p.name: p
         for p in (
-            HyperParam("lambda", "float", 100.0, "penalty strength λ", low=0.0, high=1e13, log=True),
             HyperParam(
-                "fisher", "choice", "empirical", "Fisher estimate",
+                "lambda", "float", 100.0, "penalty strength λ", low=0.0, high=1e13, log=True
+            ),
+            HyperParam(
+                "fisher",
+                "choice",
+                "empirical",
+                "Fisher estimate",
                 choices=("empirical", "expected", "sampled", "batch"),
             ),
             HyperParam(
-                "fisher_samples", "int", 1000, "training samples used for the Fisher (0 = all)",
-                low=0, high=10**8,
+                "fisher_samples",
+                "int",
+                1000,
+                "training samples used for the Fisher (0 = all)",
+                low=0,
+                high=10**8,
             ),
             HyperParam(
-                "fisher_batch_size", "int", 256, "batch size of the 'batch' Fisher (R1)",
-                low=1, high=10**6,
+                "fisher_batch_size",
+                "int",
+                256,
+                "batch size of the 'batch' Fisher (R1)",
+                low=1,
+                high=10**6,
             ),
             HyperParam(
-                "merge", "choice", "sum", "how Fishers of successive tasks combine",
+                "merge",
+                "choice",
+                "sum",
+                "how Fishers of successive tasks combine",
                 choices=("sum", "mean", "online", "separate"),
             ),
-            HyperParam("gamma", "float", 1.0, "decay of the old Fisher in 'online'", low=0.0, high=1.0),
+            HyperParam(
+                "gamma", "float", 1.0, "decay of the old Fisher in 'online'", low=0.0, high=1.0
+            ),
             HyperParam("half", "bool", True, "multiply the penalty by 1/2"),
         )
     }
@@ -82,4 +100,3 @@ class EWC(Method):
         else:
             merged = [p["gamma"] * o + n for o, n in zip(old, new, strict=True)]
         self.terms = [(merged, anchor)]
-

@@ -34,15 +34,26 @@ class LwF(Method):
         p.name: p
         for p in (
             HyperParam(
-                "temperature", "float", 2.0, "distillation temperature T", low=0.0, high=100.0,
-                low_open=True, log=True,
+                "temperature",
+                "float",
+                2.0,
+                "distillation temperature T",
+                low=0.0,
+                high=100.0,
+                low_open=True,
+                log=True,
             ),
             HyperParam("weight", "float", 1.0, "distillation weight λ_o", low=0.0, high=1e4),
             HyperParam(
-                "scaling", "choice", "tasks", "multiplier of the distillation term",
+                "scaling",
+                "choice",
+                "tasks",
+                "multiplier of the distillation term",
                 choices=("tasks", "t2", "none"),
             ),
-            HyperParam("warmup_epochs", "int", 0, "epochs training only the output layer", low=0, high=1000),
+            HyperParam(
+                "warmup_epochs", "int", 0, "epochs training only the output layer", low=0, high=1000
+            ),
         )
     }
 
@@ -73,7 +84,9 @@ class LwF(Method):
             pairs = [slice(None)]
         else:
             pairs = [slice(0, task * c)]
-        kd = sum(distillation(old_logits[:, s], logits[:, s], temperature) for s in pairs) / len(pairs)
+        kd = sum(distillation(old_logits[:, s], logits[:, s], temperature) for s in pairs) / len(
+            pairs
+        )
         return self.params["weight"] * self._multiplier(task, kind) * kd
 
     def _multiplier(self, task: int, kind: str) -> float:
@@ -85,7 +98,9 @@ class LwF(Method):
         return 1.0
 
 
-def distillation(old_logits: torch.Tensor, logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def distillation(
+    old_logits: torch.Tensor, logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Batch mean of −Σ softmax(old/T) · log_softmax(new/T) (R3)."""
     target = F.softmax(old_logits / temperature, dim=1)
     return -(target * F.log_softmax(logits / temperature, dim=1)).sum(1).mean()

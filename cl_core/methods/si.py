@@ -26,8 +26,14 @@ class SI(Method):
         for p in (
             HyperParam("c", "float", 1.0, "penalty strength c", low=0.0, high=1e10, log=True),
             HyperParam(
-                "epsilon", "float", 0.1, "damping ξ of the importance", low=0.0, high=1e3,
-                low_open=True, log=True,
+                "epsilon",
+                "float",
+                0.1,
+                "damping ξ of the importance",
+                low=0.0,
+                high=1e3,
+                low_open=True,
+                log=True,
             ),
         )
     }
@@ -65,7 +71,9 @@ class SI(Method):
 
     @torch.no_grad()
     def after_step(self, model: nn.Module, task: int) -> None:
-        for w, g, p, b in zip(self.path, self.task_grad, model.parameters(), self.before, strict=True):
+        for w, g, p, b in zip(
+            self.path, self.task_grad, model.parameters(), self.before, strict=True
+        ):
             w.sub_(g * (p - b))
 
     @torch.no_grad()

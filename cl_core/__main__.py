@@ -1,0 +1,220 @@
+"""`python -m cl_core`: one continual-learning run, a per-task accuracy table as it goes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cl_core.config import BENCHMARKS, OPTIMIZERS, SCENARIOS, RunConfig, parse_hidden
+from cl_core.errors import ClsweepError
+from cl_core.methods import METHODS
+from cl_core.params import parse_bool
+from cl_core.presets import PRESETS
+from cl_core.trainer import RunResult, TaskReport, resolve_device, train
+
+# CLI flag -> RunConfig field, for the flags that map one to one
+FIELDS = {
+    "benchmark": "benchmark",
+    "scenario": "scenario",
+    "tasks": "n_tasks",
+    "method": "method",
+    "hidden": "hidden",
+    "optimizer": "optimizer",
+    "lr": "lr",
+    "weight_decay": "weight_decay",
+    "momentum": "momentum",
+    "reset_optimizer": "reset_optimizer",
+    "epochs": "epochs",
+    "iterations": "iterations",
+    "batch_size": "batch_size",
+    "device": "device",
+    "data_seed": "data_seed",
+    "train_seed": "train_seed",
+    "val_fraction": "val_fraction",
+    "data_root": "data_root",
+    "first_task_unpermuted": "first_task_unpermuted",
+    "pad32": "pad32",
+    "class_il_units": "class_il_units",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m cl_core",
+        description="One continual-learning run. Unset flags: preset value, else default.",
+    )
+    p.add_argument(
+        "--preset", choices=sorted(PRESETS), help="a published protocol (REFERENCE R1/R4)"
+    )
+    p.add_argument("--benchmark", choices=BENCHMARKS)
+    p.add_argument("--scenario", choices=SCENARIOS, help="task-, domain- or class-incremental")
+    p.add_argument("--tasks", type=int, help="number of tasks")
+    p.add_argument("--method", choices=sorted(METHODS))
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="method hyperparameter, repeatable (e.g. --param lambda=1e4); see --list-methods",
+    )
+    p.add_argument("--hidden", type=parse_hidden, help="hidden sizes, e.g. 400,400,400")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--momentum", type=float, help="SGD momentum")
+    p.add_argument(
+        "--reset-optimizer", type=_bool, metavar="{true,false}", help="new optimizer per task"
+    )
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="epochs per task")
+    length.add_argument("--iterations", type=int, help="batches per task")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--seed", type=int, help="sets both --data-seed and --train-seed")
+    p.add_argument("--data-seed", type=int, help="builds the scenario (permutations, class order)")
+    p.add_argument("--train-seed", type=int, help="drives training (init, batch order)")
+    p.add_argument("--val-fraction", type=float, help="share of each task's training data held out")
+    p.add_argument(
+        "--data-root", help="folder holding MNIST/raw, FashionMNIST/raw (else $CLSWEEP_DATA)"
+    )
+    p.add_argument("--first-task-unpermuted", type=_bool, metavar="{true,false}")
+    p.add_argument("--pad32", type=_bool, metavar="{true,false}", help="zero-pad MNIST to 32x32")
+    p.add_argument(
+        "--class-il-units", choices=("all", "seen"), help="active output units in class-IL"
+    )
+    p.add_argument(
+        "--json", type=Path, metavar="PATH", help="write matrices, metrics and config here"
+    )
+    p.add_argument(
+        "--list-methods", action="store_true", help="list methods and their hyperparameters"
+    )
+    return p
+
+
+def _bool(text: str) -> bool:
+    try:
+        return parse_bool(text, "flag")
+    except ClsweepError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Defaults < preset < explicit flags."""
+    values: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    preset = PRESETS[args.preset] if args.preset else {"run": {}, "method_params": {}}
+    values.update(preset["run"])
+    for flag, name in FIELDS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            values[name] = value
+    if args.epochs is not None:
+        values["iterations"] = None
+    if args.iterations is not None:
+        values["epochs"] = None
+    if args.seed is not None:
+        values.setdefault("data_seed", args.seed)
+        values.setdefault("train_seed", args.seed)
+        if args.data_seed is None:
+            values["data_seed"] = args.seed
+        if args.train_seed is None:
+            values["train_seed"] = args.seed
+    method = values.get("method", RunConfig.method)
+    params.update(preset["method_params"].get(method, {}))
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ClsweepError(
+                f"--param {item!r} must look like NAME=VALUE, e.g. --param lambda=1e4"
+            )
+        params[name.strip()] = value.strip()
+    values["method_params"] = params
+    return RunConfig(**values).validated()
+
+
+def list_methods() -> str:
+    lines = []
+    for name, cls in METHODS.items():
+        lines.append(name)
+        for hp in cls.hyperparams.values():
+            lines.append(
+                f"  {hp.name:<18} default {hp.default!r:<12} {hp.range_text()}  ({hp.help})"
+            )
+    return "\n".join(lines)
+
+
+def format_row(report: TaskReport) -> str:
+    accs = " ".join(f"{100 * a:6.2f}" for a in report.test_acc)
+    learned = report.tasks_learned
+    avg = np.mean(report.test_acc[:learned]) * 100 if learned else float("nan")
+    loss = "" if report.train_loss is None else f"{report.train_loss:8.4f}"
+    return f"{learned:>7} | {accs} | {avg:6.2f} | {loss:>8} | {report.seconds:6.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list_methods:
+        print(list_methods())
+        return 0
+    try:
+        cfg = config_from_args(args)
+        device = str(resolve_device(cfg.device))
+        print(f"{cfg.method} on {cfg.benchmark}, {cfg.scenario}-IL, {cfg.n_tasks} tasks, {device}")
+        header = " ".join(f"{'T' + str(j):>6}" for j in range(cfg.n_tasks))
+        print(f"learned | {header} |    avg |     loss |      s   (test accuracy, %)")
+        reports = []
+        for report in train(cfg):
+            reports.append(report)
+            if report.status != "ok":
+                print(f"DIVERGED: {report.message}")
+                break
+            print(format_row(report), flush=True)
+    except ClsweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = RunResult.from_reports(cfg, reports, device)
+    print_summary(result)
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0 if result.status == "completed" else 1
+
+
+def print_summary(result: RunResult) -> None:
+    acc = result.acc_test[1:]
+    if len(acc):
+        avgs = [100 * np.mean(acc[i, : i + 1]) for i in range(len(acc))]
+        print("AVG after each task:", ", ".join(f"{a:.2f}" for a in avgs))
+    for split in ("val", "test"):
+        m = result.metrics(split)
+        print(f"{split:>4}: " + "  ".join(f"{k} {100 * v:.2f}" for k, v in m.items()))
+    print(f"status: {result.status}")
+
+
+def write_json(path: Path, result: RunResult) -> None:
+    def rows(a: np.ndarray) -> list[list[float | None]]:
+        return [[None if np.isnan(v) else float(v) for v in row] for row in a]
+
+    payload = {
+        "config": result.config.to_dict(),
+        "status": result.status,
+        "message": result.message,
+        "device": result.device,
+        "acc_val": rows(result.acc_val),
+        "acc_test": rows(result.acc_test),
+        "matrix_rows": "row i = after learning i tasks; row 0 = untrained model",
+        "metrics": {s: result.metrics(s) for s in ("val", "test")},
+        "train_loss": result.train_loss,
+        "seconds": result.seconds,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, allow_nan=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

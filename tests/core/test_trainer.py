@@ -1,0 +1,148 @@
+"""Trainer behaviour: determinism, reports, divergence, training length, bad inputs, CLI."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cl_core.__main__ import main
+from cl_core.config import RunConfig
+from cl_core.errors import ClsweepError
+from cl_core.trainer import RunResult, train
+
+SMALL = dict(benchmark="split-digits", scenario="class", n_tasks=5, hidden=(32,), epochs=2)
+
+
+def test_same_config_and_seeds_give_identical_matrices():
+    cfg = RunConfig(method="ewc", method_params={"fisher": "sampled"}, **SMALL)
+    a = RunResult.from_reports(cfg, list(train(cfg)))
+    b = RunResult.from_reports(cfg, list(train(cfg)))
+    assert np.array_equal(a.acc_test, b.acc_test) and np.array_equal(a.acc_val, b.acc_val)
+    c = RunResult.from_reports(cfg, list(train(RunConfig(**{**SMALL, "train_seed": 1}))))
+    assert not np.array_equal(a.acc_test, c.acc_test)
+
+
+def test_reports_cover_every_task_and_the_untrained_model():
+    cfg = RunConfig(method="finetune", **{**SMALL, "epochs": 10, "batch_size": 16})
+    reports = list(train(cfg))
+    assert [r.tasks_learned for r in reports] == [0, 1, 2, 3, 4, 5]
+    assert all(len(r.val_acc) == 5 and len(r.test_acc) == 5 for r in reports)
+    assert reports[0].train_loss is None and all(r.train_loss > 0 for r in reports[1:])
+    result = RunResult.from_reports(cfg, reports)
+    assert result.status == "completed" and result.acc_test.shape == (6, 5)
+    # class-IL fine-tuning forgets everything but the last task (the classic failure)
+    assert result.acc_test[-1, -1] > 0.9 and result.acc_test[-1, :3].max() < 0.2
+
+
+def test_diverging_run_ends_with_status_not_crash():
+    # an over-strong EWC penalty with plain SGD overshoots the quadratic and explodes
+    cfg = RunConfig(
+        benchmark="permuted-digits",
+        n_tasks=3,
+        hidden=(32,),
+        epochs=3,
+        optimizer="sgd",
+        lr=0.5,
+        method="ewc",
+        method_params={"lambda": 1e13},
+    )
+    reports = list(train(cfg))
+    assert reports[-1].status == "diverged" and "lower the learning rate" in reports[-1].message
+    result = RunResult.from_reports(cfg, reports)
+    assert result.status == "diverged" and math.isnan(result.metrics("test")["bwt"])
+
+
+def test_iterations_mode_counts_batches():
+    from cl_core.context import TrainContext
+    from cl_core.data import build_tasks, load_dataset
+
+    cfg = RunConfig(benchmark="split-digits", n_tasks=5, iterations=7, epochs=None, batch_size=100)
+    ctx = TrainContext(cfg.validated(), build_tasks(cfg, load_dataset(cfg)), "cpu")
+    sizes = [len(b) for b in ctx.training_batches([0])]  # ~250 rows: 100, 100, 50, 100, ...
+    assert len(sizes) == 7 and sizes[:3] == [100, 100, len(ctx.seq.tasks[0].train_idx) - 200]
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"method": "replay"}, "unknown method 'replay'; choose one of"),
+        ({"benchmark": "cifar"}, "unknown benchmark 'cifar'"),
+        ({"method": "ewc", "method_params": {"lambda": -1}}, "valid range: [0, 1e+13]"),
+        ({"method": "ewc", "method_params": {"lamda": 1}}, "has no hyperparameter 'lamda'"),
+        ({"method": "lwf", "method_params": {"scaling": "x"}}, "pick one of those"),
+        ({"epochs": 2, "iterations": 5}, "not both"),
+        ({"val_fraction": 1.0}, "val_fraction must be in [0, 1)"),
+    ],
+)
+def test_bad_inputs_raise_project_error_naming_the_fix(change, fragment):
+    with pytest.raises(ClsweepError) as err:
+        list(train(RunConfig(**{**SMALL, **change})))
+    assert fragment in str(err.value)
+
+
+def test_cli_json_and_table(tmp_path, capsys):
+    out = tmp_path / "run.json"
+    code = main(
+        [
+            "--benchmark",
+            "permuted-digits",
+            "--tasks",
+            "2",
+            "--method",
+            "ewc",
+            "--param",
+            "lambda=10",
+            "--hidden",
+            "16",
+            "--epochs",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "learned |" in printed and "status: completed" in printed
+    payload = json.loads(out.read_text())
+    assert payload["config"]["method_params"] == {"lambda": "10"}
+    assert len(payload["acc_test"]) == 3 and len(payload["acc_test"][0]) == 2
+    assert payload["metrics"]["test"]["avg_acc"] == pytest.approx(np.mean(payload["acc_test"][2]))
+
+
+def test_preset_values_yield_to_explicit_flags():
+    from cl_core.__main__ import build_parser, config_from_args
+
+    args = build_parser().parse_args(
+        ["--preset", "classic-permuted", "--method", "ewc", "--tasks", "5"]
+    )
+    cfg = config_from_args(args)
+    assert cfg.n_tasks == 5 and cfg.optimizer == "adamw" and cfg.batch_size == 256
+    assert cfg.method_params["fisher"] == "batch" and cfg.method_params["half"] is False
+    args = build_parser().parse_args(["--preset", "vdv-split", "--epochs", "3"])
+    cfg = config_from_args(args)
+    assert cfg.epochs == 3 and cfg.iterations is None and cfg.hidden == (400, 400)
+
+
+def test_cli_usage_error_is_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cl_core",
+            "--benchmark",
+            "permuted-mnist",
+            "--data-root",
+            str(tmp_path),
+            "--tasks",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: dataset 'mnist' not found")
