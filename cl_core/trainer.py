@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -51,7 +51,6 @@ class RunResult:
     status: str
     message: str | None = None
     device: str = "cpu"
-    params: dict = field(default_factory=dict)
 
     @classmethod
     def from_reports(
@@ -143,11 +142,11 @@ def _learn_task(ctx: TrainContext, model: nn.Module, method, optimizer, task: in
     model.train()
     tasks = method.training_tasks(task)
     warmup = method.frozen_epochs(task)
-    if warmup:
+    if warmup:  # R3: new head only; the old heads are frozen, so no distillation term either
         head_optimizer = make_optimizer(ctx.cfg, model.head.parameters())
         for _ in range(warmup):
             for batch in ctx.batches(tasks, ctx.cfg.batch_size):
-                _step(ctx, model, method, head_optimizer, batch, task)
+                _step(ctx, model, None, head_optimizer, batch, task)
     total = torch.zeros((), device=ctx.device)
     steps = 0
     for batch in ctx.training_batches(tasks):
@@ -159,15 +158,18 @@ def _learn_task(ctx: TrainContext, model: nn.Module, method, optimizer, task: in
 
 
 def _step(ctx: TrainContext, model: nn.Module, method, optimizer, batch, task: int) -> torch.Tensor:
+    """One optimizer step; ``method=None`` is a plain cross-entropy step (LwF's warm-up)."""
     optimizer.zero_grad(set_to_none=True)
     loss, logits = ctx.loss(model, batch)
-    extra = method.penalty(model, batch.x, logits, task)
+    extra = None if method is None else method.penalty(model, batch.x, logits, task)
     if extra is not None:
         loss = loss + extra
     loss.backward()
-    method.before_step(model, task)
+    if method is not None:
+        method.before_step(model, task)
     optimizer.step()
-    method.after_step(model, task)
+    if method is not None:
+        method.after_step(model, task)
     return loss.detach()
 
 

@@ -11,7 +11,8 @@ classes seen before task t (class-IL). The multiplier m is the explicit choice o
   - "none":  m = 1.
 The old model's outputs are computed on each batch by a frozen copy taken before the task, which
 equals recording them up front (the copy never changes) without storing them.
-``warmup_epochs`` first trains only the output layer on the new task (R3's warm-up step).
+``warmup_epochs`` first trains only the output layer on the new task with cross-entropy alone
+(R3's warm-up step: trunk and old heads frozen).
 """
 
 from __future__ import annotations

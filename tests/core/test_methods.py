@@ -216,3 +216,31 @@ def test_methods_reduce_forgetting_on_digits():
     print(ft[-1], ewc[-1], joint[-1])
     assert ewc[-1, 0] > ft[-1, 0] + 0.05
     assert joint[-1, :].mean() > ft[-1, :].mean() + 0.1
+
+
+def test_lwf_warmup_trains_only_the_output_layer():
+    from cl_core.methods.lwf import LwF
+    from cl_core.trainer import _learn_task
+
+    cfg, ctx, model = digits_setup(scenario="task", lr=1e-2)
+    lwf = LwF(resolve(LwF.hyperparams, {"warmup_epochs": 2}, "lwf"), ctx)
+    lwf.before_task(model, 1)
+    trunk = [p.detach().clone() for p in model.trunk.parameters()]
+    head = [p.detach().clone() for p in model.head.parameters()]
+    frozen_main = torch.optim.SGD(model.parameters(), lr=0.0)  # main phase changes nothing
+    _learn_task(ctx, model, lwf, frozen_main, 1)
+    assert all(torch.equal(a, b) for a, b in zip(trunk, model.trunk.parameters(), strict=True))
+    weight_change = (model.head.weight - head[0]).abs().sum(1)
+    # task-IL: only task 1's output units (rows 10..19) moved
+    assert weight_change[10:20].min() > 0 and weight_change[:10].max() == 0
+
+
+def test_joint_trains_on_all_tasks_so_far_with_their_own_task_ids():
+    from cl_core.methods.joint import Joint
+
+    _, ctx, _ = digits_setup(scenario="task", val_fraction=0.0)
+    assert Joint({}, ctx).training_tasks(2) == [0, 1, 2]
+    rows, ids = ctx.train_rows([0, 1, 2])
+    assert len(rows) == 3 * 1400 and torch.bincount(ids).tolist() == [1400] * 3
+    batch = ctx.make_batch(rows[[0, 1400, 2800]], ids[[0, 1400, 2800]])
+    assert batch.target.max() < 10  # within-task targets in task-IL
