@@ -1,7 +1,10 @@
 """Diagonal Fisher information estimates for EWC (REFERENCE R1, R2).
 
-Per-sample gradients are computed with ``torch.func`` (``vmap`` over ``grad`` of a functional
-call), in chunks sized to bound memory, instead of a loop of batch-size-1 backward passes.
+Per-sample squared gradients are never computed by a loop of batch-size-1 backward passes:
+- models built only of ``nn.Linear`` layers (the MLPs) use the exact outer-product identity
+  (Goodfellow 2015, "Efficient per-example gradient computations"): a Linear layer's per-sample
+  weight gradient is g_n a_nᵀ, so Σ_n (g_n a_nᵀ)² = (g²)ᵀ (a²), one matmul after one backward;
+- any other model uses ``torch.func`` (``vmap`` over ``grad``), in chunks sized to bound memory.
 """
 
 from __future__ import annotations
@@ -31,18 +34,20 @@ def fisher_diagonal(
     seeded shuffle.
     """
     limit = samples or None
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+    fisher = {n: torch.zeros_like(p.detach()) for n, p in model.named_parameters()}
     was_training = model.training
     model.eval()
     if kind == "batch":
         count = _batch_fisher(model, ctx, task, batch_size, limit, fisher)
     else:
-        n_params = sum(p.numel() for p in params.values())
-        chunk = max(1, min(1024, PER_SAMPLE_FLOATS // n_params))
+        if _all_linear(model):
+            accumulate, chunk = _accumulate_linear, 1024
+        else:  # bound the per-sample gradients held at once
+            n_params = sum(f.numel() for f in fisher.values())
+            accumulate, chunk = _accumulate_func, max(1, min(1024, PER_SAMPLE_FLOATS // n_params))
         count = 0
         for batch in ctx.batches([task], chunk, limit=limit):
-            _accumulate_per_sample(model, ctx, params, batch, task, kind, fisher)
+            accumulate(model, ctx, batch, task, kind, fisher)
             count += len(batch)
     model.train(was_training)
     return {n: f / max(count, 1) for n, f in fisher.items()}
@@ -62,30 +67,62 @@ def _batch_fisher(model, ctx, task, batch_size, limit, fisher) -> int:
     return n_batches
 
 
-def _accumulate_per_sample(model, ctx, params, batch, task, kind, fisher) -> None:
-    """Add Σ_samples (per-sample grad)² (weighted by p(c|x) for "expected") into ``fisher``."""
+def _all_linear(model: nn.Module) -> bool:
+    """Whether every parameter belongs to an nn.Linear (the outer-product identity applies)."""
+    return all(
+        isinstance(m, nn.Linear) for m in model.modules() if list(m.parameters(recurse=False))
+    )
+
+
+def _labels_and_weights(ctx, logits, batch, task, kind) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(labels, per-sample weight) pairs whose weighted squared gradients make up the Fisher."""
+    ones = torch.ones(len(batch), device=logits.device)
+    if kind == "empirical":
+        return [(batch.target, ones)]
+    probs = F.softmax(ctx.active_logits(logits, task).detach(), dim=1)
+    if kind == "sampled":
+        return [(torch.multinomial(probs, 1, generator=ctx.device_gen).squeeze(1), ones)]
+    return [(torch.full_like(batch.target, c), probs[:, c]) for c in range(probs.shape[1])]
+
+
+def _accumulate_linear(model, ctx, batch, task, kind, fisher) -> None:
+    """Σ_n w_n (per-sample grad)² for Linear layers from layer inputs a and output grads g."""
+    layers = {m: n for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    seen: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: seen.__setitem__(mod, (inp[0], out)))
+        for m in layers
+    ]
+    try:
+        logits = model(batch.x)
+    finally:
+        for h in hooks:
+            h.remove()
+    outputs = [seen[m][1] for m in layers]
+    log_probs = F.log_softmax(ctx.active_logits(logits, task), dim=1)
+    for labels, weight in _labels_and_weights(ctx, logits, batch, task, kind):
+        # summed over samples, so each sample's output gradient is its own gradient
+        total = log_probs.gather(1, labels.unsqueeze(1)).sum()
+        grads = torch.autograd.grad(total, outputs, retain_graph=True)
+        for (module, name), g in zip(layers.items(), grads, strict=True):
+            a = seen[module][0].detach()
+            g2 = weight.unsqueeze(1) * g.detach() ** 2
+            fisher[f"{name}.weight"] += g2.T @ a**2
+            if module.bias is not None:
+                fisher[f"{name}.bias"] += g2.sum(0)
+
+
+def _accumulate_func(model, ctx, batch, task, kind, fisher) -> None:
+    """Σ_n w_n (per-sample grad)² for any model, per-sample gradients from torch.func."""
+    params = {n: p.detach() for n, p in model.named_parameters()}
 
     def log_prob(p, x, label):
         logits = functional_call(model, p, (x.unsqueeze(0),))
         return -F.cross_entropy(ctx.active_logits(logits, task), label.unsqueeze(0))
 
     per_sample_grad = vmap(grad(log_prob), in_dims=(None, 0, 0))
-    if kind == "expected":
-        with torch.no_grad():
-            probs = F.softmax(ctx.active_logits(model(batch.x), task), dim=1)
-        for label in range(probs.shape[1]):
-            labels = torch.full_like(batch.target, label)
-            grads = per_sample_grad(params, batch.x, labels)
-            weight = probs[:, label]
-            for n, g in grads.items():
-                fisher[n] += torch.einsum("b,b...->...", weight, g**2)
-        return
-    if kind == "sampled":
-        with torch.no_grad():
-            probs = F.softmax(ctx.active_logits(model(batch.x), task), dim=1)
-        labels = torch.multinomial(probs, 1, generator=ctx.device_gen).squeeze(1)
-    else:
-        labels = batch.target
-    grads = per_sample_grad(params, batch.x, labels)
-    for n, g in grads.items():
-        fisher[n] += (g**2).sum(0)
+    with torch.no_grad():
+        logits = model(batch.x)
+    for labels, weight in _labels_and_weights(ctx, logits, batch, task, kind):
+        for n, g in per_sample_grad(params, batch.x, labels).items():
+            fisher[n] += torch.einsum("b,b...->...", weight, g**2)

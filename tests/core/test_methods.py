@@ -10,7 +10,7 @@ from helpers import digits_setup
 
 from cl_core.config import RunConfig
 from cl_core.methods.ewc import EWC
-from cl_core.methods.fisher import _accumulate_per_sample, fisher_diagonal
+from cl_core.methods.fisher import _accumulate_func, _accumulate_linear, fisher_diagonal
 from cl_core.methods.lwf import distillation
 from cl_core.methods.si import SI
 from cl_core.params import resolve
@@ -61,8 +61,9 @@ def _loop_fisher(model, ctx, rows, task, label_fn):
     return total
 
 
+@pytest.mark.parametrize("accumulate", [_accumulate_linear, _accumulate_func])
 @pytest.mark.parametrize("kind", ["empirical", "expected"])
-def test_vectorized_fisher_equals_per_sample_loop(kind):
+def test_vectorized_fisher_equals_per_sample_loop(kind, accumulate):
     _, ctx, model = digits_setup(val_fraction=0.0)
     rows = ctx.seq.tasks[1].train_idx[:300]
     # digits pixels are multiples of 1/16, so a ReLU pre-activation can be exactly 0, where
@@ -71,9 +72,8 @@ def test_vectorized_fisher_equals_per_sample_loop(kind):
         pre = model.trunk[0](ctx.make_batch(rows, 1).x)
     rows = rows[(pre != 0).all(1)]
     assert len(rows) > 250
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    fast = {n: torch.zeros_like(p) for n, p in params.items()}
-    _accumulate_per_sample(model, ctx, params, ctx.make_batch(rows, 1), 1, kind, fast)
+    fast = {n: torch.zeros_like(p.detach()) for n, p in model.named_parameters()}
+    accumulate(model, ctx, ctx.make_batch(rows, 1), 1, kind, fast)
     if kind == "empirical":
         labels = lambda logp, y: [(int(y), 1.0)]  # noqa: E731
     else:
