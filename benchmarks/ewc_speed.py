@@ -6,7 +6,7 @@ loop over parameters for the penalty, and R1's batch Fisher through the same loa
 include data loading and evaluation; they run alternately in one process, so the ratio is measured
 side by side on the same machine.
 
-    python benchmarks/ewc_speed.py --data-root ../shared/data [--repeats 2] [--device cpu]
+    python benchmarks/ewc_speed.py --data-root ../shared/data [--repeats 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def run_plain(raw_copy: str, device: str) -> tuple[float, list[float]]:
 
 
 def _percent(accs: list[float]) -> list[float]:
-    return [round(100 * a, 2) for a in accs]
+    return [round(100 * float(a), 2) for a in accs]
 
 
 def main() -> None:
@@ -119,7 +119,12 @@ def main() -> None:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (1 gives stable timings on a shared machine)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         # torchvision unpacks archives next to themselves: give it a private copy
         shutil.copytree(Path(args.data_root) / "MNIST", Path(tmp) / "MNIST")

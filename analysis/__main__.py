@@ -1,0 +1,51 @@
+"""``python -m analysis report RESULTS_DIR [MORE ...] --out DIR``: the sweep report from Parquet.
+
+Usage errors (not a sweep, wrong schema, nothing completed) print one line on stderr and exit 2,
+as every clsweep CLI does (DESIGN.md, Conventions); tracebacks are left for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cl_core.errors import ClsweepError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, build the report, print the paths written; return the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    report = commands.add_parser(
+        "report", help="HTML + PDF report and tables from one or more sweep folders"
+    )
+    report.add_argument(
+        "results", nargs="+", help="sweep folders, results folders holding sweeps, or globs"
+    )
+    report.add_argument("--out", required=True, help="folder for report.html, report.pdf, tables/")
+    report.add_argument(
+        "--select-on", default="val_avg_acc", help="validation metric that picks the best config"
+    )
+    args = parser.parse_args(argv)
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # a report never needs a display
+    from analysis.report import build_report
+
+    try:
+        written = build_report(args.results, args.out, select_on=args.select_on)
+    except ClsweepError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"HTML report: {written.html}")
+    print(f"PDF report:  {written.pdf}")
+    print(f"tables:      {', '.join(str(p) for p in written.tables)}")
+    print(f"figures:     {len(written.figures)} files in {written.figures[0].parent}")
+    for note in written.notes:
+        print(f"note: {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

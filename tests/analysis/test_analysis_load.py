@@ -1,0 +1,114 @@
+"""Loading sweep folders: the forms of path accepted, and a clear error for each bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from analysis_fixtures import FIXTURES, SWEEPS
+
+from analysis.load import AnalysisError, load_results
+from cl_core.errors import ClsweepError
+
+
+def test_loads_every_row_of_every_sweep(results, raw_trials, raw_tasks):
+    assert len(results.trials) == len(raw_trials)
+    assert len(results.tasks) == len(raw_tasks)
+    assert sorted(results.sweeps) == sorted(
+        json.loads((p / "sweep.json").read_text())["name"] for p in SWEEPS
+    )
+    for info in results.sweeps.values():
+        searched = json.loads((info.path / "sweep.json").read_text())["searched"]
+        assert [p.column for p in info.params] == [s["column"] for s in searched]
+
+
+def test_sweep_folder_results_folder_and_glob_agree(results):
+    one = load_results(SWEEPS[0])
+    assert set(one.trials["trial_id"]) == set(
+        results.trials.loc[results.trials["sweep"] == one.sweep().name, "trial_id"]
+    )
+    globbed = load_results(str(FIXTURES / "*"))
+    assert len(globbed.trials) == len(results.trials)
+    listed = load_results(SWEEPS)
+    pd.testing.assert_frame_equal(listed.trials, results.trials)
+
+
+def test_matrix_is_the_long_rows_pivoted(results, raw_tasks, raw_trials):
+    trial = raw_trials[raw_trials["status"] == "completed"].iloc[0]
+    rows = raw_tasks[
+        (raw_tasks["trial_id"] == trial["trial_id"])
+        & (raw_tasks["sweep"] == trial["sweep"])
+        & (raw_tasks["split"] == "test")
+    ]
+    T = int(trial["n_tasks"])
+    expected = np.full((T + 1, T), np.nan)
+    for _, r in rows.iterrows():
+        expected[int(r["tasks_learned"]), int(r["task"])] = r["accuracy"]
+    matrix = results.matrix(trial["sweep"], trial["trial_id"], "test")
+    np.testing.assert_array_equal(matrix, expected)
+    # R5: final average accuracy = mean of the last row over the tasks learned
+    assert math.isclose(expected[T].mean(), trial["test_avg_acc"], rel_tol=1e-9)
+
+
+def test_not_a_sweep_is_a_clear_error(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(AnalysisError, match="is not a sweep: it holds no trials.parquet"):
+        load_results(tmp_path)
+    with pytest.raises(AnalysisError, match="does not exist"):
+        load_results(tmp_path / "missing")
+    with pytest.raises(AnalysisError, match="matches is a sweep"):
+        load_results(str(tmp_path / "nothing-*"))
+    assert issubclass(AnalysisError, ClsweepError)  # CLIs turn it into one line, exit 2
+
+
+def test_schema_version_mismatch_is_a_clear_error(sweep_copy: Path):
+    meta = json.loads((sweep_copy / "sweep.json").read_text())
+    meta["schema_version"] = 2
+    (sweep_copy / "sweep.json").write_text(json.dumps(meta))
+    with pytest.raises(
+        AnalysisError, match="schema_version 2, this analysis reads schema_version 1"
+    ):
+        load_results(sweep_copy)
+
+
+def test_schema_version_in_the_parquet_is_checked(sweep_copy: Path):
+    trials = pd.read_parquet(sweep_copy / "trials.parquet")
+    trials["schema_version"] = 7
+    trials.to_parquet(sweep_copy / "trials.parquet")
+    with pytest.raises(AnalysisError, match="schema_version 7"):
+        load_results(sweep_copy)
+
+
+def test_missing_file_and_missing_column(sweep_copy: Path):
+    trials = pd.read_parquet(sweep_copy / "trials.parquet")
+    trials.drop(columns=["config_id"]).to_parquet(sweep_copy / "trials.parquet")
+    with pytest.raises(AnalysisError, match="lacks the column"):
+        load_results(sweep_copy)
+    (sweep_copy / "tasks.parquet").unlink()
+    trials.to_parquet(sweep_copy / "trials.parquet")
+    with pytest.raises(AnalysisError, match="tasks.parquet is missing"):
+        load_results(sweep_copy)
+
+
+def test_zero_completed_trials_is_a_clear_error(sweep_copy: Path):
+    trials = pd.read_parquet(sweep_copy / "trials.parquet")
+    trials[trials["status"] != "completed"].to_parquet(sweep_copy / "trials.parquet")
+    results = load_results(sweep_copy)  # loading works: the statuses are worth seeing
+    with pytest.raises(AnalysisError, match="no completed trials in"):
+        results.require_completed()
+
+
+def test_analysis_needs_neither_ray_nor_optuna_to_import():
+    """DESIGN.md: analysis reads Parquet only; optuna is imported lazily, for importance."""
+    code = (
+        "import sys, analysis.report, analysis.__main__\n"
+        "print(sorted(m for m in ('ray', 'sweep', 'optuna', 'torch') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,135 @@
+"""Every plot function draws the right numbers and writes a non-empty PNG and PDF."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from analysis_fixtures import raw_rows
+
+from analysis import plots
+from analysis.importance import param_importances
+from analysis.load import AnalysisError
+from analysis.tables import best_configs, chosen_trials
+
+
+def _written(fig, stem: Path) -> None:
+    png, pdf = plots.save_figure(fig, stem)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 2_000
+
+
+def _trial(results):
+    row = best_configs(results).iloc[0]
+    return row, chosen_trials(results, row)["trial_id"].iloc[0]
+
+
+def test_accuracy_matrix_heatmap(results, raw_tasks, tmp_path):
+    row, trial_id = _trial(results)
+    fig = plots.plot_accuracy_matrix(results, row["sweep"], trial_id)
+    image = fig.axes[0].images[0].get_array()
+    rows = raw_rows(raw_tasks, row["sweep"], trial_id)
+    T = int(row["n_tasks"])
+    assert image.shape == (T + 1, T)
+    for _, r in rows.iterrows():
+        assert image[int(r["tasks_learned"]), int(r["task"])] == pytest.approx(100 * r["accuracy"])
+    _written(fig, tmp_path / "matrix")
+
+
+def test_task_curves_show_each_task_and_the_average(results, raw_tasks, tmp_path):
+    row, trial_id = _trial(results)
+    fig = plots.plot_task_curves(results, row["sweep"], trial_id)
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.lines]
+    T = int(row["n_tasks"])
+    assert [f"task {j + 1}" for j in range(T)] + ["average (R5)"] == [
+        lab for lab in labels if not lab.startswith("_")
+    ]
+    rows = raw_rows(raw_tasks, row["sweep"], trial_id)
+    last = rows[rows["tasks_learned"] == T]
+    average = ax.lines[-1].get_ydata()
+    assert average[-1] == pytest.approx(100 * last["accuracy"].mean())  # R5 final average accuracy
+    _written(fig, tmp_path / "curves")
+
+
+def test_average_accuracy_lines_are_means_over_seeds(results, raw_tasks, tmp_path):
+    best = best_configs(results)
+    fig = plots.plot_average_accuracy(results, best)
+    drawn = {
+        (ax.get_title(), line.get_label().split(" (n=")[0]): line.get_ydata()
+        for ax in fig.axes
+        for line in ax.lines
+    }
+    row = best.iloc[-1]  # a different row than the other tests use
+    curves = []
+    for trial_id in chosen_trials(results, row)["trial_id"]:
+        rows = raw_rows(raw_tasks, row["sweep"], trial_id)
+        curve = []
+        for i in range(1, int(row["n_tasks"]) + 1):  # R5: mean over j < i of R[i-1][j]
+            step = rows[(rows["tasks_learned"] == i) & (rows["task"] < i)]
+            curve.append(step["accuracy"].mean())
+        curves.append(curve)
+    panel = f"{row['benchmark']}, {row['scenario']}-IL, {row['n_tasks']} tasks"
+    expected = 100 * np.mean(curves, axis=0)
+    np.testing.assert_allclose(drawn[panel, row["method"]], expected, rtol=1e-9)
+    _written(fig, tmp_path / "average")
+
+
+def test_sensitivity_marks_stopped_and_diverged(results, tmp_path):
+    for sweep, info in results.sweeps.items():
+        fig = plots.plot_sensitivity(results, sweep)
+        assert len(fig.axes) == len(info.params)
+        for ax, param in zip(fig.axes, info.params, strict=True):
+            assert ax.get_xscale() == ("log" if param.log else "linear")
+            labels = {t.get_text() for t in fig.legends[0].get_texts()}
+            statuses = set(results.trials.loc[results.trials["sweep"] == sweep, "status"])
+            assert ("stopped" in statuses) == any(lab.startswith("stopped") for lab in labels)
+            assert ("diverged" in statuses) == any(lab.startswith("diverged") for lab in labels)
+        _written(fig, tmp_path / f"sensitivity-{sweep}")
+
+
+def test_pareto_front():
+    forgetting = np.array([0.10, 0.05, 0.20, 0.05, 0.30])
+    plasticity = np.array([0.80, 0.60, 0.90, 0.50, 0.85])
+    # 1 (least forgetting), 0 (better plasticity), 2 (best plasticity); 3 and 4 are dominated
+    assert plots.pareto_front(forgetting, plasticity).tolist() == [1, 0, 2]
+
+
+def test_stability_plasticity_scatter(results, tmp_path):
+    fig = plots.plot_stability_plasticity(results)
+    done = results.completed.dropna(subset=["val_forgetting", "val_plasticity"])
+    points = sum(len(c.get_offsets()) for ax in fig.axes for c in ax.collections)
+    assert points == len(done)
+    assert any(line.get_label() == "Pareto front" for ax in fig.axes for line in ax.lines)
+    _written(fig, tmp_path / "stability")
+
+
+def test_importance_sums_to_one(results, tmp_path):
+    for sweep, info in results.sweeps.items():
+        study = sorted(results.trials.loc[results.trials["sweep"] == sweep, "study"].unique())[0]
+        for evaluator in ("fanova", "ped-anova"):
+            values = param_importances(results, sweep, study, evaluator)
+            assert sorted(values.index) == sorted(p.name for p in info.params)
+            assert values.sum() == pytest.approx(1.0) and (values >= 0).all()
+        _written(plots.plot_importance(results, sweep, study), tmp_path / f"importance-{sweep}")
+    with pytest.raises(AnalysisError, match="unknown importance evaluator"):
+        param_importances(results, sweep, study, "shap")
+
+
+def test_search_progress_is_the_running_best(results, raw_trials, tmp_path):
+    sweep = sorted(results.sweeps)[0]
+    fig = plots.plot_search_progress(results, sweep)
+    rows = raw_trials[(raw_trials["sweep"] == sweep) & (raw_trials["phase"] == "search")]
+    rows = rows[rows["status"] != "error"]
+    first = sorted((rows["method"] + " on " + rows["cell"]).unique())[0]
+    rows = rows[rows["method"] + " on " + rows["cell"] == first].sort_values(
+        ["started_at", "trial_id"]
+    )
+    best, expected = -math.inf, []
+    for value in rows["objective"]:
+        best = max(best, value) if not math.isnan(value) else best
+        expected.append(100 * best)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), expected)
+    _written(fig, tmp_path / "progress")
