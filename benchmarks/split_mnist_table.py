@@ -18,7 +18,7 @@ from cl_core.__main__ import main as run_cli
 METHOD_FLAGS = {
     "finetune": [],
     "joint": [],
-    "ewc": ["--param", "lambda=1e4"],
+    "ewc": ["--param", "lambda=1e8"],  # of 1e4, 1e6, 1e8 (task-IL, one seed); tune with a sweep
     "si": ["--param", "c=1.0"],
     "lwf": [],  # preset: T = 2, distillation x (number of previous tasks) in task-IL
 }
