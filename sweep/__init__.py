@@ -1,0 +1,1 @@
+"""Ray Tune + Optuna sweeps over the cl_core trainer: `python -m sweep --space ewc.yaml`."""

@@ -1,0 +1,159 @@
+"""The cl_core trainer as a Ray Tune function trainable.
+
+It reports once per task learned, so a scheduler can stop a hopeless trial after a few tasks, and
+every report carries what the driver needs to write the trial's Parquet rows (status, metrics, the
+accuracy matrix so far) and what the searcher needs to tell Optuna the truth (``done_all_tasks``).
+A trial that raises or diverges ends with a report that says so; it never stops the sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from cl_core.config import RunConfig
+from cl_core.data import Dataset, load_dataset
+from cl_core.trainer import RunResult, TaskReport, train
+from sweep.trial_config import run_config
+
+TrainFn = Callable[..., Iterator[TaskReport]]
+METRIC_NAMES = ("avg_acc", "bwt", "fwt", "forgetting", "plasticity")
+
+# Datasets this worker process has already taken out of the object store, by ObjectRef id: a
+# reused worker (reuse_actors) deserializes each dataset once, not once per trial.
+_DATASETS: dict[str, Dataset] = {}
+
+
+def dataset_key(cfg: RunConfig) -> str:
+    """Configs with equal keys share one loaded dataset."""
+    return f"{cfg.benchmark.split('-', 1)[1]}:pad32={cfg.pad32}"
+
+
+def load_datasets(configs: list[RunConfig], data_root: str | None) -> dict[str, Dataset]:
+    """Each dataset the sweep needs, loaded once in the driver (before Ray starts, so that a
+    missing dataset is a one-line usage error); the runner puts them in the object store."""
+    out: dict[str, Dataset] = {}
+    for cfg in configs:
+        key = dataset_key(cfg)
+        if key not in out:
+            out[key] = load_dataset(dataclasses.replace(cfg, data_root=data_root))
+    return out
+
+
+def _shared_dataset(ref: ray.ObjectRef) -> Dataset:
+    key = ref.hex()
+    if key not in _DATASETS:
+        _DATASETS[key] = ray.get(ref)
+    return _DATASETS[key]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def run_trial(
+    config: dict[str, Any],
+    datasets: dict[str, ray.ObjectRef],
+    recorded: dict[str, dict[str, Any]],
+    train_fn: TrainFn | None = None,
+) -> None:
+    """One trial. ``recorded`` maps trial ids already written to Parquet to their last report.
+
+    After a driver crash, Tune may restart a trial whose rows had already landed in Parquet (its
+    end was not yet in Tune's experiment checkpoint); such a trial re-reports what it reported
+    instead of running again.
+    """
+    trial_id = tune.get_context().get_trial_id()
+    if trial_id in recorded:
+        tune.report(dict(recorded[trial_id]))
+        return
+    torch.set_num_threads(1)
+    tracker = _Tracker(config)
+    try:
+        cfg = tracker.cfg = run_config(config)
+        dataset = _shared_dataset(datasets[dataset_key(cfg)])
+        for report in (train_fn or train)(cfg, dataset=dataset):
+            tracker.reports.append(report)
+            if report.tasks_learned > 0 or report.status != "ok":
+                tune.report(tracker.metrics())
+    except Exception as exc:  # any failure of the run is a result of the trial, not of the sweep
+        tune.report(tracker.metrics(error=exc))
+
+
+class _Tracker:
+    """Turns the reports seen so far into one flat, JSON-safe metrics dict for Tune."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.cfg: RunConfig | None = None
+        self.reports: list[TaskReport] = []
+        self.started_at = now_iso()
+        self.start = time.perf_counter()
+        try:
+            node = ray.get_runtime_context().get_node_id()[:12]
+        except Exception:  # outside Ray (unit use): the host alone
+            node = ""
+        self.node = f"{socket.gethostname()}/{node}" if node else socket.gethostname()
+
+    def metrics(self, error: BaseException | None = None) -> dict[str, Any]:
+        ok = [r for r in self.reports if r.status == "ok"]
+        last = self.reports[-1] if self.reports else None
+        n_tasks = self.cfg.n_tasks if self.cfg else int(self.config["base"]["n_tasks"])
+        learned = ok[-1].tasks_learned if ok else 0
+        if error is not None:
+            status = "error"
+            message = "".join(traceback.format_exception_only(error)).strip().splitlines()[-1]
+        elif last is not None and last.status != "ok":
+            status, message = last.status, last.message
+        else:
+            status = "completed" if learned == n_tasks else "running"
+            message = None
+        out: dict[str, Any] = {
+            "tasks_learned": learned,
+            "tasks_completed": learned,
+            "done_all_tasks": status == "completed",
+            "status": status,
+            "message": message,
+            "device": self._device(),
+            "node": self.node,
+            "started_at": self.started_at,
+            "ended_at": now_iso(),
+            "run_wall_s": time.perf_counter() - self.start,
+        }
+        out.update(self._summary(ok))
+        out["matrix"] = json.dumps(
+            {
+                "val": [r.val_acc for r in ok],
+                "test": [r.test_acc for r in ok],
+                "loss": [r.train_loss for r in ok],
+                "seconds": [r.seconds for r in ok],
+            }
+        )
+        return out
+
+    def _summary(self, ok: list[TaskReport]) -> dict[str, float]:
+        nan = float("nan")
+        out = {f"{split}_{m}": nan for split in ("val", "test") for m in METRIC_NAMES}
+        if self.cfg is None or len(ok) < 2:
+            return out
+        result = RunResult.from_reports(self.cfg, ok)
+        for split in ("val", "test"):
+            for name, value in result.metrics(split).items():
+                out[f"{split}_{name}"] = float(value) if math.isfinite(value) else nan
+        return out
+
+    def _device(self) -> str:
+        if self.cfg is None or self.cfg.device == "cpu" or not torch.cuda.is_available():
+            return "cpu"
+        return f"cuda:{torch.cuda.current_device()}"

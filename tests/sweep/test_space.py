@@ -1,0 +1,154 @@
+"""Search-space validation: shipped spaces load, malformed ones are refused before Ray starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from sweep_helpers import REPO, TINY_SPACE, write_space
+
+from sweep.__main__ import main
+from sweep.space import SPACES_DIR, load_space, parse_yaml
+
+MALFORMED = sorted((Path(__file__).parent / "malformed").glob("*.yaml"))
+SHIPPED = sorted(SPACES_DIR.glob("*.yaml"))
+
+
+def expected_message(path: Path) -> str:
+    return path.read_text().splitlines()[0].removeprefix("# expect: ")
+
+
+@pytest.mark.parametrize("path", MALFORMED, ids=lambda p: p.stem)
+def test_malformed_space_is_refused_with_one_line_and_exit_2(path, capsys):
+    assert main(["--space", str(path)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: {path.name}: ")
+    assert expected_message(path) in lines[0]
+    assert captured.out == ""
+
+
+def test_corpus_covers_each_kind_of_mistake():
+    names = {p.stem for p in MALFORMED}
+    for kind in (
+        "unknown_top_key",
+        "wrong_type_train",
+        "inverted_range",
+        "empty_range",
+        "loguniform_zero",
+        "unknown_hyperparam",
+        "range_outside_valid",
+        "unknown_benchmark",
+        "unknown_scenario",
+    ):
+        assert kind in names
+
+
+def test_refusal_happens_before_ray_is_imported():
+    code = (
+        "import sys; from sweep.__main__ import main; "
+        f"rc = main(['--space', {str(MALFORMED[0])!r}]); "
+        "assert 'ray' not in sys.modules, 'ray was imported'; sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_spaces_are_valid(path):
+    spec = load_space(path.name)  # found by name in search_spaces/
+    assert spec.params and spec.cells
+
+
+def test_shipped_spaces_cover_the_issue():
+    names = {p.name for p in SHIPPED}
+    assert {
+        "ewc.yaml",
+        "lwf.yaml",
+        "si.yaml",
+        "baseline.yaml",
+        "scenarios.yaml",
+        "quickstart.yaml",
+    } <= names
+    ewc = load_space("ewc.yaml")
+    lam = next(p for p in ewc.params if p.name == "lambda")
+    assert lam.distribution == "loguniform" and lam.low <= 1 and lam.high >= 1e7
+    assert {p.name for p in ewc.params} >= {"lambda", "lr"}
+    assert ewc.cells[0].benchmark == "permuted-mnist"
+    lwf = load_space("lwf.yaml")
+    assert {p.name for p in lwf.params} >= {"temperature", "weight", "lr"}
+    assert lwf.cells[0].benchmark == "split-mnist"
+    scenarios = load_space("scenarios.yaml")
+    assert {c.scenario for c in scenarios.cells} == {"task", "domain", "class"}
+    assert len({c.n_tasks for c in scenarios.cells}) == 2
+    quick = load_space("quickstart.yaml")
+    assert all(c.benchmark.endswith("-digits") for c in quick.cells)
+
+
+def test_overrides_and_sets_apply_before_validation(tmp_path):
+    path = write_space(tmp_path, TINY_SPACE)
+    spec = load_space(
+        path,
+        overrides={"budget.trials": 7, "resources.gpus": 0.5},
+        sets=["train.epochs=2", "grid.n_tasks=[2, 4]", "name=other"],
+    )
+    assert spec.trials == 7 and spec.gpus == 0.5 and spec.train["epochs"] == 2
+    assert [c.n_tasks for c in spec.cells] == [2, 4]
+    assert spec.name == "other"
+    assert spec.base_config("ewc", spec.cells[0])["device"] == "cuda"
+    assert spec.raw["budget"]["trials"] == 4  # sweep.json keeps the file as given
+
+
+def test_set_value_is_validated_too(tmp_path, capsys):
+    path = write_space(tmp_path, TINY_SPACE)
+    assert main(["--space", str(path), "--set", "search.lambda.low=0", "--dry-run"]) == 2
+    assert "search.lambda.low: log-scale bounds must be > 0" in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path, capsys):
+    path = write_space(tmp_path, TINY_SPACE)
+    assert (
+        main(["--space", str(path), "--dry-run", "--trials", "3", "--out", str(tmp_path / "out")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "permuted-digits/domain/3" in out
+    assert "hp_lambda: loguniform [1, 10000]" in out
+    assert "budget: 3 trials per cell" in out
+    assert "per trial: 1 CPU, 0 GPU" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_scientific_notation_reads_as_numbers(tmp_path):
+    spec = load_space(write_space(tmp_path, TINY_SPACE.replace("1.0e4", "1e4")))
+    assert spec.params[0].high == 10000.0
+
+
+def test_missing_space_file_names_the_shipped_ones(capsys):
+    assert main(["--space", "nope.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "nope.yaml: no such file" in err and "quickstart.yaml" in err
+
+
+def readme_snippets() -> list[str]:
+    text = (SPACES_DIR / "README.md").read_text()
+    return [block.split("```", 1)[0] for block in text.split("```yaml\n")[1:]]
+
+
+@pytest.mark.parametrize("snippet", readme_snippets())
+def test_each_readme_example_is_a_valid_space(tmp_path, snippet):
+    base = """
+method: ewc
+search: {momentum: {type: uniform, low: 0.5, high: 0.9}}
+grid: {benchmark: permuted-digits, scenario: domain, n_tasks: 3}
+"""
+    merged = {**parse_yaml(base), **parse_yaml(snippet)}
+    spec = load_space(write_space(tmp_path, yaml.safe_dump(merged)))
+    assert spec.cells
