@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,7 +171,7 @@ def _run_phase(
             ),
         )
     start = time.monotonic()
-    grid = tuner.fit()
+    grid, interrupted = _fit_noting_interrupt(tuner)
     out_of_time = (
         phase == "search"
         and spec.time_limit_s is not None
@@ -177,7 +179,7 @@ def _run_phase(
     )
     if out_of_time:
         record_cut_trials(spec, folder, grid)
-    elif grid.num_terminated + grid.num_errors < total:
+    elif interrupted or grid.num_terminated + grid.num_errors < total:
         # Tune turns SIGINT into a graceful stop that returns: fewer ended trials than planned.
         raise SweepInterrupted(
             f"interrupted during {label}; finished trials are saved in "
@@ -186,6 +188,27 @@ def _run_phase(
     if phase == "search":
         reports = ResultsStore(spec, folder).recorded_reports()
         searchers.close_study(spec, method, cell.key, str(folder / "study.db"), reports)
+
+
+def _fit_noting_interrupt(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
+    """Run ``tuner.fit()``; also say whether Ctrl-C ended it.
+
+    Tune turns SIGINT into a graceful stop (state saved) and re-installs the handler it found.
+    Counting ended trials misses a Ctrl-C that kills the last running trial (it counts as
+    errored), so a marker handler is installed first: finding it back means Tune caught SIGINT.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return tuner.fit(), False
+
+    def marker(signum, frame):  # only reached by a second Ctrl-C after Tune's
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, marker)
+    try:
+        grid = tuner.fit()
+        return grid, signal.getsignal(signal.SIGINT) is marker
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _callbacks(

@@ -115,3 +115,32 @@ def test_resume_after_killed_driver(tmp_path, sig):
     assert not [t for t in study if t.state == TrialState.RUNNING]
     doc = (folder / "sweep.json").read_text()
     assert '"resumed"' in doc and "--resume" in doc
+
+
+LAST_TRIAL_SPACE = TINY_SPACE.replace("budget: {trials: 4}", "budget: {trials: 2}").replace(
+    "resources: {cpus: 1}", "resources: {cpus: 1, max_concurrent: 1}"
+)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_last_trial_of_a_phase_is_an_interruption(tmp_path):
+    """Ctrl-C while the phase's last trial runs kills that trial too; Tune then counts it as
+    errored, so counting ended trials would call the phase finished. It must exit 130, record
+    no error, and --resume must finish the phase."""
+    space = write_space(tmp_path, LAST_TRIAL_SPACE, "last.yaml")
+    out = tmp_path / "out"
+    trials = out / "last" / "trials.parquet"
+    status = kill_after_first_trial(sweep_command(space, out), trials, signal.SIGINT)
+    assert status == 130
+    assert set(pd.read_parquet(trials).status) == {"completed"}  # the killed trial is not an error
+    done = subprocess.run(
+        sweep_command(space, out, "--resume"),
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_parquet(trials)
+    assert len(table) == 2 and set(table.status) == {"completed"} and table.trial_id.is_unique
