@@ -46,6 +46,20 @@ def rows(path: Path) -> int:
         return 0
 
 
+def resume(space: Path, out: Path) -> subprocess.CompletedProcess:
+    """Run the same sweep with --resume; it must finish cleanly."""
+    done = subprocess.run(
+        sweep_command(space, out, "--resume"),
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def kill_after_first_trial(command: list[str], trials_path: Path, sig: int) -> int:
     """Start the sweep, send ``sig`` to its whole process group once a trial is in Parquet
     (as Ctrl-C in a terminal does); return the driver's exit status."""
@@ -87,15 +101,7 @@ def test_resume_after_killed_driver(tmp_path, sig):
     )
     assert refused.returncode == 2 and "--resume" in refused.stderr
 
-    done = subprocess.run(
-        sweep_command(space, out, "--resume"),
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    resume(space, out)
     after = pd.read_parquet(folder / "trials.parquet")
     assert after.trial_id.is_unique
     assert (after.phase == "search").sum() == 6 and (after.phase == "final").sum() == 2
@@ -133,14 +139,6 @@ def test_ctrl_c_on_the_last_trial_of_a_phase_is_an_interruption(tmp_path):
     status = kill_after_first_trial(sweep_command(space, out), trials, signal.SIGINT)
     assert status == 130
     assert set(pd.read_parquet(trials).status) == {"completed"}  # the killed trial is not an error
-    done = subprocess.run(
-        sweep_command(space, out, "--resume"),
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    resume(space, out)
     table = pd.read_parquet(trials)
     assert len(table) == 2 and set(table.status) == {"completed"} and table.trial_id.is_unique
