@@ -25,6 +25,7 @@ from ray import tune
 
 from cl_core.methods import get_method
 from cl_core.params import resolve
+from sweep.interrupt import sigint_received
 from sweep.space import SweepSpec
 from sweep.trial_config import run_config, searched_values, trial_config_id
 
@@ -294,6 +295,8 @@ class ResultsCallback(tune.Callback):
         self._record(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if sigint_received():  # killed by Ctrl-C, not failed: --resume runs it again
+            return
         error = trial.get_error()
         lines = [ln for ln in str(error or "trial failed").splitlines() if ln.strip()]
         self._record(trial, lines[-1].strip() if lines else "trial failed")

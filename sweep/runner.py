@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
 from sweep import searcher as searchers
 from sweep.final_study import FinalStudyCallback
+from sweep.interrupt import sigint_received, watching_sigint
 from sweep.results import ResultsCallback, ResultsStore, record_cut_trials, write_sweep_json
 from sweep.space import Cell, SweepSpec
 from sweep.trainable import TrainFn, load_datasets, now_iso, run_trial
@@ -171,7 +170,9 @@ def _run_phase(
             ),
         )
     start = time.monotonic()
-    grid, interrupted = _fit_noting_interrupt(tuner)
+    with watching_sigint():
+        grid = tuner.fit()
+        interrupted = sigint_received()
     out_of_time = (
         phase == "search"
         and spec.time_limit_s is not None
@@ -188,27 +189,6 @@ def _run_phase(
     if phase == "search":
         reports = ResultsStore(spec, folder).recorded_reports()
         searchers.close_study(spec, method, cell.key, str(folder / "study.db"), reports)
-
-
-def _fit_noting_interrupt(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
-    """Run ``tuner.fit()``; also say whether Ctrl-C ended it.
-
-    Tune turns SIGINT into a graceful stop (state saved) and re-installs the handler it found.
-    Counting ended trials misses a Ctrl-C that kills the last running trial (it counts as
-    errored), so a marker handler is installed first: finding it back means Tune caught SIGINT.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return tuner.fit(), False
-
-    def marker(signum, frame):  # only reached by a second Ctrl-C after Tune's
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, marker)
-    try:
-        grid = tuner.fit()
-        return grid, signal.getsignal(signal.SIGINT) is marker
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _callbacks(
