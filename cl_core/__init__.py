@@ -1,0 +1,4 @@
+"""clsweep's continual-learning core: data, scenarios, models, methods, trainer, metrics.
+
+Imports torch, torchvision and numpy only; never Ray or Optuna (DESIGN.md).
+"""
