@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.config import BENCHMARKS, OPTIMIZERS, SCENARIOS, RunConfig, parse_hidden
+from cl_core.config import OPTIMIZERS, RunConfig, parse_hidden
+from cl_core.data import BENCHMARKS, SCENARIOS
 from cl_core.errors import ClsweepError
 from cl_core.methods import METHODS
+from cl_core.models import MODELS
 from cl_core.params import parse_bool
 from cl_core.presets import PRESETS
 from cl_core.trainer import RunResult, TaskReport, resolve_device, train
@@ -23,6 +25,7 @@ FIELDS = {
     "scenario": "scenario",
     "tasks": "n_tasks",
     "method": "method",
+    "model": "model",
     "hidden": "hidden",
     "optimizer": "optimizer",
     "lr": "lr",
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset", choices=sorted(PRESETS), help="a published protocol (REFERENCE R1/R4)"
     )
-    p.add_argument("--benchmark", choices=BENCHMARKS)
+    p.add_argument("--benchmark", choices=list(BENCHMARKS))
     p.add_argument("--scenario", choices=SCENARIOS, help="task-, domain- or class-incremental")
     p.add_argument("--tasks", type=int, help="number of tasks")
     p.add_argument("--method", choices=sorted(METHODS))
@@ -62,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="method hyperparameter, repeatable (e.g. --param lambda=1e4); see --list-methods",
     )
+    p.add_argument("--model", choices=list(MODELS), help="architecture (default mlp)")
     p.add_argument("--hidden", type=parse_hidden, help="hidden sizes, e.g. 400,400,400")
     p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--lr", type=float)

@@ -6,20 +6,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from cl_core.data.scenarios import CLASS_IL_UNITS, SCENARIOS
 from cl_core.errors import ClsweepError
 
-BENCHMARKS = (
-    "permuted-mnist",
-    "split-mnist",
-    "permuted-fashion",
-    "split-fashion",
-    "permuted-digits",
-    "split-digits",
-)
-SCENARIOS = ("task", "domain", "class")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
-CLASS_IL_UNITS = ("all", "seen")
 
 
 @dataclass
@@ -36,6 +27,7 @@ class RunConfig:
     n_tasks: int = 5
     method: str = "finetune"
     method_params: dict[str, Any] = field(default_factory=dict)
+    model: str = "mlp"
     hidden: tuple[int, ...] = (400, 400, 400)
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -56,9 +48,18 @@ class RunConfig:
     class_il_units: str = "all"
 
     def validated(self) -> RunConfig:
-        """Return a copy with types normalised; raise ClsweepError naming the field and the fix."""
-        cfg = dataclasses.replace(self, hidden=tuple(int(h) for h in self.hidden))
-        _one_of("benchmark", cfg.benchmark, BENCHMARKS)
+        """Return a copy with types normalised; raise ClsweepError naming the field and the fix.
+
+        Everything is checked here, before any data is loaded: the benchmark and its task count,
+        the model, the method, the scenarios it supports and its hyperparameters (names, types,
+        ranges).
+        """
+        from cl_core.data.registry import get_benchmark
+        from cl_core.methods import get_method
+        from cl_core.models import get_model_builder
+        from cl_core.params import resolve
+
+        cfg = dataclasses.replace(self, hidden=parse_hidden(self.hidden))
         _one_of("scenario", cfg.scenario, SCENARIOS)
         _one_of("optimizer", cfg.optimizer, OPTIMIZERS)
         _one_of("device", cfg.device, DEVICES)
@@ -82,6 +83,11 @@ class RunConfig:
             raise ClsweepError(f"momentum must be in [0, 1), got {cfg.momentum}")
         if not 0 <= cfg.val_fraction < 1:
             raise ClsweepError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
+        get_benchmark(cfg.benchmark).check(cfg.n_tasks, cfg.pad32)
+        get_model_builder(cfg.model)
+        method = get_method(cfg.method)
+        method.check_scenario(cfg.scenario)
+        resolve(method.hyperparams, cfg.method_params, f"method {cfg.method!r}")
         return cfg
 
     def to_dict(self) -> dict[str, Any]:

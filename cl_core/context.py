@@ -6,24 +6,29 @@ gather on the batch (DESIGN.md, Data). No DataLoader, no per-sample Python.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from cl_core.config import RunConfig
 from cl_core.data import Scenario, TaskSequence
 
+# scores over all output units for inputs of one task (see Method.predict)
+Predictor = Callable[[torch.Tensor, int], torch.Tensor]
+
 
 @dataclass
 class Batch:
-    """Inputs, scenario targets, and the task of each sample (an int when all share one task)."""
+    """Inputs, scenario targets, the task of each sample (an int when all share one task), and
+    the global label (the class in the sequence's label space, which exemplar memories balance
+    over; equal to the target in class-IL)."""
 
     x: torch.Tensor
     target: torch.Tensor
     task: int | torch.Tensor
+    label: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.x)
@@ -42,7 +47,14 @@ class TrainContext:
         self.gen = torch.Generator().manual_seed(cfg.train_seed)  # batch order (CPU)
         self.device_gen = torch.Generator(device=device).manual_seed(cfg.train_seed)
         self.seen_tasks = 1  # tasks seen so far, the current one included
+        self.input_shape = seq.dataset.shape  # (channels, height, width) the model sees
         self._perms = self._stack_perms()
+
+    def new_generator(self, purpose: str) -> torch.Generator:
+        """A generator on the run's device for one purpose of a method (e.g. "memory"), seeded
+        from ``train_seed`` and the purpose, so that it never shifts the batch order."""
+        seed = (self.cfg.train_seed * 1_000_003 + zlib.crc32(purpose.encode())) % 2**63
+        return torch.Generator(device=self.device).manual_seed(seed)
 
     def _stack_perms(self) -> torch.Tensor | None:
         if all(t.perm is None for t in self.seq.tasks):
@@ -63,7 +75,7 @@ class TrainContext:
         if self._perms is not None:
             x = x[:, self._perms[task]] if isinstance(task, int) else x.gather(1, self._perms[task])
         global_label = task * self.seq.label_offset + self.seq.label_map[y_all[idx]]
-        return Batch(x, self.scenario.targets(global_label, task), task)
+        return Batch(x, self.scenario.targets(global_label, task), task, global_label)
 
     def train_rows(self, tasks: list[int]) -> tuple[torch.Tensor, torch.Tensor | int]:
         """Training rows of ``tasks`` and their task ids (an int when one task)."""
@@ -103,18 +115,15 @@ class TrainContext:
                 if not remaining:
                     return
 
-    # ---- loss and evaluation ----------------------------------------------------------------
+    # ---- scenario and evaluation -------------------------------------------------------------
     def active_logits(self, logits: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
+        """The scenario's active units for ``task`` (see Scenario.active)."""
         return self.scenario.active(logits, task, self.seen_tasks)
 
-    def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy over the scenario's active units, and the full logits."""
-        logits = model(batch.x)
-        return F.cross_entropy(self.active_logits(logits, batch.task), batch.target), logits
-
     @torch.no_grad()
-    def accuracy(self, model: nn.Module, task: int, split: str) -> float:
-        """Fraction correct on ``task``'s val or test rows; NaN if there are none."""
+    def accuracy(self, predict: Predictor, task: int, split: str) -> float:
+        """Fraction of ``task``'s val or test rows whose top active score is the target; NaN if
+        there are none."""
         t = self.seq.tasks[task]
         rows = t.test_idx if split == "test" else t.val_idx
         if len(rows) == 0:
@@ -122,6 +131,6 @@ class TrainContext:
         correct = torch.zeros((), device=self.device)
         for start in range(0, len(rows), self.cfg.eval_batch_size):
             batch = self.make_batch(rows[start : start + self.cfg.eval_batch_size], task, split)
-            pred = self.active_logits(model(batch.x), task).argmax(1)
+            pred = self.active_logits(predict(batch.x, task), task).argmax(1)
             correct += (pred == batch.target).sum()
         return correct.item() / len(rows)

@@ -16,11 +16,12 @@ from torch import nn
 
 from cl_core import metrics
 from cl_core.config import RunConfig
-from cl_core.context import TrainContext
+from cl_core.context import Batch, TrainContext
 from cl_core.data import Dataset, build_tasks, load_dataset
 from cl_core.errors import ClsweepError
-from cl_core.methods import get_method
-from cl_core.models import MLP
+from cl_core.methods import Method, get_method
+from cl_core.models import ModelFactory
+from cl_core.optim import make_optimizer
 from cl_core.params import resolve
 
 DIVERGENCE_CHECK_EVERY = 50  # steps between NaN/inf checks (each check syncs with the device)
@@ -85,15 +86,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
-    """adam / adamw / sgd with momentum, with the run's lr and weight decay."""
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
 def train(cfg: RunConfig, dataset: Dataset | None = None) -> Iterator[TaskReport]:
     """Run ``cfg``; yield the evaluation of the untrained model, then one report per task.
 
@@ -107,12 +99,12 @@ def train(cfg: RunConfig, dataset: Dataset | None = None) -> Iterator[TaskReport
     seq = build_tasks(cfg, dataset if dataset is not None else load_dataset(cfg)).to(device)
     ctx = TrainContext(cfg, seq, device)
 
-    torch.manual_seed(cfg.train_seed)
-    model = MLP(seq.dataset.input_dim, cfg.hidden, ctx.scenario.out_units).to(device)
     method = method_cls(params, ctx)
+    torch.manual_seed(cfg.train_seed)
+    model = method.build_model(ModelFactory(cfg, ctx.input_shape, ctx.scenario.out_units, device))
 
     start = time.perf_counter()
-    yield _evaluate(ctx, model, 0, None, start)
+    yield _evaluate(ctx, model, method, 0, None, start)
     optimizer = None
     for task in range(seq.n_tasks):
         start = time.perf_counter()
@@ -134,50 +126,45 @@ def train(cfg: RunConfig, dataset: Dataset | None = None) -> Iterator[TaskReport
             )
             return
         method.after_task(model, task)
-        yield _evaluate(ctx, model, task + 1, loss, start)
+        yield _evaluate(ctx, model, method, task + 1, loss, start)
 
 
-def _learn_task(ctx: TrainContext, model: nn.Module, method, optimizer, task: int) -> float:
+def _learn_task(ctx: TrainContext, model: nn.Module, method: Method, optimizer, task: int) -> float:
     """Train on ``task``; return the mean training loss (inf/NaN once it diverges)."""
     model.train()
-    tasks = method.training_tasks(task)
-    warmup = method.frozen_epochs(task)
-    if warmup:  # R3: new head only; the old heads are frozen, so no distillation term either
-        head_optimizer = make_optimizer(ctx.cfg, model.head.parameters())
-        for _ in range(warmup):
-            for batch in ctx.batches(tasks, ctx.cfg.batch_size):
-                _step(ctx, model, None, head_optimizer, batch, task)
     total = torch.zeros((), device=ctx.device)
     steps = 0
-    for batch in ctx.training_batches(tasks):
-        total += _step(ctx, model, method, optimizer, batch, task)
+    for batch in ctx.training_batches(method.training_tasks(task)):
+        total += _step(model, method, optimizer, batch, task)
         steps += 1
         if steps % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(total):
             break
     return total.item() / max(steps, 1)
 
 
-def _step(ctx: TrainContext, model: nn.Module, method, optimizer, batch, task: int) -> torch.Tensor:
-    """One optimizer step; ``method=None`` is a plain cross-entropy step (LwF's warm-up)."""
+def _step(model: nn.Module, method: Method, optimizer, batch: Batch, task: int) -> torch.Tensor:
+    """One optimizer step, with the method's hooks around it."""
     optimizer.zero_grad(set_to_none=True)
-    loss, logits = ctx.loss(model, batch)
-    extra = None if method is None else method.penalty(model, batch.x, logits, task)
-    if extra is not None:
-        loss = loss + extra
+    loss = method.loss(model, batch, task)
     loss.backward()
-    if method is not None:
-        method.before_step(model, task)
+    method.before_step(model, task)
     optimizer.step()
-    if method is not None:
-        method.after_step(model, task)
+    method.after_step(model, batch, task)
     return loss.detach()
 
 
-def _evaluate(ctx: TrainContext, model: nn.Module, learned: int, loss, start: float) -> TaskReport:
+def _evaluate(
+    ctx: TrainContext, model: nn.Module, method: Method, learned: int, loss, start: float
+) -> TaskReport:
+    """Accuracy on every task's val and test rows, with the method's predictions."""
     model.eval()
     ctx.seen_tasks = max(learned, 1)
     n = ctx.seq.n_tasks
-    val = [ctx.accuracy(model, j, "val") for j in range(n)]
-    test = [ctx.accuracy(model, j, "test") for j in range(n)]
+
+    def predict(x: torch.Tensor, task: int) -> torch.Tensor:
+        return method.predict(model, x, task)
+
+    val = [ctx.accuracy(predict, j, "val") for j in range(n)]
+    test = [ctx.accuracy(predict, j, "test") for j in range(n)]
     model.train()
     return TaskReport(learned, val, test, loss, time.perf_counter() - start)

@@ -21,7 +21,8 @@ from typing import Any
 import optuna
 import yaml
 
-from cl_core.config import BENCHMARKS, SCENARIOS, RunConfig
+from cl_core.config import RunConfig
+from cl_core.data import BENCHMARKS, SCENARIOS
 from cl_core.errors import ClsweepError
 from cl_core.methods import METHODS
 from cl_core.params import HyperParam
@@ -82,7 +83,6 @@ SECTION_KEYS = {
     "final": ("top_k", "seeds", "seed_base"),
     "grid": ("benchmark", "scenario", "n_tasks"),
 }
-SPLIT_CLASSES = 10  # every dataset split by class here (MNIST, Fashion-MNIST, digits) has 10
 
 
 @dataclass(frozen=True)
@@ -301,7 +301,7 @@ class _Validator:
         methods = self.methods(raw.get("method"))
         train = self.train(self.section(raw, "train"))
         hyperparams = self.hyperparams(methods, self.section(raw, "hyperparams"))
-        cells = self.grid(self.section(raw, "grid"), train)
+        cells = self.grid(self.section(raw, "grid"), methods)
         params = self.search(methods, self.section(raw, "search"), train, hyperparams)
         if any(p.name == "iterations" for p in params) and "epochs" not in train:
             train = {**train, "epochs": None}  # searched iterations replace the default epochs
@@ -474,7 +474,7 @@ class _Validator:
                 self.fail(f"hyperparams.{key}", str(exc), "use a value in the valid range")
         return dict(given)
 
-    def grid(self, grid: dict[str, Any], train: dict[str, Any]) -> tuple[Cell, ...]:
+    def grid(self, grid: dict[str, Any], methods: tuple[str, ...]) -> tuple[Cell, ...]:
         for key in SECTION_KEYS["grid"]:
             if key not in grid:
                 self.fail(
@@ -490,10 +490,19 @@ class _Validator:
         for n in counts:
             self.number("grid.n_tasks", n, integer=True, low=1)
         cells = []
+        for method in methods:
+            for scenario in scenarios:
+                if scenario not in METHODS[method].scenarios:
+                    supported = ", ".join(METHODS[method].scenarios)
+                    self.fail(
+                        "grid.scenario",
+                        f"method {method!r} does not support the {scenario}-IL scenario",
+                        f"use a scenario it supports ({supported}) or another method",
+                    )
         for benchmark in benchmarks:
+            valid = BENCHMARKS[benchmark].valid_task_counts()
             for n in counts:
-                if benchmark.startswith("split-") and SPLIT_CLASSES % n:
-                    valid = [k for k in range(1, SPLIT_CLASSES + 1) if SPLIT_CLASSES % k == 0]
+                if valid is not None and n not in valid:
                     self.fail(
                         "grid.n_tasks",
                         f"{benchmark} cannot be split into {n} tasks",

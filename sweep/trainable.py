@@ -23,7 +23,7 @@ import torch
 from ray import tune
 
 from cl_core.config import RunConfig
-from cl_core.data import Dataset, load_dataset
+from cl_core.data import Dataset, dataset_key, load_dataset
 from cl_core.trainer import RunResult, TaskReport, train
 from sweep.trial_config import run_config
 
@@ -33,11 +33,6 @@ METRIC_NAMES = ("avg_acc", "bwt", "fwt", "forgetting", "plasticity")
 # Datasets this worker process has already taken out of the object store, by ObjectRef id: a
 # reused worker (reuse_actors) deserializes each dataset once, not once per trial.
 _DATASETS: dict[str, Dataset] = {}
-
-
-def dataset_key(cfg: RunConfig) -> str:
-    """Configs with equal keys share one loaded dataset."""
-    return f"{cfg.benchmark.split('-', 1)[1]}:pad32={cfg.pad32}"
 
 
 def load_datasets(configs: list[RunConfig], data_root: str | None) -> dict[str, Dataset]:

@@ -5,7 +5,7 @@ import torch
 from cl_core.config import RunConfig
 from cl_core.context import TrainContext
 from cl_core.data import build_tasks, load_dataset
-from cl_core.models import MLP
+from cl_core.models import MLP, ModelFactory
 
 
 def digits_setup(**overrides) -> tuple[RunConfig, TrainContext, MLP]:
@@ -15,4 +15,4 @@ def digits_setup(**overrides) -> tuple[RunConfig, TrainContext, MLP]:
     cfg = RunConfig(**values).validated()
     ctx = TrainContext(cfg, build_tasks(cfg, load_dataset(cfg)), torch.device("cpu"))
     torch.manual_seed(0)
-    return cfg, ctx, MLP(ctx.seq.dataset.input_dim, cfg.hidden, ctx.scenario.out_units)
+    return cfg, ctx, ModelFactory(cfg, ctx.input_shape, ctx.scenario.out_units, ctx.device)()

@@ -1,21 +1,22 @@
-"""Benchmarks: a dataset -> a sequence of tasks (permuted or split), with seeded validation splits.
+"""Task builders: a dataset -> a sequence of tasks (permuted or split), seeded validation splits.
 
 A task holds sample indices into the dataset (not copies), an optional pixel permutation applied
-as a gather on each batch, and how its labels map into the shared label space.
+as a gather on each batch, and how its labels map into the shared label space. Which builder and
+which dataset a benchmark uses is declared in ``cl_core.data.registry``.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from cl_core.config import RunConfig
-from cl_core.data.datasets import Dataset, load_dataset
-from cl_core.errors import ClsweepError
+from cl_core.data.datasets import Dataset
 
-DATASET_OF = {"mnist": "mnist", "fashion": "fashion", "digits": "digits"}
+if TYPE_CHECKING:
+    from cl_core.config import RunConfig
 
 
 @dataclass
@@ -68,24 +69,6 @@ class TaskSequence:
         )
 
 
-def dataset_name(benchmark: str) -> str:
-    """ "permuted-mnist" -> "mnist"."""
-    return benchmark.split("-", 1)[1]
-
-
-def load_benchmark_dataset(cfg: RunConfig) -> Dataset:
-    """The raw dataset a config's benchmark is built from (cached per process)."""
-    return load_dataset(dataset_name(cfg.benchmark), cfg.data_root, cfg.pad32)
-
-
-def build_tasks(cfg: RunConfig, dataset: Dataset) -> TaskSequence:
-    """Build the task sequence of ``cfg.benchmark`` from ``dataset`` using ``cfg.data_seed``."""
-    kind = cfg.benchmark.split("-", 1)[0]
-    if kind == "permuted":
-        return _permuted(cfg, dataset)
-    return _split(cfg, dataset)
-
-
 def permutations(
     n_tasks: int, dim: int, seed: int, first_unpermuted: bool
 ) -> list[list[int] | None]:
@@ -106,7 +89,8 @@ def permutations(
     return perms
 
 
-def _permuted(cfg: RunConfig, data: Dataset) -> TaskSequence:
+def permuted_tasks(cfg: RunConfig, data: Dataset) -> TaskSequence:
+    """Every task sees the whole dataset under its own pixel permutation (domain-IL labels)."""
     split_gen = torch.Generator().manual_seed(cfg.data_seed)
     all_train = torch.arange(len(data.y_train))
     tasks = []
@@ -127,13 +111,9 @@ def _permuted(cfg: RunConfig, data: Dataset) -> TaskSequence:
     return TaskSequence(data, tasks, data.n_classes, data.n_classes, torch.arange(data.n_classes))
 
 
-def _split(cfg: RunConfig, data: Dataset) -> TaskSequence:
-    if data.n_classes % cfg.n_tasks:
-        valid = [n for n in range(1, data.n_classes + 1) if data.n_classes % n == 0]
-        raise ClsweepError(
-            f"{cfg.benchmark} splits {data.n_classes} classes evenly: n_tasks must be in {valid}, "
-            f"got {cfg.n_tasks}"
-        )
+def split_tasks(cfg: RunConfig, data: Dataset) -> TaskSequence:
+    """The classes, in a seeded order, dealt out evenly to the tasks (the registry checks that
+    ``n_tasks`` divides the class count)."""
     per_task = data.n_classes // cfg.n_tasks
     order = _class_order(data.n_classes, cfg.data_seed)
     label_map = torch.empty(data.n_classes, dtype=torch.int64)

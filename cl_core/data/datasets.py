@@ -38,12 +38,17 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     scale: float  # pixel value that maps to 1.0
-    side: int  # images are side x side
+    shape: tuple[int, int, int]  # (channels, height, width) of one flattened row
     n_classes: int = 10
 
     @property
     def input_dim(self) -> int:
         return self.x_train.shape[1]
+
+    @property
+    def side(self) -> int:
+        """Height (= width) of the square images."""
+        return self.shape[1]
 
     def to(self, device: torch.device | str) -> Dataset:
         """A copy on ``device``: the whole benchmark lives on the trial's device."""
@@ -55,7 +60,7 @@ class Dataset:
             move(self.x_test),
             move(self.y_test),
             self.scale,
-            self.side,
+            self.shape,
             self.n_classes,
         )
 
@@ -68,35 +73,26 @@ def default_data_root() -> Path:
     return Path.home() / ".cache" / "clsweep" / "data"
 
 
-def load_dataset(
-    name: str, data_root: str | os.PathLike | None = None, pad32: bool = False
-) -> Dataset:
-    """Load ``name`` ("mnist", "fashion" or "digits"), cached per process."""
-    root = Path(data_root).expanduser() if data_root else default_data_root()
-    return _load_cached(name, str(root.resolve()) if name != "digits" else "", pad32)
+def load_digits(root: Path | None = None) -> Dataset:
+    """scikit-learn's bundled 8x8 digits with REFERENCE R6's fixed 1,400/397 split (no root)."""
+    from sklearn.datasets import load_digits as sklearn_digits
 
-
-@functools.lru_cache(maxsize=8)
-def _load_cached(name: str, root: str, pad32: bool) -> Dataset:
-    if name == "digits":
-        if pad32:
-            raise ClsweepError("pad32 applies to 28x28 MNIST-style data, not to the 8x8 digits")
-        return _load_digits()
-    if name not in TORCHVISION_FOLDERS:
-        raise ClsweepError(f"unknown dataset {name!r}; choose one of: mnist, fashion, digits")
-    data = _load_torchvision(name, Path(root))
-    return _pad_to_32(data) if pad32 else data
-
-
-def _load_digits() -> Dataset:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
+    bunch = sklearn_digits()
     x = torch.as_tensor(bunch.data, dtype=torch.uint8)  # values 0..16
     y = torch.as_tensor(bunch.target, dtype=torch.int64)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
     train, test = order[:DIGITS_TRAIN_SIZE], order[DIGITS_TRAIN_SIZE:]
-    return Dataset("digits", x[train], y[train], x[test], y[test], scale=16.0, side=8)
+    return Dataset("digits", x[train], y[train], x[test], y[test], scale=16.0, shape=(1, 8, 8))
+
+
+def load_mnist(root: Path) -> Dataset:
+    """MNIST from ``root/MNIST/raw``."""
+    return _load_torchvision("mnist", root)
+
+
+def load_fashion(root: Path) -> Dataset:
+    """Fashion-MNIST from ``root/FashionMNIST/raw``."""
+    return _load_torchvision("fashion", root)
 
 
 def _load_torchvision(name: str, root: Path) -> Dataset:
@@ -125,7 +121,7 @@ def _load_torchvision(name: str, root: Path) -> Dataset:
         x_test.reshape(len(x_test), -1).contiguous(),
         y_test.to(torch.int64),
         scale=255.0,
-        side=x_train.shape[1],
+        shape=(1, x_train.shape[1], x_train.shape[2]),
     )
 
 
@@ -160,7 +156,7 @@ def _read_idx(raw: Path, stem: str) -> torch.Tensor:
     return torch.from_numpy(values.reshape(*dims).copy())
 
 
-def _pad_to_32(data: Dataset) -> Dataset:
+def pad_to_32(data: Dataset) -> Dataset:
     """Zero-pad 28x28 images by 2 on each side (REFERENCE R4: Permuted MNIST input is 32x32)."""
 
     def pad(x: torch.Tensor) -> torch.Tensor:
@@ -174,6 +170,6 @@ def _pad_to_32(data: Dataset) -> Dataset:
         pad(data.x_test),
         data.y_test,
         data.scale,
-        data.side + 4,
+        (1, data.side + 4, data.side + 4),
         data.n_classes,
     )

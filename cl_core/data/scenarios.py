@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import torch
 
+SCENARIOS = ("task", "domain", "class")
+CLASS_IL_UNITS = ("all", "seen")
+
 
 class Scenario:
     """Maps logits and global labels to the active units and targets of a scenario."""

@@ -1,55 +1,97 @@
-"""The method interface: a few hooks into the trainer's loop; a method owns only its own state."""
+"""The method interface: a few named hooks into the trainer's loop; a method owns only its state.
+
+The trainer owns the loop, the optimizer, batching and evaluation. Per run it calls
+``build_model`` once; per task t it calls ``training_tasks(t)`` and ``before_task``; per training
+batch ``loss`` (which calls ``forward``), backward, ``before_step``, the optimizer step and
+``after_step``; after the task ``after_task``; and to evaluate, ``predict``. Plain training is
+this class itself: every hook below is what fine-tuning does. ``docs/adding-a-method.md`` walks
+through a real method.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from cl_core.data.scenarios import SCENARIOS
+from cl_core.errors import ClsweepError
 from cl_core.params import HyperParam
 
 if TYPE_CHECKING:
-    from cl_core.context import TrainContext
+    from cl_core.context import Batch, TrainContext
+    from cl_core.models import ContinualModel
 
 
 class Method:
-    """Plain training (no protection against forgetting); subclasses override hooks they need.
+    """Plain training (no protection against forgetting); subclasses override the hooks they need.
 
-    The trainer calls, per task t: ``training_tasks(t)`` (whose data to train on), ``before_task``,
-    then per batch ``penalty`` (added to the scenario's cross-entropy), ``after_step`` (after the
-    optimizer step; gradients of that step are still on ``p.grad``), and finally ``after_task``.
+    Class attributes declare what the sweep layer validates before anything runs: ``name`` (the
+    registry key), ``hyperparams`` (each with its default, range and help) and ``scenarios`` (the
+    scenarios the method supports).
     """
 
     name: ClassVar[str] = "finetune"
     hyperparams: ClassVar[dict[str, HyperParam]] = {}
+    scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
 
     def __init__(self, params: dict[str, Any], ctx: TrainContext) -> None:
         self.params = params
         self.ctx = ctx
 
+    @classmethod
+    def check_scenario(cls, scenario: str) -> None:
+        """Refuse a scenario the method does not support, naming those it does."""
+        if scenario not in cls.scenarios:
+            raise ClsweepError(
+                f"method {cls.name!r} does not support the {scenario}-IL scenario; it supports: "
+                f"{', '.join(cls.scenarios)}"
+            )
+
+    # ---- the run -------------------------------------------------------------------------------
+    def build_model(self, factory: Callable[..., ContinualModel]) -> nn.Module:
+        """The network the trainer optimizes (separate networks build one per task)."""
+        return factory()
+
+    # ---- a task --------------------------------------------------------------------------------
     def training_tasks(self, task: int) -> list[int]:
-        """Tasks whose training data are used while learning ``task``."""
+        """Tasks whose training data are used while learning ``task`` (joint: all so far)."""
         return [task]
 
     def before_task(self, model: nn.Module, task: int) -> None:
-        """Called before the first step on ``task``."""
-
-    def frozen_epochs(self, task: int) -> int:
-        """Leading epochs of ``task`` in which only the output layer is trained (LwF warm-up)."""
-        return 0
-
-    def penalty(
-        self, model: nn.Module, x: torch.Tensor, logits: torch.Tensor, task: int
-    ) -> torch.Tensor | None:
-        """Extra loss for this batch (``None`` for none)."""
-        return None
-
-    def before_step(self, model: nn.Module, task: int) -> None:
-        """Called after backward and before the optimizer step."""
-
-    def after_step(self, model: nn.Module, task: int) -> None:
-        """Called after each optimizer step."""
+        """Before the first step on ``task``: snapshot a model, draw gates, warm up a head."""
 
     def after_task(self, model: nn.Module, task: int) -> None:
-        """Called once ``task`` is learned (consolidation: Fisher, importances, snapshots)."""
+        """Once ``task`` is learned: consolidate (Fisher, importances, exemplars)."""
+
+    # ---- a step --------------------------------------------------------------------------------
+    def forward(self, model: nn.Module, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
+        """Logits over all output units for inputs of ``task`` (an int, or one per sample)."""
+        return model(x)
+
+    def loss(self, model: nn.Module, batch: Batch, task: int) -> torch.Tensor:
+        """The loss of one training step on ``batch`` of task ``task``: cross-entropy over the
+        scenario's active units. Methods add a penalty or distillation term, or mix in replayed
+        samples with their weight."""
+        return self.ce_and_logits(model, batch)[0]
+
+    def before_step(self, model: nn.Module, task: int) -> None:
+        """After backward, before the optimizer step: read or change the gradients (A-GEM)."""
+
+    def after_step(self, model: nn.Module, batch: Batch, task: int) -> None:
+        """After the optimizer step (path integrals; storing the batch in a memory)."""
+
+    # ---- evaluation ----------------------------------------------------------------------------
+    def predict(self, model: nn.Module, x: torch.Tensor, task: int) -> torch.Tensor:
+        """Scores over all output units at evaluation; the argmax over the active units is the
+        prediction (iCaRL scores by distance to class means instead)."""
+        return self.forward(model, x, task)
+
+    # ---- shared by subclasses ------------------------------------------------------------------
+    def ce_and_logits(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy of ``batch`` over the scenario's active units, and the logits."""
+        logits = self.forward(model, batch.x, batch.task)
+        return F.cross_entropy(self.ctx.active_logits(logits, batch.task), batch.target), logits

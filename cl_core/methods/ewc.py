@@ -70,9 +70,14 @@ class EWC(Method):
         super().__init__(params, ctx)
         self.terms: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []  # (Fisher, anchor)
 
-    def penalty(self, model: nn.Module, x, logits, task: int) -> torch.Tensor | None:
+    def loss(self, model: nn.Module, batch, task: int) -> torch.Tensor:
+        ce = super().loss(model, batch, task)
+        return ce if not self.terms else ce + self.penalty(model)
+
+    def penalty(self, model: nn.Module) -> torch.Tensor:
+        """λ (· 1/2) · Σ_terms Σ_i F_i (θ_i − θ*_i)² (zero before the first task is learned)."""
         if not self.terms:
-            return None
+            return torch.zeros((), device=self.ctx.device)
         total = sum(
             (f * (p - a).pow(2)).sum()
             for fisher, anchor in self.terms

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cl_core.methods.base import Method
+from cl_core.optim import make_optimizer
 from cl_core.params import HyperParam
 
 
@@ -67,15 +68,31 @@ class LwF(Method):
             return
         self.old = copy.deepcopy(model).eval()
         self.old.requires_grad_(False)
+        self._warm_up_head(model, task)
 
-    def frozen_epochs(self, task: int) -> int:
-        return self.params["warmup_epochs"] if task > 0 else 0
+    def _warm_up_head(self, model: nn.Module, task: int) -> None:
+        """R3's warm-up: ``warmup_epochs`` epochs on the new task training only the output layer
+        (trunk frozen; no distillation term, as the old heads do not move in task-IL)."""
+        epochs = self.params["warmup_epochs"]
+        if not epochs:
+            return
+        optimizer = make_optimizer(self.ctx.cfg, model.head.parameters())
+        for _ in range(epochs):
+            for batch in self.ctx.batches([task], self.ctx.cfg.batch_size):
+                optimizer.zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    features = model.features(batch.x)
+                logits = self.ctx.active_logits(model.head(features), batch.task)
+                F.cross_entropy(logits, batch.target).backward()
+                optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
-    def penalty(self, model: nn.Module, x, logits, task: int) -> torch.Tensor | None:
+    def loss(self, model: nn.Module, batch, task: int) -> torch.Tensor:
+        ce, logits = self.ce_and_logits(model, batch)
         if self.old is None:
-            return None
+            return ce
         with torch.no_grad():
-            old_logits = self.old(x)
+            old_logits = self.old(batch.x)
         temperature = self.params["temperature"]
         kind = self.ctx.scenario.kind
         c = self.ctx.scenario.classes_per_task
@@ -88,7 +105,7 @@ class LwF(Method):
         kd = sum(distillation(old_logits[:, s], logits[:, s], temperature) for s in pairs) / len(
             pairs
         )
-        return self.params["weight"] * self._multiplier(task, kind) * kd
+        return ce + self.params["weight"] * self._multiplier(task, kind) * kd
 
     def _multiplier(self, task: int, kind: str) -> float:
         scaling = self.params["scaling"]

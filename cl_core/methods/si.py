@@ -51,9 +51,14 @@ class SI(Method):
         self.start = [p.detach().clone() for p in model.parameters()]
         self.path = [torch.zeros_like(p) for p in model.parameters()]
 
-    def penalty(self, model: nn.Module, x, logits, task: int) -> torch.Tensor | None:
+    def loss(self, model: nn.Module, batch, task: int) -> torch.Tensor:
+        ce = super().loss(model, batch, task)
+        return ce if self.importance is None else ce + self.penalty(model)
+
+    def penalty(self, model: nn.Module) -> torch.Tensor:
+        """c · Σ_k Ω_k (θ_k − θ*_k)² (zero before the first task is learned)."""
         if self.importance is None:
-            return None
+            return torch.zeros((), device=self.ctx.device)
         return self.params["c"] * sum(
             (w * (p - a).pow(2)).sum()
             for w, p, a in zip(self.importance, model.parameters(), self.anchor, strict=True)
@@ -70,7 +75,7 @@ class SI(Method):
         self.task_grad = grads
 
     @torch.no_grad()
-    def after_step(self, model: nn.Module, task: int) -> None:
+    def after_step(self, model: nn.Module, batch, task: int) -> None:
         for w, g, p, b in zip(
             self.path, self.task_grad, model.parameters(), self.before, strict=True
         ):

@@ -146,3 +146,14 @@ def test_cli_usage_error_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: dataset 'mnist' not found")
+
+
+def test_validated_refuses_misspelled_hyperparameter_and_bad_task_count():
+    with pytest.raises(ClsweepError, match="has no hyperparameter 'lamda'"):
+        RunConfig(method="ewc", method_params={"lamda": 1}).validated()
+    with pytest.raises(ClsweepError, match="out of range"):
+        RunConfig(method="ewc", method_params={"lambda": -1}).validated()
+    with pytest.raises(ClsweepError, match="n_tasks must be in"):
+        RunConfig(benchmark="split-digits", n_tasks=3).validated()
+    with pytest.raises(ClsweepError, match="unknown model"):
+        RunConfig(model="resnet").validated()
