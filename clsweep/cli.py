@@ -51,5 +51,5 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     # The sweep records its command line from sys.argv: make it the subcommand's own.
-    sys.argv = [f"{sys.argv[0]} {command}", *rest]
+    sys.argv = [f"clsweep {command}", *rest]
     return COMMANDS[command](rest)
