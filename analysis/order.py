@@ -65,6 +65,20 @@ def ordered_studies(trials: pd.DataFrame) -> list[str]:
     return [study for *_, study in sorted(keyed)]
 
 
+def cell_layout(
+    cells: list[tuple[str, str, int]],
+) -> tuple[int, int, dict[tuple[str, str, int], tuple[int, int]]]:
+    """(rows, columns, cell -> (row, column)) of a grid of per-cell panels that reads like the
+    comparison table: a row per benchmark and task count, a column per scenario (task, domain,
+    class; only those present). ``cells`` as :func:`ordered_cells` returns them."""
+    groups = list(dict.fromkeys((b, int(n)) for b, _, n in cells))
+    scenarios = sorted({s for _, s, _ in cells}, key=lambda s: (scenario_rank(s), s))
+    places = {
+        cell: (groups.index((cell[0], int(cell[2]))), scenarios.index(cell[1])) for cell in cells
+    }
+    return len(groups), len(scenarios), places
+
+
 def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows by benchmark, task count, scenario (task, domain, class), then method order."""
     method_rank = {m: i for i, m in enumerate(method_order(frame["method"].unique()))}

@@ -20,9 +20,10 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import blended_transform_factory
 
 from analysis.importance import param_importances
-from analysis.load import COMPLETED, STUDY, AnalysisError, Param, Results
+from analysis.load import COMPLETED, AnalysisError, Param, Results
 from analysis.order import (
     METHOD_ORDER,
+    cell_layout,
     cell_title,
     method_order,
     ordered_cells,
@@ -137,12 +138,13 @@ def plot_task_curves(results: Results, sweep: str, trial_id: str, split: str = "
 def plot_average_accuracy(results: Results, best: pd.DataFrame, split: str = "test") -> Figure:
     """Average accuracy after each task (R5) per method, mean ± SEM band over the chosen seeds.
 
-    One panel per scenario cell; each method uses its best configuration (``best`` from
+    One panel per scenario cell (a row per benchmark and task count, a column per scenario, on
+    one y-axis); each method uses its best configuration (``best`` from
     :func:`analysis.tables.best_configs`) and the trials the table's numbers come from.
     """
     cells = ordered_cells(best)
-    fig, axes = _panels(len(cells), width=4.6, height=3.6, sharey=True)
-    for ax, (benchmark, scenario, n_tasks) in zip(axes, cells, strict=False):
+    fig, panels = _cell_panels(cells, width=4.6, height=3.6, sharey=True)
+    for (_, (benchmark, scenario, n_tasks)), (ax, _) in panels.items():
         rows = best[
             (best["benchmark"] == benchmark)
             & (best["scenario"] == scenario)
@@ -174,8 +176,9 @@ def plot_average_accuracy(results: Results, best: pd.DataFrame, split: str = "te
 
 
 def plot_sensitivity(results: Results, sweep: str, param: str | None = None) -> Figure:
-    """The search objective against each searched hyperparameter, as small multiples: one panel
-    per study (method on cell) and parameter, all panels on one y-axis, cells in report order.
+    """The search objective against each searched hyperparameter, as small multiples per cell: a
+    row per benchmark and task count, a column per scenario (task, domain, class), a block of
+    rows per parameter; all panels on one y-axis. Each method in a cell has its own colour.
 
     Only completed trials are points on the objective axis. A trial stopped early by the scheduler
     has an average over fewer tasks (usually higher than a full run's), a diverged one has none:
@@ -185,69 +188,41 @@ def plot_sensitivity(results: Results, sweep: str, param: str | None = None) -> 
     info = results.sweep(sweep)
     params = [p for p in info.params if param is None or p.name == param]
     if not params:
-        raise AnalysisError(
-            f"sweep {sweep} searched no hyperparameter {param or ''}; nothing to plot".replace(
-                "  ", " "
-            )
-        )
+        missing = f" {param}" if param else ""
+        raise AnalysisError(f"sweep {sweep} searched no hyperparameter{missing}; nothing to plot")
     trials = _search_trials(results, sweep)
     metric, _ = info.objective
-    studies = ordered_studies(trials)
-    if len(studies) == 1:
-        columns = min(len(params), 3)
-        places = [(k // columns, k % columns) for k in range(len(params))]
-    else:
-        columns = min(len(studies), 3)
-        per_param = math.ceil(len(studies) / columns)
-        places = [
-            (k * per_param + s // columns, s % columns)
-            for k in range(len(params))
-            for s in range(len(studies))
-        ]
-    n_rows = max(r for r, _ in places) + 1
-    cut = trials["status"].isin(list(STATUS_STYLE)).any()
-    fig = Figure(
-        figsize=(max(4.4 * columns, 6.4), (3.0 + 1.0 * cut) * n_rows + 0.9), layout="constrained"
+    cells = ordered_cells(trials)
+    cut = bool(trials["status"].isin(list(STATUS_STYLE)).any())
+    fig, panels = _cell_panels(
+        cells, width=4.4, height=3.0, sharey=True, blocks=len(params), strips=cut
     )
-    grid = fig.add_gridspec(
-        n_rows * (2 if cut else 1), columns, height_ratios=[3, 1] * n_rows if cut else None
-    )
-    shared = None
-    several_methods = trials["method"].nunique() > 1
-    panels = [(p, study) for p in params for study in studies]
-    for (p, study), (r, c) in zip(panels, places, strict=True):
-        ax = fig.add_subplot(grid[r * (2 if cut else 1), c], sharey=shared)
-        shared = shared or ax
-        rows = trials[trials[STUDY] == study].reset_index(drop=True)
-        first = rows.iloc[0]
+    methods = method_order(trials["method"].unique())
+    for (block, (benchmark, scenario, n_tasks)), (ax, strip) in panels.items():
+        p = params[block]
+        in_cell = (trials["benchmark"] == benchmark) & (trials["scenario"] == scenario)
+        rows = trials[in_cell & (trials["n_tasks"] == n_tasks)].reset_index(drop=True)
         x = _axis_values(ax, rows[p.column], p)
-        done = (rows["status"] == COMPLETED).to_numpy()
-        ax.scatter(
-            x[done],
-            100 * rows.loc[done, "objective"],
-            color=method_color(first["method"]),
-            s=28,
-            label="completed (y: objective)",
-        )
-        title = cell_title(first["benchmark"], first["scenario"], first["n_tasks"])
-        ax.set_title(f"{first['method']}: {title}" if several_methods else title, fontsize=10)
+        for method in methods:
+            done = ((rows["status"] == COMPLETED) & (rows["method"] == method)).to_numpy()
+            ax.scatter(
+                x[done],
+                100 * rows.loc[done, "objective"],
+                color=method_color(method),
+                s=28,
+                label=(f"{method}: " if len(methods) > 1 else "") + "completed (y: objective)",
+            )
+        ax.set_title(cell_title(benchmark, scenario, n_tasks), fontsize=10)
         ax.set_ylabel(f"{metric} (%)")
         ax.grid(alpha=0.3)
         xlabel = p.name + (" (log scale)" if ax.get_xscale() == "log" else "")
-        if not cut:
+        if strip is None:
             ax.set_xlabel(xlabel)
             continue
         ax.tick_params(labelbottom=False)
-        strip = fig.add_subplot(grid[r * 2 + 1, c], sharex=ax)
-        _cut_strip(strip, rows, x, int(first["n_tasks"]))
+        _cut_strip(strip, rows, x, int(n_tasks))
         strip.set_xlabel(xlabel)
-    handles, labels = fig.axes[0].get_legend_handles_labels()
-    for ax in fig.axes[1:]:  # strips without cut trials contribute no entries
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            if label not in labels:
-                handles.append(handle)
-                labels.append(label)
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
+    _figure_legend(fig, ncols=4)
     names = ", ".join(p.name for p in params)
     _suptitle(fig, f"Sensitivity of {metric} to {names} — sweep {sweep}")
     return fig
@@ -289,8 +264,8 @@ def plot_stability_plasticity(
     done = results.require_completed()
     x_col, y_col = f"{split}_forgetting", f"{split}_{y}"
     cells = ordered_cells(done)
-    fig, axes = _panels(len(cells), width=4.8, height=3.9, sharex=True, sharey=True)
-    for ax, (benchmark, scenario, n_tasks) in zip(axes, cells, strict=False):
+    fig, panels = _cell_panels(cells, width=4.8, height=3.9, sharex=True, sharey=True)
+    for (_, (benchmark, scenario, n_tasks)), (ax, _) in panels.items():
         in_cell = (done["benchmark"] == benchmark) & (done["scenario"] == scenario)
         rows = done[in_cell & (done["n_tasks"] == n_tasks)].dropna(subset=[x_col, y_col])
         for method in method_order(rows["method"].unique()):
@@ -378,8 +353,9 @@ def plot_importance(
 
 
 def plot_search_progress(results: Results, sweep: str) -> Figure:
-    """Best objective so far against trial number (trials in start order): one panel per study,
-    on one y-axis, in report order.
+    """Best objective so far against trial number (trials in start order): one panel per cell
+    (a row per benchmark and task count, a column per scenario), on one y-axis; each method in a
+    cell has its own colour.
 
     The running best is over completed trials only: a trial stopped early has an average over
     fewer tasks, not comparable with a full run's, so it is only marked (triangles on the bottom
@@ -389,51 +365,64 @@ def plot_search_progress(results: Results, sweep: str) -> Figure:
     info = results.sweep(sweep)
     metric, mode = info.objective
     trials = _search_trials(results, sweep)
-    studies = ordered_studies(trials)
-    fig, axes = _panels(len(studies), width=4.4, height=3.4, sharey=True)
-    several_methods = trials["method"].nunique() > 1
-    for ax, study in zip(axes, studies, strict=True):
-        rows = trials[trials[STUDY] == study].sort_values(["started_at", "trial_id"])
-        first = rows.iloc[0]
-        color = method_color(first["method"])
-        number = np.arange(1, len(rows) + 1)
-        done = (rows["status"] == COMPLETED).to_numpy()
-        values = 100 * rows["objective"].to_numpy(dtype=float)
-        values = np.where(done, values, np.nan)
-        filled = np.where(np.isnan(values), -np.inf if mode == "max" else np.inf, values)
-        best = np.maximum.accumulate(filled) if mode == "max" else np.minimum.accumulate(filled)
-        best = np.where(np.isinf(best), np.nan, best)
-        ax.step(number, best, where="post", color=color, lw=2, label="best so far (completed)")
-        ax.scatter(number[done], values[done], color=color, s=18, alpha=0.7, label="completed")
-        edge = blended_transform_factory(ax.transData, ax.transAxes)
-        for status, style in STATUS_STYLE.items():
-            mask = (rows["status"] == status).to_numpy()
-            if mask.any():
-                ax.scatter(
-                    number[mask],
-                    np.full(mask.sum(), 0.03),
-                    transform=edge,
-                    marker=style["marker"],
-                    color=style["color"],
-                    s=26,
-                    clip_on=False,
-                    label=f"{style['label']} (no comparable value)",
-                )
-        title = cell_title(first["benchmark"], first["scenario"], first["n_tasks"])
-        ax.set_title(f"{first['method']}: {title}" if several_methods else title, fontsize=10)
+    fig, panels = _cell_panels(ordered_cells(trials), width=4.4, height=3.4, sharey=True)
+    methods = method_order(trials["method"].unique())
+    for (_, (benchmark, scenario, n_tasks)), (ax, _) in panels.items():
+        in_cell = (trials["benchmark"] == benchmark) & (trials["scenario"] == scenario)
+        for method in methods:
+            mine = in_cell & (trials["n_tasks"] == n_tasks) & (trials["method"] == method)
+            rows = trials[mine].sort_values(["started_at", "trial_id"])
+            if rows.empty:
+                continue
+            _progress_lines(ax, rows, mode, method_color(method), method, len(methods) > 1)
+        ax.set_title(cell_title(benchmark, scenario, n_tasks), fontsize=10)
         ax.set_xlabel("trial number (in start order)")
         ax.set_ylabel(f"{metric} (%)")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
+    _figure_legend(fig, ncols=4)
+    _suptitle(fig, f"Search progress — sweep {sweep} ({mode} {metric})")
+    return fig
+
+
+def _progress_lines(ax, rows: pd.DataFrame, mode: str, color: str, method: str, named: bool):
+    """One study's running best (completed trials), its values, and its cut trials marked."""
+    prefix = f"{method}: " if named else ""
+    number = np.arange(1, len(rows) + 1)
+    done = (rows["status"] == COMPLETED).to_numpy()
+    values = np.where(done, 100 * rows["objective"].to_numpy(dtype=float), np.nan)
+    filled = np.where(np.isnan(values), -np.inf if mode == "max" else np.inf, values)
+    best = np.maximum.accumulate(filled) if mode == "max" else np.minimum.accumulate(filled)
+    best = np.where(np.isinf(best), np.nan, best)
+    ax.step(number, best, where="post", color=color, lw=2, label=f"{prefix}best so far")
+    ax.scatter(number[done], values[done], color=color, s=18, alpha=0.7, label=f"{prefix}completed")
+    edge = blended_transform_factory(ax.transData, ax.transAxes)
+    for status, style in STATUS_STYLE.items():
+        mask = (rows["status"] == status).to_numpy()
+        if mask.any():
+            ax.scatter(
+                number[mask],
+                np.full(mask.sum(), 0.03),
+                transform=edge,
+                marker=style["marker"],
+                color=style["color"],
+                s=26,
+                clip_on=False,
+                label=f"{style['label']} (no comparable value)",
+            )
+
+
+def _figure_legend(fig: Figure, ncols: int) -> None:
+    """One legend under the figure with every distinct entry of its panels."""
     handles, labels = [], []
-    for ax in axes:
+    for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8)
-    _suptitle(fig, f"Search progress — sweep {sweep} ({mode} {metric})")
-    return fig
+    if labels:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), ncols),
+                   fontsize=8)  # fmt: skip
 
 
 def _trial_title(results: Results, trial: pd.Series, what: str, fig: Figure) -> str:
@@ -470,9 +459,12 @@ def _axis_values(ax, values: pd.Series, param: Param) -> np.ndarray:
     if param.log:
         ax.set_xscale("log")
         finite = numbers[np.isfinite(numbers) & (numbers > 0)]
-        if len(finite) and finite.max() / finite.min() < 1e3:
-            # under three decades matplotlib labels minor ticks as 2x10^2, 3x10^2, ...: crowded
-            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        span = finite.max() / finite.min() if len(finite) else math.inf
+        if span < 1e3:
+            # under three decades matplotlib labels minor ticks as 2x10^2, 3x10^2, ...: crowded.
+            # Label 1, 2, 5 x 10^k within two decades, powers of ten only beyond.
+            subs = (1.0, 2.0, 5.0) if span < 1e2 else (1.0,)
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
     return numbers
@@ -483,19 +475,45 @@ def _suptitle(fig: Figure, text: str) -> None:
     fig.suptitle(textwrap.fill(text, width=int(fig.get_figwidth() * 10)), fontsize=11)
 
 
-def _panels(
-    count: int, width: float, height: float, sharex: bool = False, sharey: bool = False
-) -> tuple[Figure, list]:
-    """A figure with ``count`` panels, at most three per row; spare axes are hidden. Shared axes
-    where panels are compared with each other."""
-    columns = min(max(count, 1), 3)
-    rows = math.ceil(max(count, 1) / columns)
-    fig_width = max(width * columns, 6.4)
-    fig = Figure(figsize=(fig_width, height * rows + 0.6), layout="constrained")
-    grid = fig.subplots(rows, columns, squeeze=False, sharex=sharex, sharey=sharey)
-    axes = list(np.atleast_1d(grid).ravel())
-    for ax in axes[count:]:
-        ax.set_visible(False)
-    for ax in axes[max(count - columns, 0) : count]:  # nothing visible below: label the x-axis
-        ax.tick_params(labelbottom=True)
-    return fig, axes[:count]
+def _cell_panels(
+    cells: list[tuple[str, str, int]],
+    width: float,
+    height: float,
+    sharex: bool = False,
+    sharey: bool = False,
+    blocks: int = 1,
+    strips: bool = False,
+) -> tuple[Figure, dict]:
+    """A figure with a panel per cell laid out like the comparison table (a row per benchmark
+    and task count, a column per scenario: :func:`analysis.order.cell_layout`), repeated in
+    ``blocks`` blocks of rows (one per searched parameter), each panel optionally with a strip
+    under it. Returns the figure and ``{(block, cell): (ax, strip)}``. A single cell with
+    several blocks puts the blocks side by side. Shared axes where panels are compared; every
+    panel keeps its tick labels."""
+    n_rows, n_cols, places = cell_layout(cells)
+    if len(cells) == 1 and blocks > 1:
+        n_rows, n_cols = 1, blocks
+        positions = {(b, cells[0]): (0, b) for b in range(blocks)}
+    else:
+        positions = {
+            (b, cell): (b * n_rows + r, c) for b in range(blocks) for cell, (r, c) in places.items()
+        }
+        n_rows *= blocks
+    per_row = 2 if strips else 1
+    fig = Figure(
+        figsize=(max(width * n_cols, 6.4), (height + 0.9 * strips) * n_rows + 0.9),
+        layout="constrained",
+    )
+    grid = fig.add_gridspec(
+        n_rows * per_row, n_cols, height_ratios=[3, 1] * n_rows if strips else None
+    )
+    first = None
+    panels = {}
+    for key, (r, c) in positions.items():
+        ax = fig.add_subplot(
+            grid[r * per_row, c], sharex=first if sharex else None, sharey=first if sharey else None
+        )
+        first = first or ax
+        strip = fig.add_subplot(grid[r * per_row + 1, c], sharex=ax) if strips else None
+        panels[key] = (ax, strip)
+    return fig, panels

@@ -31,12 +31,15 @@ from reportlab.platypus import (
 from reportlab.platypus import Table as PdfTable
 
 from analysis.document import Document, Figure, Heading, Table, Text, figure_label, table_label
+from analysis.plots import DPI
 from analysis.tables import header_frame
 
 PAGE = A4
 MARGIN = 18 * mm
 FONT, BOLD = "DejaVuSans", "DejaVuSans-Bold"
 CELL_PADDING = 3
+FONT_SIZES = (7.5, 6.8, 6.2)
+"""Table font sizes tried in turn until no word of a cell has to be broken."""
 MAX_FIGURE_HEIGHT = 0.78  # of the frame: room for the caption on the same page
 
 
@@ -116,7 +119,8 @@ def _flowables(block, styles, width: float, height: float) -> list:
 
 def _image(png: Path, width: float, max_height: float) -> Image:
     image = Image(str(png), mask=None)  # figures are opaque: no soft mask for the alpha channel
-    scale = min(width / image.imageWidth, max_height / image.imageHeight)
+    natural = 72 / DPI  # never larger than drawn (a small figure stays small: two share a page)
+    scale = min(natural, width / image.imageWidth, max_height / image.imageHeight)
     image.drawWidth, image.drawHeight = image.imageWidth * scale, image.imageHeight * scale
     return image
 
@@ -129,17 +133,23 @@ def _table(table: Table, styles, width: float) -> PdfTable:
     else:
         header, body = _header_and_body(header_frame(table.frame))
     rows = header + body
-    widths = _column_widths(rows, width, styles["cell"].fontSize)
+    for size in FONT_SIZES:  # the largest size at which no word has to be broken
+        widths, fits = _column_widths(rows, len(header), width, size)
+        if fits:
+            break
+    head = styles["head"].clone("head", fontSize=size, leading=size * 1.23)
+    cell = styles["cell"].clone("cell", fontSize=size, leading=size * 1.23)
+    key = head.clone("key", alignment=0)
+
+    def style(r: int, c: int) -> ParagraphStyle:
+        if r < len(header):
+            return head
+        return key if table.key_value and c == 0 else cell
+
     cells = [
-        [
-            Paragraph(escape(text), styles["head"] if r < len(header) else styles["cell"])
-            for text in row
-        ]
+        [Paragraph(escape(text), style(r, c)) for c, text in enumerate(row)]
         for r, row in enumerate(rows)
     ]
-    if table.key_value:
-        for row in cells:
-            row[0] = Paragraph(escape(row[0].text), styles["head"].clone("key", alignment=0))
     grid = PdfTable(cells, colWidths=widths, repeatRows=len(header), hAlign="LEFT")
     commands = [
         ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#aaaaaa")),
@@ -181,26 +191,28 @@ def _spans(header: list[list[str]]) -> list[tuple]:
     return commands
 
 
-def _column_widths(rows: list[list[str]], total: float, size: float) -> list[float]:
-    """Each column as wide as its longest line, shrunk to fit ``total``: narrow columns keep their
-    width, the wide ones share the rest in proportion (their text wraps)."""
+def _column_widths(
+    rows: list[list[str]], n_header: int, total: float, size: float
+) -> tuple[list[float], bool]:
+    """Column widths that fit ``total``: every column at least as wide as its longest word (so
+    no number or name is broken), the remaining width shared in proportion to how much more each
+    column's longest line needs. Also says whether the words fit at all at this font size (if
+    not, the widths are proportional and words break)."""
     pad = 2 * CELL_PADDING + 2
-    natural = [
-        max(pdfmetrics.stringWidth(row[c], BOLD, size) for row in rows) + pad
-        for c in range(len(rows[0]))
-    ]
+
+    def width(text: str, r: int) -> float:
+        return pdfmetrics.stringWidth(text, BOLD if r < n_header else FONT, size) + pad
+
+    columns = range(len(rows[0]))
+    natural = [max(width(row[c], r) for r, row in enumerate(rows)) for c in columns]
     if sum(natural) <= total:
-        return natural
-    widths = list(natural)
-    fixed: set[int] = set()
-    while True:
-        free = [c for c in range(len(widths)) if c not in fixed]
-        room = total - sum(widths[c] for c in fixed)
-        share = room / len(free)
-        narrow = [c for c in free if natural[c] <= share]
-        if not narrow:
-            scale = room / sum(natural[c] for c in free)
-            for c in free:
-                widths[c] = natural[c] * scale
-            return widths
-        fixed.update(narrow)
+        return natural, True
+    words = [
+        max(width(word, r) for r, row in enumerate(rows) for word in row[c].split() or [""])
+        for c in columns
+    ]
+    if sum(words) > total:
+        return [n * total / sum(natural) for n in natural], False
+    extra = total - sum(words)
+    wanted = [n - w for n, w in zip(natural, words, strict=True)]
+    return [w + extra * d / sum(wanted) for w, d in zip(words, wanted, strict=True)], True

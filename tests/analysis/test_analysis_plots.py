@@ -163,3 +163,19 @@ def test_search_progress_is_the_running_best_of_completed_trials(results, raw_tr
         expected.append(100 * best)
     np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), expected)
     _written(fig, tmp_path / "progress")
+
+
+def test_cell_grid_reads_like_the_comparison_table():
+    from analysis.order import cell_layout
+
+    cells = [("permuted-digits", "domain", 5)] + [
+        ("split-mnist", s, n) for n in (2, 5) for s in ("task", "domain", "class")
+    ]
+    rows, columns, places = cell_layout(cells)
+    assert (rows, columns) == (3, 3)  # a row per benchmark and task count, a column per scenario
+    assert places[("permuted-digits", "domain", 5)] == (0, 1)  # under Domain-IL, not first
+    assert [places[("split-mnist", s, 5)] for s in ("task", "domain", "class")] == [
+        (2, 0),
+        (2, 1),
+        (2, 2),
+    ]
