@@ -463,9 +463,11 @@ def _axis_values(ax, values: pd.Series, param: Param) -> np.ndarray:
         if span < 1e3:
             # under three decades matplotlib labels minor ticks as 2x10^2, 3x10^2, ...: crowded.
             # Label 1, 2, 5 x 10^k within two decades, powers of ten only beyond.
-            subs = (1.0, 2.0, 5.0) if span < 1e2 else (1.0,)
-            ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            if span < 1e2:
+                ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            else:
+                ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,)))
             ax.xaxis.set_minor_formatter(NullFormatter())
     return numbers
 

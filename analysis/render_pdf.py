@@ -135,6 +135,10 @@ def _table(table: Table, styles, width: float) -> PdfTable:
     rows = header + body
     for size in FONT_SIZES:  # the largest size at which no word has to be broken
         widths, fits = _column_widths(rows, len(header), width, size)
+        if table.key_value:  # the items are short: on one line, the values take the rest
+            items = max(pdfmetrics.stringWidth(k, BOLD, size) for k, _ in rows) + 2 * CELL_PADDING
+            items = min(items + 2, 0.35 * width)
+            widths = [items, width - items]
         if fits:
             break
     head = styles["head"].clone("head", fontSize=size, leading=size * 1.23)
