@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"HTML report: {written.html}")
     print(f"PDF report:  {written.pdf}")
     print(f"tables:      {', '.join(str(p) for p in written.tables)}")
-    print(f"figures:     {len(written.figures)} files in {written.figures[0].parent}")
+    if written.figures:
+        print(f"figures:     {len(written.figures)} files in {written.figures[0].parent}")
     for note in written.notes:
         print(f"note: {note}")
     return 0

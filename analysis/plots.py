@@ -17,17 +17,30 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.transforms import blended_transform_factory
 
 from analysis.importance import param_importances
-from analysis.load import CELL_KEYS, COMPLETED, STUDY, AnalysisError, Param, Results
-from analysis.tables import METHOD_ORDER, chosen_trials, method_order, params_text, sem
+from analysis.load import COMPLETED, AnalysisError, Param, Results
+from analysis.order import (
+    METHOD_ORDER,
+    cell_layout,
+    cell_title,
+    method_order,
+    ordered_cells,
+    ordered_studies,
+)
+from analysis.tables import chosen_trials, params_text
+from cl_core.formatting import sem
 from cl_core.metrics import average_accuracy
 
 STATUS_STYLE = {
-    "stopped": {"marker": "v", "color": "0.55", "label": "stopped early (last value)"},
-    "diverged": {"marker": "X", "color": "tab:red", "label": "diverged (no value)"},
+    "stopped": {"marker": "v", "color": "0.45", "label": "stopped early by the scheduler"},
+    "diverged": {"marker": "X", "color": "tab:red", "label": "diverged"},
 }
-"""How trials that did not complete are marked in the search plots."""
+"""How trials that did not complete are marked in the search plots (drawn apart from the
+completed ones: their objective is an average over fewer tasks, or none)."""
+DPI = 150
+"""PNG resolution: sharp in the HTML and, scaled to the PDF's text width, in print."""
 LABELS = {
     "avg_acc": "average accuracy (%)",
     "forgetting": "forgetting (% points)",
@@ -42,7 +55,7 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=110)
+    fig.savefig(paths[0], dpi=DPI)
     fig.savefig(paths[1])
     return paths
 
@@ -89,7 +102,7 @@ def plot_accuracy_matrix(
     ax.set_xlabel("task evaluated")
     ax.set_ylabel("tasks learned")
     fig.colorbar(image, ax=ax, label=f"{split} accuracy (%)")
-    ax.set_title(_trial_title(results, trial, f"Accuracy matrix ({split})"), fontsize=10)
+    ax.set_title(_trial_title(results, trial, f"Accuracy matrix ({split})", fig), fontsize=10)
     return fig
 
 
@@ -118,19 +131,20 @@ def plot_task_curves(results: Results, sweep: str, trial_id: str, split: str = "
     ax.legend(
         fontsize=8, ncols=2 if n_tasks > 10 else 1, loc="center left", bbox_to_anchor=(1.01, 0.5)
     )
-    ax.set_title(_trial_title(results, trial, f"Per-task accuracy ({split})"), fontsize=10)
+    ax.set_title(_trial_title(results, trial, f"Per-task accuracy ({split})", fig), fontsize=10)
     return fig
 
 
 def plot_average_accuracy(results: Results, best: pd.DataFrame, split: str = "test") -> Figure:
     """Average accuracy after each task (R5) per method, mean ± SEM band over the chosen seeds.
 
-    One panel per scenario cell; each method uses its best configuration (``best`` from
+    One panel per scenario cell (a row per benchmark and task count, a column per scenario, on
+    one y-axis); each method uses its best configuration (``best`` from
     :func:`analysis.tables.best_configs`) and the trials the table's numbers come from.
     """
-    cells = best[CELL_KEYS[1:]].drop_duplicates().to_numpy().tolist()
-    fig, axes = _panels(len(cells), width=4.6, height=3.6)
-    for ax, (benchmark, scenario, n_tasks) in zip(axes, cells, strict=False):
+    cells = ordered_cells(best)
+    fig, panels = _cell_panels(cells, width=4.6, height=3.6, sharey=True)
+    for (_, (benchmark, scenario, n_tasks)), (ax, _) in panels.items():
         rows = best[
             (best["benchmark"] == benchmark)
             & (best["scenario"] == scenario)
@@ -151,7 +165,7 @@ def plot_average_accuracy(results: Results, best: pd.DataFrame, split: str = "te
             if len(curves) > 1:
                 err = np.array([sem(column) for column in curves.T])
                 ax.fill_between(x, mean - err, mean + err, color=color, alpha=0.2)
-        ax.set_title(f"{benchmark}, {scenario}-IL, {n_tasks} tasks", fontsize=10)
+        ax.set_title(cell_title(benchmark, scenario, n_tasks), fontsize=10)
         ax.set_xlabel("tasks learned")
         ax.set_ylabel(f"{split} average accuracy (%)")
         ax.set_xticks(range(1, int(n_tasks) + 1))
@@ -161,50 +175,80 @@ def plot_average_accuracy(results: Results, best: pd.DataFrame, split: str = "te
     return fig
 
 
-def plot_sensitivity(results: Results, sweep: str) -> Figure:
-    """The search objective against each searched hyperparameter, one panel per parameter.
+def plot_sensitivity(results: Results, sweep: str, param: str | None = None) -> Figure:
+    """The search objective against each searched hyperparameter, as small multiples per cell: a
+    row per benchmark and task count, a column per scenario (task, domain, class), a block of
+    rows per parameter; all panels on one y-axis. Each method in a cell has its own colour.
 
-    Log axis where the space is logarithmic. Trials stopped early by the scheduler are drawn at
-    their last reported value; diverged trials have no value and sit on the bottom edge, marked.
+    Only completed trials are points on the objective axis. A trial stopped early by the scheduler
+    has an average over fewer tasks (usually higher than a full run's), a diverged one has none:
+    both are drawn apart, in a strip under their panel, at their parameter value and the number
+    of tasks they reached. Log axis where the space is logarithmic.
     """
     info = results.sweep(sweep)
-    if not info.params:
-        raise AnalysisError(f"sweep {sweep} searched no hyperparameters; nothing to plot")
+    params = [p for p in info.params if param is None or p.name == param]
+    if not params:
+        missing = f" {param}" if param else ""
+        raise AnalysisError(f"sweep {sweep} searched no hyperparameter{missing}; nothing to plot")
     trials = _search_trials(results, sweep)
     metric, _ = info.objective
-    fig, axes = _panels(len(info.params), width=4.4, height=3.6)
-    studies = sorted(trials[STUDY].unique())
-    for ax, param in zip(axes, info.params, strict=False):
-        x = _axis_values(ax, trials[param.column], param)
-        bottom = _bottom(trials["objective"])
-        for k, study in enumerate(studies):
-            mask = (trials[STUDY] == study) & (trials["status"] == COMPLETED)
+    cells = ordered_cells(trials)
+    cut = bool(trials["status"].isin(list(STATUS_STYLE)).any())
+    fig, panels = _cell_panels(
+        cells, width=4.4, height=3.0, sharey=True, blocks=len(params), strips=cut
+    )
+    methods = method_order(trials["method"].unique())
+    for (block, (benchmark, scenario, n_tasks)), (ax, strip) in panels.items():
+        p = params[block]
+        in_cell = (trials["benchmark"] == benchmark) & (trials["scenario"] == scenario)
+        rows = trials[in_cell & (trials["n_tasks"] == n_tasks)].reset_index(drop=True)
+        x = _axis_values(ax, rows[p.column], p)
+        for method in methods:
+            done = ((rows["status"] == COMPLETED) & (rows["method"] == method)).to_numpy()
             ax.scatter(
-                x[mask],
-                100 * trials.loc[mask, "objective"],
-                color=f"C{k}",
+                x[done],
+                100 * rows.loc[done, "objective"],
+                color=method_color(method),
                 s=28,
-                label=study if len(studies) > 1 else "completed",
+                label=(f"{method}: " if len(methods) > 1 else "") + "completed (y: objective)",
             )
-        for status, style in STATUS_STYLE.items():
-            mask = trials["status"] == status
-            if mask.any():
-                y = trials.loc[mask, "objective"].fillna(bottom)
-                ax.scatter(
-                    x[mask],
-                    100 * y,
-                    marker=style["marker"],
-                    color=style["color"],
-                    s=40,
-                    label=style["label"],
-                )
-        ax.set_xlabel(param.name + (" (log scale)" if ax.get_xscale() == "log" else ""))
+        ax.set_title(cell_title(benchmark, scenario, n_tasks), fontsize=10)
         ax.set_ylabel(f"{metric} (%)")
         ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()  # every panel has the same entries
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), fontsize=8)
-    _suptitle(fig, f"Sensitivity of {metric} to each searched hyperparameter — sweep {sweep}")
+        xlabel = p.name + (" (log scale)" if ax.get_xscale() == "log" else "")
+        if strip is None:
+            ax.set_xlabel(xlabel)
+            continue
+        ax.tick_params(labelbottom=False)
+        _cut_strip(strip, rows, x, int(n_tasks))
+        strip.set_xlabel(xlabel)
+    _figure_legend(fig, ncols=4)
+    names = ", ".join(p.name for p in params)
+    _suptitle(fig, f"Sensitivity of {metric} to {names} — sweep {sweep}")
     return fig
+
+
+def _cut_strip(strip, rows: pd.DataFrame, x: np.ndarray, n_tasks: int) -> None:
+    """Trials that did not complete, at their parameter value (x) and the tasks they reached (y)."""
+    for status, style in STATUS_STYLE.items():
+        mask = (rows["status"] == status).to_numpy()
+        if mask.any():
+            strip.scatter(
+                x[mask],
+                rows.loc[mask, "tasks_completed"],
+                marker=style["marker"],
+                color=style["color"],
+                s=30,
+                label=f"{style['label']} (y: tasks reached)",
+            )
+    strip.set_ylim(-0.6, n_tasks - 0.4)
+    ticks = range(0, n_tasks) if n_tasks <= 6 else range(0, n_tasks, max(1, n_tasks // 4))
+    strip.set_yticks(list(ticks), [f"{k}/{n_tasks}" for k in ticks], fontsize=7)
+    strip.set_ylabel("tasks\nreached", fontsize=8)
+    strip.grid(alpha=0.3)
+    if not rows["status"].isin(list(STATUS_STYLE)).any():
+        strip.text(0.5, 0.5, "none stopped or diverged", transform=strip.transAxes,
+                   ha="center", va="center", fontsize=7, color="0.4")  # fmt: skip
 
 
 def plot_stability_plasticity(
@@ -219,10 +263,11 @@ def plot_stability_plasticity(
     """
     done = results.require_completed()
     x_col, y_col = f"{split}_forgetting", f"{split}_{y}"
-    cells = sorted(done["cell"].unique())
-    fig, axes = _panels(len(cells), width=4.8, height=3.9)
-    for ax, cell in zip(axes, cells, strict=False):
-        rows = done[done["cell"] == cell].dropna(subset=[x_col, y_col])
+    cells = ordered_cells(done)
+    fig, panels = _cell_panels(cells, width=4.8, height=3.9, sharex=True, sharey=True)
+    for (_, (benchmark, scenario, n_tasks)), (ax, _) in panels.items():
+        in_cell = (done["benchmark"] == benchmark) & (done["scenario"] == scenario)
+        rows = done[in_cell & (done["n_tasks"] == n_tasks)].dropna(subset=[x_col, y_col])
         for method in method_order(rows["method"].unique()):
             part = rows[rows["method"] == method]
             ax.scatter(
@@ -246,7 +291,7 @@ def plot_stability_plasticity(
             )
         ax.set_xlabel(f"{split} {LABELS['forgetting']}")
         ax.set_ylabel(f"{split} {LABELS[y]}")
-        ax.set_title(cell, fontsize=10)
+        ax.set_title(cell_title(benchmark, scenario, n_tasks), fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     _suptitle(fig, "Stability vs plasticity (each point a completed trial; up and left is better)")
@@ -275,7 +320,13 @@ def plot_importance(
 
     Computed from the trials table by Optuna's evaluators (:mod:`analysis.importance`); showing
     two evaluators side by side tells whether the ranking is robust or an artefact of one model.
+    With one searched parameter importance is 1 by definition: that is refused, not drawn.
     """
+    params = results.sweep(sweep).params
+    if len(params) < 2:
+        raise AnalysisError(
+            f"sweep {sweep} searched {len(params)} parameter(s); importance compares two or more"
+        )
     frames = {name: param_importances(results, sweep, study, name) for name in evaluators}
     table = pd.DataFrame(frames).fillna(0.0)
     table = table.loc[table.max(axis=1).sort_values().index]
@@ -292,7 +343,7 @@ def plot_importance(
     ax.set_xlim(0, 1.05)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-    label = study or ", ".join(sorted(_search_trials(results, sweep)[STUDY].unique()))
+    label = study or ", ".join(ordered_studies(_search_trials(results, sweep)))
     n_trials = next(iter(frames.values())).attrs["n_trials"]
     ax.set_title(
         f"Hyperparameter importance — sweep {sweep}\n{label}, {n_trials} completed trials",
@@ -302,44 +353,87 @@ def plot_importance(
 
 
 def plot_search_progress(results: Results, sweep: str) -> Figure:
-    """Best objective so far against trial number (trials in start order), per study.
+    """Best objective so far against trial number (trials in start order): one panel per cell
+    (a row per benchmark and task count, a column per scenario), on one y-axis; each method in a
+    cell has its own colour.
 
-    A curve that is still climbing at the end says the search budget was too small.
+    The running best is over completed trials only: a trial stopped early has an average over
+    fewer tasks, not comparable with a full run's, so it is only marked (triangles on the bottom
+    edge), as are diverged trials (crosses). A curve still climbing at the end says the search
+    budget was too small.
     """
     info = results.sweep(sweep)
     metric, mode = info.objective
     trials = _search_trials(results, sweep)
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    for k, (study, rows) in enumerate(trials.groupby(STUDY, sort=True)):
-        rows = rows.sort_values(["started_at", "trial_id"])
-        number = np.arange(1, len(rows) + 1)
-        values = 100 * rows["objective"].to_numpy(dtype=float)
-        filled = np.where(np.isnan(values), -np.inf if mode == "max" else np.inf, values)
-        best = np.maximum.accumulate(filled) if mode == "max" else np.minimum.accumulate(filled)
-        best = np.where(np.isinf(best), np.nan, best)
-        stopped = (rows["status"] == "stopped").to_numpy()
-        ax.scatter(number[~stopped], values[~stopped], color=f"C{k}", s=18, alpha=0.6)
-        ax.scatter(number[stopped], values[stopped], color=f"C{k}", s=24, alpha=0.6, marker="v")
-        ax.step(number, best, where="post", color=f"C{k}", lw=2, label=f"{study} (best so far)")
-    ax.set_xlabel("trial number (in start order)")
-    ax.set_ylabel(f"{metric} (%)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(
-        f"Search progress — sweep {sweep} ({mode} {metric})\n"
-        "dots: each trial, triangles: stopped early (last value), diverged: not drawn",
-        fontsize=10,
-    )
+    fig, panels = _cell_panels(ordered_cells(trials), width=4.4, height=3.4, sharey=True)
+    methods = method_order(trials["method"].unique())
+    for (_, (benchmark, scenario, n_tasks)), (ax, _) in panels.items():
+        in_cell = (trials["benchmark"] == benchmark) & (trials["scenario"] == scenario)
+        for method in methods:
+            mine = in_cell & (trials["n_tasks"] == n_tasks) & (trials["method"] == method)
+            rows = trials[mine].sort_values(["started_at", "trial_id"])
+            if rows.empty:
+                continue
+            _progress_lines(ax, rows, mode, method_color(method), method, len(methods) > 1)
+        ax.set_title(cell_title(benchmark, scenario, n_tasks), fontsize=10)
+        ax.set_xlabel("trial number (in start order)")
+        ax.set_ylabel(f"{metric} (%)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    _figure_legend(fig, ncols=4)
+    _suptitle(fig, f"Search progress — sweep {sweep} ({mode} {metric})")
     return fig
 
 
-def _trial_title(results: Results, trial: pd.Series, what: str) -> str:
-    return (
-        f"{what}: {trial['method']} ({params_text(results, trial)})\n"
-        f"{trial['cell']}, {trial['phase']} trial {trial['trial_id']}, seed {trial['train_seed']}"
-    )
+def _progress_lines(ax, rows: pd.DataFrame, mode: str, color: str, method: str, named: bool):
+    """One study's running best (completed trials), its values, and its cut trials marked."""
+    prefix = f"{method}: " if named else ""
+    number = np.arange(1, len(rows) + 1)
+    done = (rows["status"] == COMPLETED).to_numpy()
+    values = np.where(done, 100 * rows["objective"].to_numpy(dtype=float), np.nan)
+    filled = np.where(np.isnan(values), -np.inf if mode == "max" else np.inf, values)
+    best = np.maximum.accumulate(filled) if mode == "max" else np.minimum.accumulate(filled)
+    best = np.where(np.isinf(best), np.nan, best)
+    ax.step(number, best, where="post", color=color, lw=2, label=f"{prefix}best so far")
+    ax.scatter(number[done], values[done], color=color, s=18, alpha=0.7, label=f"{prefix}completed")
+    edge = blended_transform_factory(ax.transData, ax.transAxes)
+    for status, style in STATUS_STYLE.items():
+        mask = (rows["status"] == status).to_numpy()
+        if mask.any():
+            ax.scatter(
+                number[mask],
+                np.full(mask.sum(), 0.03),
+                transform=edge,
+                marker=style["marker"],
+                color=style["color"],
+                s=26,
+                clip_on=False,
+                label=f"{style['label']} (no comparable value)",
+            )
+
+
+def _figure_legend(fig: Figure, ncols: int) -> None:
+    """One legend under the figure with every distinct entry of its panels."""
+    handles, labels = [], []
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    if labels:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), ncols),
+                   fontsize=8)  # fmt: skip
+
+
+def _trial_title(results: Results, trial: pd.Series, what: str, fig: Figure) -> str:
+    """What, method, exact parameters, cell, trial and seed; wrapped to the figure's width (the
+    exact parameter values can be long)."""
+    width = int(fig.get_figwidth() * 9)
+    lines = [
+        f"{what}: {trial['method']} ({params_text(results, trial)})",
+        f"{trial['cell']}, {trial['phase']} trial {trial['trial_id']}, seed {trial['train_seed']}",
+    ]
+    return "\n".join(textwrap.fill(line, width) for line in lines)
 
 
 def _search_trials(results: Results, sweep: str) -> pd.DataFrame:
@@ -365,10 +459,15 @@ def _axis_values(ax, values: pd.Series, param: Param) -> np.ndarray:
     if param.log:
         ax.set_xscale("log")
         finite = numbers[np.isfinite(numbers) & (numbers > 0)]
-        if len(finite) and finite.max() / finite.min() < 1e3:
-            # under three decades matplotlib labels minor ticks as 2x10^2, 3x10^2, ...: crowded
-            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        span = finite.max() / finite.min() if len(finite) else math.inf
+        if span < 1e3:
+            # under three decades matplotlib labels minor ticks as 2x10^2, 3x10^2, ...: crowded.
+            # Label 1, 2, 5 x 10^k within two decades, powers of ten only beyond.
+            if span < 1e2:
+                ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            else:
+                ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,)))
             ax.xaxis.set_minor_formatter(NullFormatter())
     return numbers
 
@@ -378,19 +477,45 @@ def _suptitle(fig: Figure, text: str) -> None:
     fig.suptitle(textwrap.fill(text, width=int(fig.get_figwidth() * 10)), fontsize=11)
 
 
-def _bottom(objective: pd.Series) -> float:
-    """Where valueless (diverged) trials are drawn: just under the lowest value (0 if none)."""
-    values = objective.dropna()
-    return 0.0 if values.empty else float(values.min()) - 0.03
-
-
-def _panels(count: int, width: float, height: float) -> tuple[Figure, list]:
-    """A figure with ``count`` panels, at most three per row; spare axes are hidden."""
-    columns = min(max(count, 1), 3)
-    rows = math.ceil(max(count, 1) / columns)
-    fig_width = max(width * columns, 6.4)
-    fig = Figure(figsize=(fig_width, height * rows + 0.6), layout="constrained")
-    axes = list(np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel())
-    for ax in axes[count:]:
-        ax.set_visible(False)
-    return fig, axes[:count]
+def _cell_panels(
+    cells: list[tuple[str, str, int]],
+    width: float,
+    height: float,
+    sharex: bool = False,
+    sharey: bool = False,
+    blocks: int = 1,
+    strips: bool = False,
+) -> tuple[Figure, dict]:
+    """A figure with a panel per cell laid out like the comparison table (a row per benchmark
+    and task count, a column per scenario: :func:`analysis.order.cell_layout`), repeated in
+    ``blocks`` blocks of rows (one per searched parameter), each panel optionally with a strip
+    under it. Returns the figure and ``{(block, cell): (ax, strip)}``. A single cell with
+    several blocks puts the blocks side by side. Shared axes where panels are compared; every
+    panel keeps its tick labels."""
+    n_rows, n_cols, places = cell_layout(cells)
+    if len(cells) == 1 and blocks > 1:
+        n_rows, n_cols = 1, blocks
+        positions = {(b, cells[0]): (0, b) for b in range(blocks)}
+    else:
+        positions = {
+            (b, cell): (b * n_rows + r, c) for b in range(blocks) for cell, (r, c) in places.items()
+        }
+        n_rows *= blocks
+    per_row = 2 if strips else 1
+    fig = Figure(
+        figsize=(max(width * n_cols, 6.4), (height + 0.9 * strips) * n_rows + 0.9),
+        layout="constrained",
+    )
+    grid = fig.add_gridspec(
+        n_rows * per_row, n_cols, height_ratios=[3, 1] * n_rows if strips else None
+    )
+    first = None
+    panels = {}
+    for key, (r, c) in positions.items():
+        ax = fig.add_subplot(
+            grid[r * per_row, c], sharex=first if sharex else None, sharey=first if sharey else None
+        )
+        first = first or ax
+        strip = fig.add_subplot(grid[r * per_row + 1, c], sharex=ax) if strips else None
+        panels[key] = (ax, strip)
+    return fig, panels

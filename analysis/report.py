@@ -1,34 +1,45 @@
-"""The sweep report: one self-contained HTML page, a multi-page PDF and the tables, from Parquet.
+"""The sweep report: a complete record a researcher can cite, as one HTML page and one PDF.
 
-The HTML embeds every figure as a base64 PNG and has no scripts or external links, so it opens
-offline (copied off a cluster, attached to an e-mail). The PDF holds a summary page and the same
-figures, one per page, via matplotlib's PdfPages.
+It says, per sweep, what was run (the protocol: fixed settings, the searched space, sampler and
+seeds, budget, early stopping, objective, versions, git commit, dates), then the results (the
+method x scenario table and the chosen configurations, with the search's value beside the final
+phase's), then the figures, each numbered with a caption. The content is built once as a
+:class:`~analysis.document.Document` and rendered twice (:mod:`analysis.render_html`,
+:mod:`analysis.render_pdf`), so the HTML and the PDF say the same. Tables are also written as
+Markdown, CSV and LaTeX under ``tables/``, figures as PNG and PDF under ``figures/``.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import re
-import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.backends.backend_pdf import PdfPages
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure as MplFigure
 
 from analysis import plots
+from analysis.document import Document, Figure, Heading, Table, Text
 from analysis.load import STUDY, AnalysisError, Results, load_results
+from analysis.order import cell_title, ordered_studies
+from analysis.protocol import sweep_protocol
+from analysis.render_html import write_html
+from analysis.render_pdf import write_pdf
 from analysis.tables import (
     best_configs,
-    best_configs_display,
     chosen_trials,
+    comparison_numbers,
     comparison_table,
+    metrics_display,
+    metrics_numbers,
+    selection_display,
+    selection_numbers,
     write_table,
 )
+
+TITLE = "clsweep sweep report"
 
 
 @dataclass
@@ -43,10 +54,10 @@ class Report:
 
 
 @dataclass
-class _Section:
+class _Plot:
     title: str
     caption: str
-    make: Callable[[], Figure]
+    make: Callable[[], MplFigure]
 
 
 def build_report(
@@ -57,188 +68,219 @@ def build_report(
     note in the report instead of an error; input that supports nothing raises AnalysisError."""
     results = load_results(paths)
     best = best_configs(results, select_on=select_on)
-    comparison = comparison_table(best)
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     report = Report(html=out / "report.html", pdf=out / "report.pdf")
-    report.tables += write_table(comparison, out / "tables", "comparison")
-    best_display = best_configs_display(best)
-    report.tables += write_table(best_display, out / "tables", "best_configs", numbers=best)
-
-    blocks: list[str] = []
-    with PdfPages(report.pdf) as pdf:
-        pdf.savefig(_summary_page(results, comparison))
-        for section in _sections(results, best):
-            try:
-                fig = section.make()
-            except AnalysisError as err:
-                report.notes.append(f"{section.title}: {err}")
-                title, message = html.escape(section.title), html.escape(str(err))
-                blocks.append(f"<h3>{title}</h3><p class=note>{message}</p>")
-                continue
-            stem = out / "figures" / _slug(section.title)
-            report.figures += plots.save_figure(fig, stem)
-            pdf.savefig(fig)
-            png = base64.b64encode(stem.with_suffix(".png").read_bytes()).decode("ascii")
-            blocks.append(
-                f"<h3>{html.escape(section.title)}</h3><p>{html.escape(section.caption)}</p>"
-                f'<img alt="{html.escape(section.title)}" src="data:image/png;base64,{png}">'
-            )
-        if report.notes:
-            pdf.savefig(_notes_page(report.notes))
-        info = pdf.infodict()
-        info["Title"] = "clsweep sweep report"
-    report.html.write_text(_html(results, comparison, best_display, blocks))
+    document = Document(TITLE)
+    document.add(Heading(TITLE, 1))
+    document.add(Text(_introduction(results, select_on)))
+    for name in sorted(results.sweeps):
+        _protocol_section(document, results, name)
+    report.tables += _results_section(document, best, out / "tables")
+    _figures_section(document, report, results, best, out / "figures")
+    if report.notes:
+        document.add(Heading("Figures left out", 2))
+        for note in report.notes:
+            document.add(Text(note, note=True))
+    write_html(document, report.html)
+    write_pdf(document, report.pdf)
     return report
 
 
-def _sections(results: Results, best: pd.DataFrame) -> list[_Section]:
+def _introduction(results: Results, select_on: str) -> str:
+    names = ", ".join(sorted(results.sweeps))
+    return (
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {len(results.sweeps)} sweep(s): "
+        f"{names}. How to read it: accuracies are in percent, forgetting, BWT and FWT in "
+        "percentage points (pp); 'mean ± SEM (n=k)' is the mean over k seeds and its standard "
+        "error, the sample standard deviation over √k; a number without ± rests on one seed. "
+        f"Each method is searched on its own in each scenario cell; configurations are chosen "
+        f"on validation ({select_on}) and reported on test, which no choice ever looks at. "
+        "Scenarios are ordered task-, domain-, class-incremental throughout."
+    )
+
+
+def _protocol_section(document: Document, results: Results, name: str) -> None:
+    protocol = sweep_protocol(results, name)
+    document.add(Heading(f"Protocol: sweep {name}", 2))
+    document.add(Table(protocol.record, f"Run record of sweep {name}.", key_value=True))
+    document.add(Table(protocol.search, f"How sweep {name} searched.", key_value=True))
+    document.add(
+        Table(
+            protocol.searched,
+            f"Searched space of sweep {name}: each parameter's distribution as the sampler "
+            "drew from it (column: its column in trials.parquet).",
+        )
+    )
+    document.add(
+        Table(
+            protocol.fixed,
+            f"Fixed settings of sweep {name}: every setting its trials shared, as they ran with "
+            "it (set by: the space file, a --set override, the default, or, for sweeps that did "
+            "not record their defaults, read from trials.parquet).",
+        )
+    )
+    if protocol.study_seeds is not None:
+        document.add(
+            Table(
+                protocol.study_seeds,
+                f"Sampler seed of each study of sweep {name} (derived from the sweep's seed and "
+                "the cell, so that cells explore differently).",
+            )
+        )
+
+
+def _results_section(document: Document, best: pd.DataFrame, folder: Path) -> list[Path]:
+    select_on = best["select_on"].iloc[0]
+    comparison_caption = (
+        "Test average accuracy (%) of each method's chosen configuration per scenario and "
+        f"benchmark: mean ± SEM (n seeds). Chosen on {select_on}."
+    )
+    selection_caption = (
+        "Chosen configuration of each method and cell: its exact parameter values, the "
+        f"{select_on} it won the search with (one seed), and its mean ± SEM over the final "
+        "phase's fresh seeds."
+    )
+    metrics_caption = (
+        "Test metrics of the chosen configurations (REFERENCE R5): mean ± SEM over n seeds; "
+        "accuracies in %, forgetting, BWT and FWT in percentage points."
+    )
+    comparison = comparison_table(best)
+    selection = selection_display(best)
+    metrics = metrics_display(best)
+    document.add(Heading("Results", 2))
+    document.add(Table(comparison, comparison_caption))
+    document.add(Heading("Chosen configurations: search vs final", 3))
+    document.add(Text(_selection_bias_text(best)))
+    document.add(Table(selection, selection_caption))
+    document.add(Table(metrics, metrics_caption))
+    return [
+        *write_table(
+            comparison, folder, "comparison", comparison_numbers(best), comparison_caption
+        ),
+        *write_table(selection, folder, "best_configs", selection_numbers(best), selection_caption),
+        *write_table(metrics, folder, "test_metrics", metrics_numbers(best), metrics_caption),
+    ]
+
+
+def _selection_bias_text(best: pd.DataFrame) -> str:
+    select_on = best["select_on"].iloc[0]
+    text = (
+        f"The search value is the {select_on} the chosen configuration reached in the search, "
+        "on the search's one seed. It was picked as the best of all configurations searched "
+        "(the 'search candidates' column: the completed configurations of its search) on that "
+        "very number, so it is biased upward: part of its lead is the luck of one run "
+        "(selection bias, the winner's curse). The final value re-runs the configuration with "
+        "fresh seeds that played no part in the search; its mean estimates how good the "
+        "configuration really is, and is usually lower. The test numbers come from those same "
+        "fresh-seed runs."
+    )
+    if (best["source"] == "final").any() and (best["source"] == "search").any():
+        text += " Cells without a final phase report the search trial itself."
+    elif (best["source"] == "search").all():
+        text += (
+            " These sweeps had no final phase, so the reported numbers are the search trials "
+            "themselves and carry that bias; add a final phase to the space to remove it."
+        )
+    return text
+
+
+def _figures_section(
+    document: Document, report: Report, results: Results, best: pd.DataFrame, folder: Path
+) -> None:
+    document.add(Heading("Figures", 2))
+    for plot in _plots(results, best):
+        try:
+            fig = plot.make()
+        except AnalysisError as err:
+            report.notes.append(f"{plot.title}: {err}")
+            continue
+        paths = plots.save_figure(fig, folder / _slug(plot.title))
+        report.figures += paths
+        document.add(Figure(paths[0], plot.title, plot.caption))
+    one_param = [name for name, info in sorted(results.sweeps.items()) if len(info.params) < 2]
+    if one_param:
+        document.add(
+            Text(
+                "Hyperparameter importance is shown only for sweeps that searched two or more "
+                "parameters: with one it is 1 by definition. Sweep(s) "
+                f"{', '.join(one_param)} searched one; the sensitivity figure shows all there is."
+            )
+        )
+
+
+def _plots(results: Results, best: pd.DataFrame) -> list[_Plot]:
     """Every figure of the report, in reading order: answers first, diagnostics after."""
-    sections = [
-        _Section(
+    selection = best["select_on"].iloc[0]
+    out = [
+        _Plot(
             "Average accuracy vs tasks learned",
-            "Each method at its best configuration (chosen on validation); test average accuracy "
-            "over the tasks learned so far (R5), mean ± SEM over the seeds of the table.",
+            "Each method at its chosen configuration; test average accuracy over the tasks "
+            "learned so far (REFERENCE R5), mean ± SEM band over the seeds of the tables. One "
+            "panel per cell, on one y-axis.",
             lambda: plots.plot_average_accuracy(results, best),
         ),
-        _Section(
+        _Plot(
             "Stability vs plasticity",
             "Every completed trial: validation forgetting (x, lower = more stable) against "
-            "plasticity, the accuracy on a task just after learning it (y). Dashed: Pareto front.",
+            "plasticity, the accuracy on a task just after learning it (y). Dashed: the Pareto "
+            "front. One panel per cell, on shared axes.",
             lambda: plots.plot_stability_plasticity(results),
         ),
     ]
     for _, row in best.iterrows():
         trial_id = chosen_trials(results, row)["trial_id"].iloc[0]
-        name = f"{row['method']}, {row['benchmark']}/{row['scenario']}/{row['n_tasks']}"
-        sections += [
-            _Section(
+        name = f"{row['method']}, {cell_title(row['benchmark'], row['scenario'], row['n_tasks'])}"
+        out += [
+            _Plot(
                 f"Accuracy matrix: {name}",
-                "One trial of the best configuration. Row i: test accuracy on each task after "
-                "learning i tasks; reading down a column shows forgetting.",
+                f"One trial (seed in the title) of the configuration chosen on {selection}. Row "
+                "i: test accuracy on each task after learning i tasks; reading down a column "
+                "shows forgetting; faded cells are tasks not yet learned.",
                 lambda s=row["sweep"], t=trial_id: plots.plot_accuracy_matrix(results, s, t),
             ),
-            _Section(
+            _Plot(
                 f"Per-task accuracy: {name}",
-                "The same trial: each task's test accuracy as further tasks are learned.",
+                "The same trial: each task's test accuracy as further tasks are learned (dotted "
+                "before the task is learned); dashed black: the average accuracy.",
                 lambda s=row["sweep"], t=trial_id: plots.plot_task_curves(results, s, t),
             ),
         ]
     for sweep in sorted(results.sweeps):
-        studies = sorted(results.trials.loc[results.trials["sweep"] == sweep, STUDY].unique())
-        sections += [
-            _Section(
+        info = results.sweep(sweep)
+        out += [
+            _Plot(
                 f"Sensitivity: sweep {sweep}",
-                "Search objective against each searched hyperparameter (one point per trial).",
+                f"Search objective ({info.objective[0]}) of each completed search trial against "
+                "each searched parameter, one panel per cell, all on one y-axis. Trials stopped "
+                "early by the scheduler (their value averages fewer tasks and is not comparable) "
+                "and diverged trials are drawn apart, in the strip under each panel, at the "
+                "number of tasks they reached.",
                 lambda s=sweep: plots.plot_sensitivity(results, s),
             ),
-            _Section(
+            _Plot(
                 f"Search progress: sweep {sweep}",
-                "Best objective so far against the trial number: still rising means search longer.",
+                "Best objective so far over completed trials against the trial number, one panel "
+                "per cell; still rising at the end means the search was too short. Stopped and "
+                "diverged trials are marked on the bottom edge.",
                 lambda s=sweep: plots.plot_search_progress(results, s),
             ),
         ]
-        sections += [
-            _Section(
+        if len(info.params) < 2:
+            continue
+        trials = results.trials[results.trials["sweep"] == sweep]
+        out += [
+            _Plot(
                 f"Importance: sweep {sweep}, {study}",
-                "Share of the objective's variation due to each hyperparameter, by two of "
-                "Optuna's evaluators, from the completed search trials.",
+                "Share of the objective's variation due to each searched parameter, by two of "
+                "Optuna's evaluators (fANOVA, PED-ANOVA), from the completed search trials; "
+                "evaluators that agree give a ranking to trust.",
                 lambda s=sweep, u=study: plots.plot_importance(results, s, u),
             )
-            for study in studies
+            for study in ordered_studies(trials[trials["phase"] == "search"])
+            if study in set(trials[STUDY])
         ]
-    return sections
-
-
-def _status_counts(results: Results) -> pd.DataFrame:
-    counts = results.trials.groupby(["sweep", "phase", "status"]).size().unstack(fill_value=0)
-    counts.columns.name = None
-    return counts.reset_index()
-
-
-def _summary_page(results: Results, comparison: pd.DataFrame) -> Figure:
-    """PDF page 1: what was loaded, trials by status, and the method x scenario table."""
-    fig = Figure(figsize=(11.69, 8.27), layout="constrained")  # A4 landscape
-    sweeps = "\n".join(f"  {name}: {info.path}" for name, info in sorted(results.sweeps.items()))
-    fig.suptitle("clsweep sweep report", fontsize=16, x=0.02, ha="left")
-    top, middle, bottom = fig.subfigures(3, 1, height_ratios=[1, 1.3, 2])
-    top.text(
-        0.0, 0.95,
-        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {len(results.sweeps)} sweep(s):\n"
-        f"{sweeps}",
-        va="top", fontsize=10,
-    )  # fmt: skip
-    _draw_table(middle, "Trials by sweep, phase and status", _status_counts(results))
-    _draw_table(
-        bottom,
-        "Test average accuracy (%) of each method's best configuration (chosen on validation), "
-        "mean ± SEM (n seeds)",
-        comparison.reset_index(),
-    )
-    return fig
-
-
-def _notes_page(notes: list[str]) -> Figure:
-    """Last PDF page: the figures the data could not support, and why."""
-    fig = Figure(figsize=(11.69, 8.27))
-    text = "\n\n".join(textwrap.fill(note, 130) for note in notes)
-    fig.text(0.03, 0.95, "Figures left out", fontsize=14, va="top")
-    fig.text(0.03, 0.89, text, fontsize=10, va="top")
-    return fig
-
-
-def _draw_table(fig: Figure, title: str, frame: pd.DataFrame) -> None:
-    """A DataFrame as a matplotlib table with a title (two-level column labels on two lines)."""
-    ax = fig.add_subplot()
-    ax.axis("off")
-    ax.set_title(title, loc="left", fontsize=11)
-    labels = [
-        "\n".join(map(str, c)).strip() if isinstance(c, tuple) else str(c) for c in frame.columns
-    ]
-    table = ax.table(
-        cellText=[[str(v) for v in row] for row in frame.to_numpy()],
-        colLabels=labels,
-        loc="upper left",
-        cellLoc="center",
-    )
-    table.auto_set_font_size(False)
-    table.set_fontsize(9)
-    table.auto_set_column_width(list(range(len(labels))))
-    for (row, _), cell in table.get_celld().items():
-        cell.set_height(0.16 if row == 0 else 0.1)
-
-
-def _html(
-    results: Results, comparison: pd.DataFrame, best_display: pd.DataFrame, blocks: list[str]
-) -> str:
-    sweeps = "".join(
-        f"<li><b>{html.escape(name)}</b>: {html.escape(str(info.path))}"
-        f" ({html.escape(str(info.meta.get('command') or ''))})</li>"
-        for name, info in sorted(results.sweeps.items())
-    )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>clsweep sweep report</title>
-<style>
-body {{ font-family: sans-serif; max-width: 1150px; margin: 2em auto; padding: 0 1em; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
-th, td {{ border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: right; }}
-th {{ background: #eee; }}
-img {{ max-width: 100%; border: 1px solid #ddd; }}
-.note {{ color: #8a5a00; }}
-</style></head><body>
-<h1>clsweep sweep report</h1>
-<p>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Accuracies in percent; ± is the standard
-error of the mean over seeds (sample std / √n); configurations are chosen on validation and
-reported on test.</p>
-<h2>Sweeps</h2><ul>{sweeps}</ul>
-{_status_counts(results).to_html(index=False)}
-<h2>Method × scenario (test average accuracy)</h2>
-{comparison.to_html()}
-<h2>Best configuration per method and cell</h2>
-{best_display.to_html(index=False)}
-<h2>Figures</h2>
-{"".join(blocks)}
-</body></html>
-"""
+    return out
 
 
 def _slug(title: str) -> str:

@@ -3,7 +3,8 @@
 Selection follows the project's protocol (DESIGN.md, Data): configurations are chosen on validation,
 test accuracy is only reported. Numbers are mean ± SEM over seeds, SEM = sample standard deviation
 (ddof=1) / sqrt(n), as in the three-scenario literature (REFERENCE.md R4). Frames keep fractions;
-the formatted tables show percent (docs/results-schema.md).
+what a reader sees is percent in one format (:mod:`cl_core.formatting`), and the CSV files hold
+the same numbers in percent at full precision, one number per column.
 """
 
 from __future__ import annotations
@@ -11,25 +12,47 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from analysis.load import CELL_KEYS, AnalysisError, Results
+from analysis.order import (  # noqa: F401 - re-exported: older notebooks import them from here
+    METHOD_ORDER,
+    SCENARIO_LABELS,
+    method_order,
+    scenario_label,
+    scenario_rank,
+    sort_rows,
+)
+from cl_core.formatting import format_param, format_pm, sem
+
+__all__ = [
+    "METRICS",
+    "best_configs",
+    "chosen_trials",
+    "comparison_numbers",
+    "comparison_table",
+    "format_pm",
+    "params_text",
+    "selection_display",
+    "selection_numbers",
+    "sem",
+    "metrics_display",
+    "metrics_numbers",
+    "write_table",
+]
 
 METRICS = ("avg_acc", "forgetting", "bwt", "fwt", "plasticity")
 """The R5 metrics (REFERENCE.md) reported per table row, on the test split."""
-METHOD_ORDER = ("finetune", "ewc", "si", "lwf", "joint")
-"""Lower bound first and the joint-training upper bound last, as in the three-scenario tables."""
-SCENARIO_LABELS = {"task": "Task-IL", "domain": "Domain-IL", "class": "Class-IL"}
-
-
-def sem(values: pd.Series | np.ndarray) -> float:
-    """Standard error of the mean: sample std (ddof=1) / sqrt(n); NaN for fewer than two values."""
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) < 2:
-        return math.nan
-    return float(np.std(values, ddof=1) / math.sqrt(len(values)))
+METRIC_HEADERS = {
+    "avg_acc": "avg. acc. (%)",
+    "forgetting": "forgetting (pp)",
+    "bwt": "BWT (pp)",
+    "fwt": "FWT (pp)",
+    "plasticity": "plasticity (%)",
+}
+"""Display headers: accuracies in percent, differences of accuracies in percentage points."""
+PCT = "_pct"
+"""Suffix of CSV columns in percent (percentage points for forgetting, BWT, FWT)."""
 
 
 def best_configs(results: Results, select_on: str = "val_avg_acc") -> pd.DataFrame:
@@ -40,8 +63,12 @@ def best_configs(results: Results, select_on: str = "val_avg_acc") -> pd.DataFra
     scored by their mean ``select_on`` over the fresh seeds, and the test metrics are mean ± SEM
     over those final-phase seeds (``source = final``). Without a final phase the search trials are
     used the same way (``source = search``), usually with n = 1 and so no SEM.
-    Columns: the cell keys, ``sweep``, ``config_id``, ``params`` (the searched values), ``source``,
-    ``n``, ``select_on``, ``val_score`` and ``test_<metric>_mean`` / ``test_<metric>_sem`` for each
+
+    Columns: the cell keys, ``sweep``, ``config_id``, ``params`` (the searched values, exactly),
+    one column per searched parameter (its trials.parquet column, e.g. ``hp_lambda``), ``source``,
+    ``n``, ``select_on``, ``val_score`` / ``val_sem`` (the selection score over the chosen trials),
+    ``search_val`` (the chosen configuration's ``select_on`` in the search: the number it won the
+    search with), ``configs_searched`` and ``test_<metric>_mean`` / ``test_<metric>_sem`` for each
     R5 metric. Higher ``select_on`` is better, except for forgetting.
     """
     if not select_on.startswith("val_"):
@@ -54,6 +81,7 @@ def best_configs(results: Results, select_on: str = "val_avg_acc") -> pd.DataFra
         raise AnalysisError(f"trials have no column {select_on!r}; try val_avg_acc")
     rows = []
     for cell, trials in done.groupby(CELL_KEYS, sort=False):
+        search = trials[trials["phase"] == "search"]
         phase = "final" if (trials["phase"] == "final").any() else "search"
         trials = trials[trials["phase"] == phase]
         scores = trials.groupby(["sweep", "config_id"], sort=True)[select_on].mean()
@@ -62,15 +90,20 @@ def best_configs(results: Results, select_on: str = "val_avg_acc") -> pd.DataFra
             continue  # no validation score (val_fraction = 0): nothing to select on
         sweep, config_id = scores.index[0]
         chosen = trials[(trials["sweep"] == sweep) & (trials["config_id"] == config_id)]
+        searched = search[(search["sweep"] == sweep) & (search["config_id"] == config_id)]
         row = dict(zip(CELL_KEYS, cell, strict=True))
         row.update(
             sweep=sweep,
             config_id=config_id,
             params=params_text(results, chosen.iloc[0]),
+            **{p.column: chosen.iloc[0][p.column] for p in results.sweeps[sweep].params},
             source=phase,
             n=len(chosen),
             select_on=select_on,
             val_score=float(scores.iloc[0]),
+            val_sem=sem(chosen[select_on]),
+            search_val=float(searched[select_on].mean()) if len(searched) else math.nan,
+            configs_searched=int(search.loc[search["sweep"] == sweep, "config_id"].nunique()),
         )
         for metric in METRICS:
             values = chosen[f"test_{metric}"]
@@ -79,7 +112,7 @@ def best_configs(results: Results, select_on: str = "val_avg_acc") -> pd.DataFra
         rows.append(row)
     if not rows:
         raise AnalysisError(f"no completed trial has a {select_on} value to select on")
-    return _ordered(pd.DataFrame(rows))
+    return sort_rows(pd.DataFrame(rows))
 
 
 def chosen_trials(results: Results, row: pd.Series) -> pd.DataFrame:
@@ -93,178 +126,219 @@ def chosen_trials(results: Results, row: pd.Series) -> pd.DataFrame:
 
 
 def params_text(results: Results, trial: pd.Series) -> str:
-    """'lambda=100, lr=0.001': the searched values of one trial, for table cells and titles."""
+    """'lambda=50.98612345678901, lr=0.001': one trial's searched values, exactly (re-typeable)."""
     params = results.sweeps[trial["sweep"]].params
-    values = (trial[p.column] for p in params)
-    texts = (f"{v:.3g}" if isinstance(v, float) else str(v) for v in values)
-    return ", ".join(f"{p.name}={t}" for p, t in zip(params, texts, strict=True)) or "(defaults)"
+    return ", ".join(f"{p.name}={format_param(trial[p.column])}" for p in params) or "(defaults)"
 
 
 def comparison_table(best: pd.DataFrame, metric: str = "avg_acc") -> pd.DataFrame:
     """Methods x (benchmark, scenario): test ``metric`` as 'mean ± SEM (n=..)' in percent.
 
-    The layout of the three-scenario papers (REFERENCE.md R4): one row per method, one column per
-    scenario, grouped by benchmark and task count. Empty where a method was not run in a cell.
+    The layout of the three-scenario papers (REFERENCE.md R4): one row per method (the index,
+    named ``method``), one column per scenario, grouped by benchmark and task count: a two-level
+    column index ``(benchmark (n tasks), Task-IL)``. Empty where a method was not run in a cell.
     """
-    frame = best.assign(
-        column=best["benchmark"] + " (" + best["n_tasks"].astype(str) + " tasks)",
-        label=best["scenario"].map(SCENARIO_LABELS).fillna(best["scenario"]),
-        value=[
-            format_pm(r[f"test_{metric}_mean"], r[f"test_{metric}_sem"], r["n"])
-            for _, r in best.iterrows()
-        ],
+    numbers = comparison_numbers(best, metric)
+    value = numbers.apply(
+        lambda r: format_pm(
+            r[f"test_{metric}_mean{PCT}"] / 100, r[f"test_{metric}_sem{PCT}"] / 100, r["n"]
+        ),
+        axis=1,
     )
-    table = frame.pivot(index="method", columns=["column", "label"], values="value").fillna("")
-    order = list(SCENARIO_LABELS.values())
-    order += sorted(set(frame["label"]) - set(order))
-    group = dict(
-        zip(frame["column"], zip(frame["benchmark"], frame["n_tasks"], strict=True), strict=False)
+    frame = numbers.assign(
+        group=numbers["benchmark"] + " (" + numbers["n_tasks"].astype(str) + " tasks)",
+        label=numbers["scenario"].map(scenario_label),
+        value=value,
     )
-    columns = sorted(table.columns, key=lambda c: (group[c[0]], order.index(c[1])))
-    table = table[columns].reindex(method_order(table.index))
+    columns = list(dict.fromkeys(zip(frame["group"], frame["label"], strict=True)))
+    table = frame.pivot(index="method", columns=["group", "label"], values="value")
+    table = table.reindex(columns=pd.MultiIndex.from_tuples(columns)).fillna("")
+    table = table.reindex(method_order(table.index))
     table.columns.names = [None, None]
     table.index.name = "method"
     return table
 
 
-def best_configs_display(best: pd.DataFrame) -> pd.DataFrame:
-    """The best-configuration table for reading: percent, 'mean ± SEM', a column per metric."""
-    display = best[CELL_KEYS + ["params", "sweep", "source", "n"]].copy()
-    display.insert(
-        len(CELL_KEYS) + 1,
-        f"{best['select_on'].iloc[0]} (sel.)",
-        [f"{100 * v:.1f}" for v in best["val_score"]],
-    )
-    for metric in METRICS:
-        display[f"test {metric}"] = [
-            format_pm(m, s)
-            for m, s in zip(best[f"test_{metric}_mean"], best[f"test_{metric}_sem"], strict=True)
-        ]
+def comparison_numbers(best: pd.DataFrame, metric: str = "avg_acc") -> pd.DataFrame:
+    """The numbers of :func:`comparison_table`, one row per method and cell, in percent (CSV)."""
+    numbers = best[CELL_KEYS + ["n"]].copy()
+    numbers[f"test_{metric}_mean{PCT}"] = 100 * best[f"test_{metric}_mean"]
+    numbers[f"test_{metric}_sem{PCT}"] = 100 * best[f"test_{metric}_sem"]
+    return numbers[CELL_KEYS + [f"test_{metric}_mean{PCT}", f"test_{metric}_sem{PCT}", "n"]]
+
+
+def selection_display(best: pd.DataFrame) -> pd.DataFrame:
+    """The chosen configuration of each method and cell, and how it was chosen.
+
+    'search val.' is the validation value the configuration won the search with (one seed, the
+    best of 'search candidates'); 'final val.' is its mean ± SEM over the final phase's fresh
+    seeds. The gap between them is selection bias (see the report's text).
+    """
+    select_on = best["select_on"].iloc[0]
+    display = _cell_columns(best)
+    display["parameters"] = best["params"].to_numpy()
+    display["search candidates"] = best["configs_searched"].astype(int).to_numpy()
+    display[f"search {select_on} (%)"] = [format_pm(v) for v in best["search_val"]]
+    display[f"final {select_on} (%)"] = [
+        format_pm(m, s, n) if source == "final" else "no final phase"
+        for m, s, n, source in zip(
+            best["val_score"], best["val_sem"], best["n"], best["source"], strict=True
+        )
+    ]
     return display
 
 
-def format_pm(mean: float, sem_value: float, n: int | None = None) -> str:
-    """'72.3 ± 1.2' in percent (fractions in files, percent in tables); '–' for a missing mean."""
-    if mean is None or math.isnan(mean):
-        return "–"
-    text = (
-        f"{100 * mean:.1f}"
-        if math.isnan(sem_value)
-        else f"{100 * mean:.1f} ± {100 * sem_value:.1f}"
+def selection_numbers(best: pd.DataFrame) -> pd.DataFrame:
+    """The numbers of :func:`selection_display` (CSV): percent, one number per column, the
+    searched values exact in ``params`` and one column each."""
+    select_on = best["select_on"].iloc[0]
+    keys = CELL_KEYS + ["sweep", "config_id", "params"]
+    params = [c for c in best.columns if c not in _BEST_FIXED_COLUMNS]
+    numbers = best[keys + params + ["source", "configs_searched"]].copy()
+    final = best["source"] == "final"
+    numbers[f"search_{select_on}{PCT}"] = 100 * best["search_val"]
+    numbers[f"final_{select_on}_mean{PCT}"] = (100 * best["val_score"]).where(final)
+    numbers[f"final_{select_on}_sem{PCT}"] = (100 * best["val_sem"]).where(final)
+    numbers["n"] = best["n"].where(final)
+    return numbers
+
+
+def metrics_display(best: pd.DataFrame) -> pd.DataFrame:
+    """Test metrics of the chosen configurations: mean ± SEM over its n seeds, in percent."""
+    display = _cell_columns(best)
+    for metric in METRICS:
+        display[METRIC_HEADERS[metric]] = [
+            format_pm(m, s)
+            for m, s in zip(best[f"test_{metric}_mean"], best[f"test_{metric}_sem"], strict=True)
+        ]
+    display["n"] = best["n"].astype(int).to_numpy()
+    return display
+
+
+def metrics_numbers(best: pd.DataFrame) -> pd.DataFrame:
+    """The numbers of :func:`metrics_display` (CSV), in percent (pp for differences)."""
+    numbers = best[CELL_KEYS + ["sweep", "config_id", "source", "n"]].copy()
+    for metric in METRICS:
+        numbers[f"test_{metric}_mean{PCT}"] = 100 * best[f"test_{metric}_mean"]
+        numbers[f"test_{metric}_sem{PCT}"] = 100 * best[f"test_{metric}_sem"]
+    return numbers
+
+
+_BEST_FIXED_COLUMNS = {
+    *CELL_KEYS,
+    "sweep",
+    "config_id",
+    "params",
+    "source",
+    "n",
+    "select_on",
+    "val_score",
+    "val_sem",
+    "search_val",
+    "configs_searched",
+    *(f"test_{m}_{s}" for m in METRICS for s in ("mean", "sem")),
+}
+
+
+def _cell_columns(best: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "method": best["method"].to_numpy(),
+            "benchmark": best["benchmark"].to_numpy(),
+            "scenario": best["scenario"].map(scenario_label).to_numpy(),
+            "tasks": best["n_tasks"].astype(int).to_numpy(),
+        }
     )
-    return text if n is None else f"{text} (n={n})"
 
 
 def write_table(
-    display: pd.DataFrame, out_dir: str | Path, name: str, numbers: pd.DataFrame | None = None
+    display: pd.DataFrame,
+    out_dir: str | Path,
+    name: str,
+    numbers: pd.DataFrame | None = None,
+    caption: str = "",
 ) -> list[Path]:
     """Write ``name``.md, .csv and .tex into ``out_dir``; return the paths.
 
-    Markdown and LaTeX show ``display``; the CSV holds ``numbers`` when given (full precision for
-    further work), else ``display``.
+    Markdown (pandas ``to_markdown``) and LaTeX (``Styler.to_latex``: booktabs rules, caption,
+    label ``tab:<name>``) show ``display``; the CSV holds ``numbers`` when given (percent at full
+    precision, one number per column), else ``display``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.md", out / f"{name}.csv", out / f"{name}.tex"]
     paths[0].write_text(to_markdown(display))
-    (display if numbers is None else numbers).to_csv(
-        paths[1], index=numbers is None and _has_index(display)
-    )
-    paths[2].write_text(to_latex(display))
+    (display if numbers is None else numbers).to_csv(paths[1], index=False)
+    paths[2].write_text(to_latex(display, caption=caption, label=f"tab:{name}"))
     return paths
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub Markdown table (two-level column labels joined by ' · ')."""
-    header, rows = _cells(table)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+def flat(display: pd.DataFrame) -> pd.DataFrame:
+    """The table with its (named) index as the first column(s), and labels of two-level columns
+    joined by ' · ' (empty levels dropped): one header row, nothing empty."""
+    frame = display.reset_index() if display.index.name is not None else display
+    if isinstance(frame.columns, pd.MultiIndex):
+        frame = frame.set_axis(
+            [" · ".join(str(part) for part in column if str(part)) for column in frame.columns],
+            axis=1,
+        )
+    return frame
 
 
-def to_latex(table: pd.DataFrame) -> str:
-    """A booktabs LaTeX tabular; a two-level column index becomes a \\multicolumn header row."""
-    index_names = _index_names(table)
-    _, rows = _cells(table)
-    width = len(index_names) + len(table.columns)
-    lines = [
-        r"\begin{tabular}{" + "l" * len(index_names) + "r" * len(table.columns) + "}",
-        r"\toprule",
-    ]
-    if isinstance(table.columns, pd.MultiIndex):
-        groups: list[tuple[str, int]] = []
-        for top, _ in table.columns:
-            if groups and groups[-1][0] == top:
-                groups[-1] = (top, groups[-1][1] + 1)
-            else:
-                groups.append((top, 1))
-        top_row = [""] * len(index_names) + [
-            rf"\multicolumn{{{k}}}{{c}}{{{_tex(str(g))}}}" for g, k in groups
-        ]
-        lines.append(" & ".join(top_row) + r" \\")
-        labels = [str(c[1]) for c in table.columns]
-    else:
-        labels = [str(c) for c in table.columns]
-    lines.append(" & ".join(_tex(c) for c in index_names + labels) + r" \\")
-    lines.append(r"\midrule")
-    lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in rows]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    assert all(len(row) == width for row in rows)
-    return "\n".join(lines) + "\n"
+def to_markdown(display: pd.DataFrame) -> str:
+    """A GitHub Markdown table (pandas ``to_markdown``; two-level column labels joined by ' · ')."""
+    return flat(display).to_markdown(index=False, disable_numparse=True) + "\n"
 
 
-def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    index = _has_index(table)
-    labels = [" · ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in table.columns]
-    header = (_index_names(table) if index else []) + labels
-    rows = [
-        ([str(i)] if index else []) + [_value_text(v) for v in values]
-        for i, values in zip(table.index, table.to_numpy(), strict=True)
-    ]
-    return header, rows
-
-
-def _has_index(table: pd.DataFrame) -> bool:
-    """A named index (e.g. ``method``) is a column to print; a default RangeIndex is not."""
-    return table.index.name is not None
-
-
-def _index_names(table: pd.DataFrame) -> list[str]:
-    return [str(table.index.name)] if _has_index(table) else []
-
-
-def _value_text(value: object) -> str:
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:g}"
-    return str(value)
-
-
-TEX_ESCAPES = (
-    ("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-    ("±", r"$\pm$"), ("–", "--"), ("·", r"$\cdot$"),
-)  # fmt: skip
-
-
-def _tex(text: str) -> str:
-    for char, escaped in TEX_ESCAPES:
-        text = text.replace(char, escaped)
-    return text
-
-
-def method_order(methods: pd.Index | list[str]) -> list[str]:
-    """Lower bound and known methods first, others alphabetically, joint (upper bound) last."""
-    present = set(methods)
-    known = [m for m in METHOD_ORDER[:-1] if m in present]
-    joint = [m for m in METHOD_ORDER[-1:] if m in present]
-    return known + sorted(present - set(METHOD_ORDER)) + joint
-
-
-def _ordered(best: pd.DataFrame) -> pd.DataFrame:
-    """Rows by benchmark, task count, scenario (task, domain, class), then method order."""
-    scenario_rank = {s: i for i, s in enumerate(SCENARIO_LABELS)}
-    method_rank = {m: i for i, m in enumerate(method_order(list(best["method"].unique())))}
-    key = best.assign(
-        _s=best["scenario"].map(scenario_rank).fillna(99), _m=best["method"].map(method_rank)
+def to_latex(display: pd.DataFrame, caption: str = "", label: str | None = None) -> str:
+    """A booktabs LaTeX table from ``Styler.to_latex``; a two-level column index becomes a
+    ``\\multicolumn`` header row above the scenario labels."""
+    frame = header_frame(display)
+    styler = frame.style.hide(axis="index").format(escape="latex")
+    styler = styler.format_index(escape="latex", axis=1)
+    text_columns = _text_columns(frame)
+    column_format = "".join("l" if c in text_columns else "r" for c in range(frame.shape[1]))
+    latex = styler.to_latex(
+        hrules=True,
+        caption=latex_escape(caption) or None,
+        label=label,
+        multicol_align="c",
+        column_format=column_format,
+        position_float="centering",
     )
-    key = key.sort_values(["benchmark", "n_tasks", "_s", "_m"], kind="stable")
-    return key.drop(columns=["_s", "_m"]).reset_index(drop=True)
+    return latex.replace("±", r"$\pm$").replace("–", "--").replace("·", r"$\cdot$")
+
+
+LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}  # fmt: skip
+
+
+def latex_escape(text: str) -> str:
+    """Plain text as LaTeX text (captions; cells are escaped by the Styler)."""
+    return "".join(LATEX_SPECIAL.get(char, char) for char in text)
+
+
+def header_frame(display: pd.DataFrame) -> pd.DataFrame:
+    """The table with its named index as a column; under a two-level header the index's name
+    goes on the lower row (so no header row is empty)."""
+    if display.index.name is None:
+        return display
+    name = display.index.name
+    frame = display.reset_index()
+    if isinstance(display.columns, pd.MultiIndex):
+        frame.columns = pd.MultiIndex.from_tuples(
+            [("", name), *display.columns.to_list()], names=display.columns.names
+        )
+    return frame
+
+
+def _text_columns(frame: pd.DataFrame) -> set[int]:
+    """Positions of columns that hold words (left-aligned) rather than numbers."""
+    out = set()
+    for position in range(frame.shape[1]):
+        values = frame.iloc[:, position].astype(str)
+        if not values.str.match(r"^[\s\d.+\-–±()n=%e]*$").all():
+            out.add(position)
+    return out

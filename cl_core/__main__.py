@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cl_core.cli_help import config_defaults, defaults_formatter
 from cl_core.config import OPTIMIZERS, RunConfig, parse_hidden
-from cl_core.data import BENCHMARKS, SCENARIOS
+from cl_core.data import BENCHMARKS, SCENARIOS, load_dataset
 from cl_core.errors import ClsweepError
 from cl_core.methods import METHODS
 from cl_core.models import MODELS
 from cl_core.params import parse_bool
 from cl_core.presets import PRESETS
-from cl_core.trainer import RunResult, TaskReport, resolve_device, train
+from cl_core.progress import LOG_EVERY, MODES, Progress
+from cl_core.trainer import FewStepsWarning, RunResult, TaskReport, resolve_device, train
 
 # CLI flag -> RunConfig field, for the flags that map one to one
 FIELDS = {
@@ -44,12 +47,16 @@ FIELDS = {
     "pad32": "pad32",
     "class_il_units": "class_il_units",
 }
+HELP_DEFAULTS = {"data_root": "~/.cache/clsweep/data when CLSWEEP_DATA is unset"}
+"""Defaults --help states in words (where the RunConfig default alone would mislead)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m cl_core",
-        description="One continual-learning run. Unset flags: preset value, else default.",
+        description="One continual-learning run. Unset flags: the preset's value, else the "
+        "default shown.",
+        formatter_class=defaults_formatter({**config_defaults(FIELDS), **HELP_DEFAULTS}),
     )
     p.add_argument(
         "--preset", choices=sorted(PRESETS), help="a published protocol (REFERENCE R1/R4)"
@@ -97,7 +104,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--list-methods", action="store_true", help="list methods and their hyperparameters"
     )
+    p.add_argument(
+        "--progress",
+        choices=MODES,
+        default="auto",
+        help="steps within each task: a bar, a log line every --log-every steps, or off; auto: "
+        "a bar on a terminal, else log lines",
+    )
+    p.add_argument(
+        "--log-every", type=_positive, default=LOG_EVERY, metavar="N", help="steps per log line"
+    )
     return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _bool(text: str) -> bool:
@@ -166,18 +193,23 @@ def main(argv: list[str] | None = None) -> int:
         print(list_methods())
         return 0
     try:
+        # Everything is checked, and the data loaded, before the first line is printed.
         cfg = config_from_args(args)
         device = str(resolve_device(cfg.device))
+        dataset = load_dataset(cfg)
         print(f"{cfg.method} on {cfg.benchmark}, {cfg.scenario}-IL, {cfg.n_tasks} tasks, {device}")
         header = " ".join(f"{'T' + str(j):>6}" for j in range(cfg.n_tasks))
-        print(f"learned | {header} |    avg |     loss |      s   (test accuracy, %)")
+        print(f"learned | {header} |    avg |     loss |      s   (test accuracy, %)", flush=True)
         reports = []
-        for report in train(cfg):
-            reports.append(report)
-            if report.status != "ok":
-                print(f"DIVERGED: {report.message}")
-                break
-            print(format_row(report), flush=True)
+        progress = Progress(args.progress, args.log_every)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            for report in train(cfg, dataset=dataset, progress=progress):
+                reports.append(report)
+                if report.status != "ok":
+                    print(f"DIVERGED: {report.message}")
+                    break
+                print(format_row(report), flush=True)
     except ClsweepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -187,6 +219,14 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0 if result.status == "completed" else 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our warnings as one 'warning: ...' line on stderr; others as Python shows them."""
+    if issubclass(category, FewStepsWarning):
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def print_summary(result: RunResult) -> None:

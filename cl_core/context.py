@@ -100,6 +100,13 @@ class TrainContext:
             pick = order[start : start + batch_size]
             yield self.make_batch(rows[pick], task if isinstance(task, int) else task[pick])
 
+    def training_steps(self, tasks: list[int]) -> int:
+        """How many batches (optimizer steps) :meth:`training_batches` yields for ``tasks``."""
+        if self.cfg.iterations is not None:
+            return self.cfg.iterations
+        rows = sum(len(self.seq.tasks[t].train_idx) for t in tasks)
+        return self.cfg.epochs * -(-rows // self.cfg.batch_size)
+
     def training_batches(self, tasks: list[int]) -> Iterator[Batch]:
         """The batches of one task's training: ``epochs`` passes or ``iterations`` batches."""
         cfg = self.cfg

@@ -5,8 +5,10 @@ It owns the loop, optimizer, batching and evaluation; the method adds to it thro
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,8 +25,16 @@ from cl_core.methods import Method, get_method
 from cl_core.models import ModelFactory
 from cl_core.optim import make_optimizer
 from cl_core.params import resolve
+from cl_core.progress import Progress, TaskProgress
 
 DIVERGENCE_CHECK_EVERY = 50  # steps between NaN/inf checks (each check syncs with the device)
+MIN_STEPS_PER_TASK = 50
+"""Fewer optimizer steps than this per task rarely learn it (e.g. 8x8 digits split in five
+tasks, batch 128, 5 epochs: about 10 steps); the trainer warns."""
+
+
+class FewStepsWarning(UserWarning):
+    """A task gets too few optimizer steps to be learned; the message says how to get more."""
 
 
 @dataclass
@@ -86,11 +96,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train(cfg: RunConfig, dataset: Dataset | None = None) -> Iterator[TaskReport]:
+def train(
+    cfg: RunConfig, dataset: Dataset | None = None, progress: Progress | None = None
+) -> Iterator[TaskReport]:
     """Run ``cfg``; yield the evaluation of the untrained model, then one report per task.
 
     ``dataset`` lets a caller share one loaded dataset across runs (the sweep passes it from
-    Ray's object store); otherwise it is loaded (and cached per process).
+    Ray's object store); otherwise it is loaded (and cached per process). ``progress`` shows the
+    steps within each task (the command line passes one; by default nothing is shown). A task
+    with fewer than ``MIN_STEPS_PER_TASK`` optimizer steps raises a :class:`FewStepsWarning`.
     """
     cfg = cfg.validated()
     method_cls = get_method(cfg.method)
@@ -100,6 +114,8 @@ def train(cfg: RunConfig, dataset: Dataset | None = None) -> Iterator[TaskReport
     ctx = TrainContext(cfg, seq, device)
 
     method = method_cls(params, ctx)
+    steps = [ctx.training_steps(method.training_tasks(t)) for t in range(seq.n_tasks)]
+    warn_if_few_steps(cfg, steps)
     torch.manual_seed(cfg.train_seed)
     model = method.build_model(ModelFactory(cfg, ctx.input_shape, ctx.scenario.out_units, device))
 
@@ -112,7 +128,9 @@ def train(cfg: RunConfig, dataset: Dataset | None = None) -> Iterator[TaskReport
         if optimizer is None or cfg.reset_optimizer:
             optimizer = make_optimizer(cfg, model.parameters())
         method.before_task(model, task)
-        loss = _learn_task(ctx, model, method, optimizer, task)
+        shown = progress.task(task, seq.n_tasks, steps[task]) if progress else None
+        with shown or contextlib.nullcontext(TaskProgress()) as bar:
+            loss = _learn_task(ctx, model, method, optimizer, task, bar)
         if not math.isfinite(loss):
             yield TaskReport(
                 task + 1,
@@ -129,7 +147,29 @@ def train(cfg: RunConfig, dataset: Dataset | None = None) -> Iterator[TaskReport
         yield _evaluate(ctx, model, method, task + 1, loss, start)
 
 
-def _learn_task(ctx: TrainContext, model: nn.Module, method: Method, optimizer, task: int) -> float:
+def warn_if_few_steps(cfg: RunConfig, steps: list[int]) -> None:
+    """Warn once per run when a task gets fewer than ``MIN_STEPS_PER_TASK`` optimizer steps."""
+    fewest = min(steps)
+    if fewest >= MIN_STEPS_PER_TASK:
+        return
+    task = steps.index(fewest)
+    length = (
+        f"{cfg.iterations} iterations"
+        if cfg.iterations is not None
+        else f"{cfg.epochs} epoch(s) at batch size {cfg.batch_size}"
+    )
+    warnings.warn(
+        f"task {task + 1} gets only {fewest} optimizer steps ({length}); fewer than "
+        f"{MIN_STEPS_PER_TASK} rarely learn a task: lower the batch size, train more epochs, or "
+        "set iterations",
+        FewStepsWarning,
+        stacklevel=3,
+    )
+
+
+def _learn_task(
+    ctx: TrainContext, model: nn.Module, method: Method, optimizer, task: int, bar: TaskProgress
+) -> float:
     """Train on ``task``; return the mean training loss (inf/NaN once it diverges)."""
     model.train()
     total = torch.zeros((), device=ctx.device)
@@ -137,6 +177,7 @@ def _learn_task(ctx: TrainContext, model: nn.Module, method: Method, optimizer, 
     for batch in ctx.training_batches(method.training_tasks(task)):
         total += _step(model, method, optimizer, batch, task)
         steps += 1
+        bar.update(lambda t=total, n=steps: t.item() / n)  # read (a device sync) only if shown
         if steps % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(total):
             break
     return total.item() / max(steps, 1)

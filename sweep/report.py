@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cl_core.formatting import format_param, format_pm, sem
 from sweep.space import SweepSpec
 
 TOP = 5
@@ -25,7 +26,8 @@ def plan_text(spec: SweepSpec, address: str | None) -> str:
         f"fixed hyperparameters: {spec.hyperparams or '(defaults)'}",
         "objective: "
         + ", ".join(f"{m} ({d})" for m, d in zip(spec.metrics, spec.modes, strict=True)),
-        f"sampler: {spec.sampler} (seed {spec.sampler_seed})",
+        f"sampler: {spec.sampler} (seed {spec.sampler_seed}; each study's seed derived from it "
+        "and its cell: sweep.json, protocol.sampler)",
         f"budget: {spec.trials} trials per cell"
         + (f", at most {spec.time_limit_s:g} s per cell" if spec.time_limit_s else ""),
         "early stopping: "
@@ -61,35 +63,55 @@ def _dist(p) -> str:
 
 
 def best_table(spec: SweepSpec, folder: Path) -> str:
-    """Best search configs per cell (on the objective) and final-phase test means."""
+    """Best search configs per cell (on the objective) and the final phase's means, in the
+    report's number format: percent, mean ± SEM (n), parameter values exact."""
     path = folder / "trials.parquet"
     if not path.exists():
         return f"no trial finished; nothing written in {folder}"
     df = pd.read_parquet(path)
     columns = [p.column for p in spec.params]
+    names = {p.column: p.name for p in spec.params}
     metric, mode = spec.metrics[0], spec.modes[0]
-    lines = []
-    pd.set_option("display.width", 160)
+    lines = ["numbers in percent; final phase: mean ± SEM over its fresh seeds (n seeds)"]
     for (method, cell), group in df.groupby(["method", "cell"], sort=False):
         search = group[(group.phase == "search") & (group.status == "completed")]
-        counts = group[group.phase == "search"].status.value_counts().to_dict()
-        lines.append(f"\n{method} on {cell}: search trials by status {counts}")
+        counts = group[group.phase == "search"].status.value_counts()
+        status = ", ".join(f"{n} {status}" for status, n in counts.items())
+        lines.append(f"\n{method} on {cell}: search trials {status}")
         if len(search):
             top = search.sort_values("objective", ascending=mode == "min").head(TOP)
-            shown = top[["trial_id", *columns, "objective", "test_avg_acc", "tasks_completed"]]
-            lines.append(f"top {len(top)} on {metric} ({mode}):")
-            lines.append(shown.rename(columns={"objective": metric}).to_string(index=False))
+            shown = pd.DataFrame({"trial": top["trial_id"]})
+            for column in columns:
+                shown[names[column]] = top[column].map(format_param)
+            shown[f"{metric} (%)"] = top["objective"].map(format_pm)
+            shown["test_avg_acc (%)"] = top["test_avg_acc"].map(format_pm)
+            shown["tasks"] = top["tasks_completed"].astype(str) + "/" + top["n_tasks"].astype(str)
+            lines.append(f"top {len(top)} of the search on {metric} ({mode}):")
+            lines.append(_indent(shown.to_string(index=False)))
         final = group[(group.phase == "final") & (group.status == "completed")]
         if len(final):
-            agg = (
-                final.groupby(["final_rank", "config_id", *columns])
-                .test_avg_acc.agg(["mean", "std", "count"])
-                .reset_index()
-                .sort_values("final_rank")
-            )
-            lines.append("final phase (fresh seeds), test_avg_acc:")
-            lines.append(agg.to_string(index=False))
+            lines.append("final phase (fresh seeds):")
+            table = _final_table(final, columns, names, metric)
+            lines.append(_indent(table.to_string(index=False)))
     lines.append("\nwritten:")
     for name in ("trials.parquet", "tasks.parquet", "sweep.json", "study.db"):
         lines.append(f"  {folder / name}")
+    lines.append(f"report: clsweep report {folder} --out {folder / 'report'}")
     return "\n".join(lines)
+
+
+def _final_table(
+    final: pd.DataFrame, columns: list[str], names: dict[str, str], metric: str
+) -> pd.DataFrame:
+    rows = []
+    for (rank, config_id), runs in final.groupby(["final_rank", "config_id"], sort=True):
+        row = {"rank": int(rank), "config_id": config_id}
+        row.update({names[c]: format_param(runs[c].iloc[0]) for c in columns})
+        for value in dict.fromkeys([metric, "val_avg_acc", "test_avg_acc"]):
+            row[f"{value} (%)"] = format_pm(runs[value].mean(), sem(runs[value]), len(runs))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())

@@ -26,6 +26,7 @@ from ray import tune
 from cl_core.methods import get_method
 from cl_core.params import resolve
 from sweep.interrupt import sigint_received
+from sweep.protocol import protocol_record
 from sweep.space import SweepSpec
 from sweep.trial_config import run_config, searched_values, trial_config_id
 
@@ -365,6 +366,7 @@ def write_sweep_json(
         "searched": [p.to_json() for p in spec.params],
         "objective": {"metrics": list(spec.metrics), "modes": list(spec.modes)},
         "cells": [c.key for c in spec.cells],
+        "protocol": protocol_record(spec),
         "command": previous.get("command", command),
         "versions": versions(),
         "git_commit": git_commit(),

@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from sweep.seeds import cell_sampler_seed
 from sweep.space import Param, SweepSpec
 
 FAILED_STATUSES = ("diverged", "error")
@@ -37,9 +38,8 @@ def trial_outcome(
     return TrialState.COMPLETE, [float(v) for v in values]
 
 
-def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: SweepSpec, seed: int | None) -> optuna.samplers.BaseSampler:
     """The Optuna sampler the space asks for (TPE with constant liar for parallel trials)."""
-    seed = spec.sampler_seed
     if spec.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if spec.sampler == "random":
@@ -145,7 +145,7 @@ def make_searcher(
         space=distributions(spec.params),
         metric=list(spec.metrics) if many else spec.metrics[0],
         mode=list(spec.modes) if many else spec.modes[0],
-        sampler=make_sampler(spec),
+        sampler=make_sampler(spec, cell_sampler_seed(spec.sampler_seed, method, cell_key)),
         study_name=study_name(spec, method, cell_key, "search"),
         storage=optuna.storages.RDBStorage(storage_url(storage)),
     )

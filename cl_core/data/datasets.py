@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,15 +132,31 @@ def _missing_raw_files(raw: Path) -> list[str]:
 
 
 def _download(name: str, root: Path) -> None:
-    """Let torchvision fetch the archives; offline this fails, and the caller names the gap."""
+    """Let torchvision fetch the archives into a temporary folder, then move the raw files under
+    ``root``; offline this fails, and the caller names the gap.
+
+    torchvision creates its folders before it tries the network, so downloading in place would
+    leave an empty ``root/<Folder>/raw`` behind a failed run (and create a mistyped data root).
+    Here a failure leaves the file system as it was.
+    """
     from torchvision import datasets
 
-    cls = getattr(datasets, TORCHVISION_FOLDERS[name])
-    try:
-        for train in (True, False):
-            cls(str(root), train=train, download=True)
-    except Exception:  # noqa: BLE001 - any failure is reported as the missing-files error
-        return
+    folder = TORCHVISION_FOLDERS[name]
+    cls = getattr(datasets, folder)
+    with tempfile.TemporaryDirectory(prefix="clsweep-download-") as staging:
+        try:
+            for train in (True, False):
+                cls(staging, train=train, download=True)
+        except Exception:  # noqa: BLE001 - any failure is reported as the missing-files error
+            return
+        fetched = Path(staging) / folder / "raw"
+        if _missing_raw_files(fetched):
+            return
+        raw = root / folder / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        for path in sorted(fetched.iterdir()):
+            if not (raw / path.name).exists():
+                shutil.move(str(path), raw / path.name)
 
 
 def _read_idx(raw: Path, stem: str) -> torch.Tensor:

@@ -12,6 +12,7 @@ from analysis_fixtures import raw_rows
 from analysis import plots
 from analysis.importance import param_importances
 from analysis.load import AnalysisError
+from analysis.order import cell_title, ordered_studies
 from analysis.tables import best_configs, chosen_trials
 
 
@@ -71,23 +72,48 @@ def test_average_accuracy_lines_are_means_over_seeds(results, raw_tasks, tmp_pat
             step = rows[(rows["tasks_learned"] == i) & (rows["task"] < i)]
             curve.append(step["accuracy"].mean())
         curves.append(curve)
-    panel = f"{row['benchmark']}, {row['scenario']}-IL, {row['n_tasks']} tasks"
+    panel = cell_title(row["benchmark"], row["scenario"], row["n_tasks"])
     expected = 100 * np.mean(curves, axis=0)
     np.testing.assert_allclose(drawn[panel, row["method"]], expected, rtol=1e-9)
+    scenarios = [ax.get_title().split(", ")[1] for ax in fig.axes if ax.get_visible()]
+    assert scenarios == sorted(scenarios, key=["Task-IL", "Domain-IL", "Class-IL"].index)
+    assert all(ax.get_shared_y_axes().joined(fig.axes[0], ax) for ax in fig.axes[1:])
     _written(fig, tmp_path / "average")
 
 
-def test_sensitivity_marks_stopped_and_diverged(results, tmp_path):
+def test_sensitivity_small_multiples_draw_cut_trials_apart(results, tmp_path):
     for sweep, info in results.sweeps.items():
         fig = plots.plot_sensitivity(results, sweep)
-        assert len(fig.axes) == len(info.params)
-        for ax, param in zip(fig.axes, info.params, strict=True):
+        search = results.trials[
+            (results.trials["sweep"] == sweep) & (results.trials["phase"] == "search")
+        ]
+        studies = ordered_studies(search)
+        cut = search["status"].isin(["stopped", "diverged"]).any()
+        main = fig.axes[:: 2 if cut else 1]
+        assert len(main) == len(info.params) * len(studies)  # one panel per parameter and study
+        assert all(ax.get_shared_y_axes().joined(main[0], ax) for ax in main[1:])  # one y-axis
+        for k, ax in enumerate(main):
+            param, study = info.params[k // len(studies)], studies[k % len(studies)]
+            rows = search[search["study"] == study]
             assert ax.get_xscale() == ("log" if param.log else "linear")
-            labels = {t.get_text() for t in fig.legends[0].get_texts()}
-            statuses = set(results.trials.loc[results.trials["sweep"] == sweep, "status"])
-            assert ("stopped" in statuses) == any(lab.startswith("stopped") for lab in labels)
-            assert ("diverged" in statuses) == any(lab.startswith("diverged") for lab in labels)
+            done = rows[rows["status"] == "completed"]
+            np.testing.assert_allclose(
+                sorted(ax.collections[0].get_offsets()[:, 1]), sorted(100 * done["objective"])
+            )  # only completed trials sit on the objective axis
+            if cut:
+                strip = fig.axes[fig.axes.index(ax) + 1]
+                drawn = [tuple(p) for c in strip.collections for p in c.get_offsets()]
+                assert sorted(y for _, y in drawn) == sorted(
+                    rows.loc[rows["status"].isin(["stopped", "diverged"]), "tasks_completed"]
+                )  # stopped and diverged trials at the tasks they reached
+        labels = {t.get_text() for t in fig.legends[0].get_texts()}
+        statuses = set(search["status"])
+        assert ("stopped" in statuses) == any(lab.startswith("stopped") for lab in labels)
+        assert ("diverged" in statuses) == any(lab.startswith("diverged") for lab in labels)
         _written(fig, tmp_path / f"sensitivity-{sweep}")
+    lwf = plots.plot_sensitivity(results, "lwf-small", "lr")
+    titles = [ax.get_title() for ax in lwf.axes if ax.get_title()]
+    assert [t.split(", ")[1] for t in titles] == ["Task-IL", "Domain-IL"]  # not alphabetical
 
 
 def test_pareto_front():
@@ -108,6 +134,10 @@ def test_stability_plasticity_scatter(results, tmp_path):
 
 def test_importance_sums_to_one(results, tmp_path):
     for sweep, info in results.sweeps.items():
+        if len(info.params) < 2:
+            with pytest.raises(AnalysisError, match="importance compares two or more"):
+                plots.plot_importance(results, sweep)
+            continue
         study = sorted(results.trials.loc[results.trials["sweep"] == sweep, "study"].unique())[0]
         for evaluator in ("fanova", "ped-anova"):
             values = param_importances(results, sweep, study, evaluator)
@@ -118,18 +148,34 @@ def test_importance_sums_to_one(results, tmp_path):
         param_importances(results, sweep, study, "shap")
 
 
-def test_search_progress_is_the_running_best(results, raw_trials, tmp_path):
-    sweep = sorted(results.sweeps)[0]
+def test_search_progress_is_the_running_best_of_completed_trials(results, raw_trials, tmp_path):
+    sweep = "lwf-small"  # has stopped and diverged trials
     fig = plots.plot_search_progress(results, sweep)
     rows = raw_trials[(raw_trials["sweep"] == sweep) & (raw_trials["phase"] == "search")]
-    rows = rows[rows["status"] != "error"]
-    first = sorted((rows["method"] + " on " + rows["cell"]).unique())[0]
-    rows = rows[rows["method"] + " on " + rows["cell"] == first].sort_values(
-        ["started_at", "trial_id"]
-    )
+    rows = rows.assign(study=rows["method"] + " on " + rows["cell"])
+    first = ordered_studies(rows)[0]
+    assert first.endswith("/task/3")
+    rows = rows[rows["study"] == first].sort_values(["started_at", "trial_id"])
+    assert (rows["status"] != "completed").any()
     best, expected = -math.inf, []
-    for value in rows["objective"]:
-        best = max(best, value) if not math.isnan(value) else best
+    for value, status in zip(rows["objective"], rows["status"], strict=True):
+        best = max(best, value) if status == "completed" else best
         expected.append(100 * best)
     np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), expected)
     _written(fig, tmp_path / "progress")
+
+
+def test_cell_grid_reads_like_the_comparison_table():
+    from analysis.order import cell_layout
+
+    cells = [("permuted-digits", "domain", 5)] + [
+        ("split-mnist", s, n) for n in (2, 5) for s in ("task", "domain", "class")
+    ]
+    rows, columns, places = cell_layout(cells)
+    assert (rows, columns) == (3, 3)  # a row per benchmark and task count, a column per scenario
+    assert places[("permuted-digits", "domain", 5)] == (0, 1)  # under Domain-IL, not first
+    assert [places[("split-mnist", s, 5)] for s in ("task", "domain", "class")] == [
+        (2, 0),
+        (2, 1),
+        (2, 2),
+    ]

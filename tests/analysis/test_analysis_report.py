@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from analysis_fixtures import FIXTURES
+
+from analysis.protocol import sweep_protocol
+from cl_core.formatting import format_param
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,23 +30,102 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_report_writes_html_pdf_tables(tmp_path: Path):
-    out = tmp_path / "report"
-    done = _run("report", str(FIXTURES), "--out", str(out))
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The report of every fixture sweep, built once through the CLI."""
+    out = tmp_path_factory.mktemp("report")
+    return out, _run("report", str(FIXTURES), "--out", str(out))
+
+
+def test_report_writes_html_pdf_tables(report_run):
+    out, done = report_run
     assert done.returncode == 0, done.stderr
     assert f"HTML report: {out / 'report.html'}" in done.stdout
     page = (out / "report.html").read_text()
     images = re.findall(r'<img alt="[^"]+" src="data:image/png;base64,', page)
     assert len(images) >= 7  # average, stability, matrix, curves, sensitivity, progress, importance
+    captions = re.findall(r"<figcaption>Figure (\d+)\. ", page)
+    assert captions == [str(k) for k in range(1, len(images) + 1)]  # a caption under every figure
     assert "<script" not in page and not re.search(r'(src|href)="(https?:)?//', page)  # offline
     pdf = (out / "report.pdf").read_bytes()
-    assert pdf.startswith(b"%PDF-") and len(re.findall(rb"/Type\s*/Page\b", pdf)) == len(
-        images
-    ) + 1 + ("note:" in done.stdout)
-    for name in ("comparison", "best_configs"):
+    assert pdf.startswith(b"%PDF-")
+    boxes = set(re.findall(rb"/MediaBox\s*\[([^\]]*)\]", pdf))
+    assert len(boxes) == 1 and [round(float(v)) for v in boxes.pop().split()] == [0, 0, 595, 842]
+    assert len(re.findall(rb"/Subtype\s*/Image", pdf)) == len(images)  # the same figures
+    for name in ("comparison", "best_configs", "test_metrics"):
         for suffix in (".md", ".csv", ".tex"):
             assert (out / "tables" / f"{name}{suffix}").stat().st_size > 0
     assert len(pd.read_csv(out / "tables" / "best_configs.csv")) > 0
+
+
+def test_report_is_a_complete_record(report_run):
+    """Protocol first, then the tables, then the figures; search vs final explained."""
+    out, _ = report_run
+    page = (out / "report.html").read_text()
+    order = [page.index(f"<h2>{h}") for h in ("Protocol: sweep ewc-choice", "Results", "Figures")]
+    assert order == sorted(order)
+    for text in ("git commit", "versions", "started", "sampler", "budget", "early stopping",
+                 "objective", "validation fraction", "seeds (search)", "final phase",
+                 "selection bias", "search val_avg_acc (%)", "final val_avg_acc (%)"):  # fmt: skip
+        assert text in page, text
+    assert page.count("<h2>Protocol: sweep ") == 3
+
+
+def test_protocol_lists_every_fixed_setting_of_sweep_json(results, report_run):
+    out, _ = report_run
+    page = html.unescape((out / "report.html").read_text()).replace("<td >", "<td>")
+    for name, info in results.sweeps.items():
+        section = page.split(f"Protocol: sweep {name}", 1)[1].split("<h2>", 1)[0]
+        fixed = sweep_protocol(results, name).fixed
+        shown = {(r["setting"], r["value"]) for _, r in fixed.iterrows()}
+        space = info.meta["space"]
+        given = {**space.get("train", {}), **space.get("hyperparams", {})}
+        assert given
+        for setting, value in given.items():
+            text = _value_text(value)
+            assert (setting, text) in shown, (name, setting)
+            row = f"<td>{setting}</td>\n      <td>{text}</td>"
+            assert row in section, (name, setting)
+
+
+def test_protocol_record_of_a_new_sweep(tmp_path: Path):
+    """A sweep.json with the protocol record the sweep now writes: every recorded setting (the
+    defaults included) and each study's sampler seed are in the report; a one-parameter sweep
+    gets no importance figure."""
+    from analysis.report import build_report
+    from sweep.protocol import protocol_record
+    from sweep.space import load_space
+
+    sweep_copy = tmp_path / "quickstart"
+    shutil.copytree(FIXTURES / "quickstart", sweep_copy)
+    meta = json.loads((sweep_copy / "sweep.json").read_text())
+    sets = ["train.epochs=1", "grid.n_tasks=3"]  # as its command line says
+    assert all(f"--set {s}" in meta["command"] for s in sets)
+    meta["protocol"] = protocol_record(load_space("quickstart.yaml", {"budget.trials": 6}, sets))
+    (sweep_copy / "sweep.json").write_text(json.dumps(meta))
+    report = build_report(sweep_copy, tmp_path / "report")
+    page = html.unescape(report.html.read_text()).replace("<td >", "<td>")
+    entries = meta["protocol"]["fixed"]["ewc"]
+    assert len(entries["train"]) > 10 and "val_fraction" in entries["train"]
+    for group in entries.values():
+        for setting, entry in group.items():
+            cells = (setting, _value_text(entry["value"]), entry["set_by"])
+            assert "\n      ".join(f"<td>{c}</td>" for c in cells) in page, setting
+    assert "<td>epochs</td>\n      <td>1</td>\n      <td>--set</td>" in page
+    for study, seed in meta["protocol"]["sampler"]["study_seeds"].items():
+        assert f"<td>{study}</td>\n      <td>{seed}</td>" in page
+    assert "Importance" not in "".join(re.findall(r'<img alt="([^"]+)"', page))
+    assert not any("importance" in p.name for p in report.figures)
+    assert "with one it is 1 by definition" in page
+
+
+def _value_text(value) -> str:
+    """A setting as a reader re-types it: hidden sizes as '400,400', floats exactly."""
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return ",".join(format_param(v) for v in value)
+    return format_param(value)
 
 
 def _one_error_line(done: subprocess.CompletedProcess, text: str) -> None:

@@ -12,12 +12,17 @@ import pytest
 from analysis.load import AnalysisError
 from analysis.tables import (
     best_configs,
-    best_configs_display,
+    comparison_numbers,
     comparison_table,
     format_pm,
+    metrics_display,
+    metrics_numbers,
+    selection_display,
+    selection_numbers,
     sem,
     write_table,
 )
+from cl_core.formatting import format_param
 
 CELL = ["method", "benchmark", "scenario", "n_tasks"]
 
@@ -115,19 +120,95 @@ def test_sem_and_formatting():
     assert format_pm(math.nan, math.nan) == "–"
 
 
-def test_tables_written_as_markdown_csv_latex(results, tmp_path: Path):
+def _markdown_rows(path: Path) -> list[dict[str, str]]:
+    """A Markdown table read back as one dict per row (header -> cell text)."""
+    lines = [line.strip().strip("|").split("|") for line in path.read_text().splitlines()]
+    header = [cell.strip() for cell in lines[0]]
+    return [dict(zip(header, (c.strip() for c in row), strict=True)) for row in lines[2:]]
+
+
+def test_csv_round_trips_to_the_markdown_numbers(results, tmp_path: Path):
     best = best_configs(results)
-    display = best_configs_display(best)
-    md, csv, tex = write_table(display, tmp_path, "best_configs", numbers=best)
-    lines = md.read_text().splitlines()
-    assert lines[0].startswith("| method | benchmark |") and len(lines) == 2 + len(best)
+    paths = {
+        "comparison": write_table(comparison_table(best), tmp_path, "c", comparison_numbers(best)),
+        "selection": write_table(selection_display(best), tmp_path, "s", selection_numbers(best)),
+        "metrics": write_table(metrics_display(best), tmp_path, "m", metrics_numbers(best)),
+    }
+    labels = {"task": "Task-IL", "domain": "Domain-IL", "class": "Class-IL"}
+
+    def pm(mean_pct, sem_pct, n=None):
+        return format_pm(mean_pct / 100, sem_pct / 100, n)
+
+    md, csv, _ = paths["comparison"]
+    cells = {row["method"]: row for row in _markdown_rows(md)}
+    numbers = pd.read_csv(csv)
+    assert list(numbers.columns) == [
+        *CELL,
+        "test_avg_acc_mean_pct",
+        "test_avg_acc_sem_pct",
+        "n",
+    ]  # one number per column, the unit in the name
+    for _, row in numbers.iterrows():
+        column = f"{row['benchmark']} ({row['n_tasks']} tasks) · {labels[row['scenario']]}"
+        want = pm(row["test_avg_acc_mean_pct"], row["test_avg_acc_sem_pct"], row["n"])
+        assert cells[row["method"]][column] == want
+    md, csv, _ = paths["selection"]
+    for shown, row in zip(_markdown_rows(md), pd.read_csv(csv).to_dict("records"), strict=True):
+        assert shown["search val_avg_acc (%)"] == pm(row["search_val_avg_acc_pct"], math.nan)
+        final = pm(row["final_val_avg_acc_mean_pct"], row["final_val_avg_acc_sem_pct"], row["n"])
+        assert shown["final val_avg_acc (%)"] == final
+        assert shown["parameters"] == row["params"]
+    md, csv, _ = paths["metrics"]
+    for shown, row in zip(_markdown_rows(md), pd.read_csv(csv).to_dict("records"), strict=True):
+        assert shown["avg. acc. (%)"] == pm(
+            row["test_avg_acc_mean_pct"], row["test_avg_acc_sem_pct"]
+        )
+        assert shown["BWT (pp)"] == pm(row["test_bwt_mean_pct"], row["test_bwt_sem_pct"])
+        assert int(shown["n"]) == row["n"]
+
+
+def test_parameters_survive_a_round_trip_at_full_precision(results, raw_trials, tmp_path: Path):
+    best = best_configs(results)
+    _, csv, _ = write_table(selection_display(best), tmp_path, "s", selection_numbers(best))
     back = pd.read_csv(csv)
-    np.testing.assert_allclose(back["test_avg_acc_mean"], best["test_avg_acc_mean"], rtol=1e-12)
-    latex = tex.read_text()
-    assert latex.startswith("\\begin{tabular}") and "\\pm" in latex and "avg\\_acc" in latex
-    md2, _, tex2 = write_table(comparison_table(best), tmp_path, "comparison")
-    assert "\\multicolumn" in tex2.read_text()
-    assert "Domain-IL" in md2.read_text()
+    floats = 0
+    for (_, row), (_, read) in zip(best.iterrows(), back.iterrows(), strict=True):
+        chosen = raw_trials[
+            (raw_trials["sweep"] == row["sweep"]) & (raw_trials["config_id"] == row["config_id"])
+        ].iloc[0]
+        written = dict(item.split("=", 1) for item in row["params"].split(", "))
+        for param in results.sweeps[row["sweep"]].params:
+            value = chosen[param.column]
+            if isinstance(value, float):
+                floats += 1
+                assert float(written[param.name]) == value  # exact, not rounded
+                assert read[param.column] == value
+            else:
+                assert written[param.name] == format_param(value)
+    assert floats >= 3
+    assert format_param(50.98612345678901) == "50.98612345678901"
+    assert float(format_param(5923816.857481925)) == 5923816.857481925
+
+
+def test_no_empty_header_rows(results, tmp_path: Path):
+    best = best_configs(results)
+    for display in (comparison_table(best), selection_display(best), metrics_display(best)):
+        md, _, tex = write_table(display, tmp_path, "t")
+        header = md.read_text().splitlines()[0]
+        assert all(cell.strip() for cell in header.strip("|").split("|"))
+        latex = tex.read_text()
+        assert "\\toprule" in latex and "\\bottomrule" in latex and "\\caption" not in latex
+        head = latex.split("\\toprule", 1)[1].split("\\midrule", 1)[0].strip().splitlines()
+        assert all(line.replace("&", "").replace("\\\\", "").strip() for line in head)
+    latex = to_latex_with_caption(comparison_table(best), tmp_path)
+    assert "\\multicolumn{3}{c}{permuted-digits (3 tasks)}" in latex
+    assert "\\caption{Test \\% of val\\_avg\\_acc}" in latex and "\\label{tab:c}" in latex
+    assert "$\\pm$" in latex and "±" not in latex
+
+
+def to_latex_with_caption(display: pd.DataFrame, folder: Path) -> str:
+    _, _, tex = write_table(display, folder, "c", caption="Test % of val_avg_acc")
+    return tex.read_text()
 
 
 def test_selection_must_be_on_validation(results):

@@ -18,6 +18,7 @@ from sweep_helpers import TINY_SPACE, documented_columns, study_trials, write_sp
 
 from cl_core.trainer import train
 from sweep.runner import Options, run_sweep
+from sweep.seeds import cell_sampler_seed
 from sweep.space import load_space
 
 # Ray workers import this module by value: tests/ is not on their path.
@@ -128,6 +129,15 @@ def test_sweep_json_records_the_run(ewc_sweep):
     assert doc["cells"] == ["permuted-digits/domain/3"]
     assert doc["command"] == "pytest" and doc["ended_at"] >= doc["started_at"]
     assert doc["versions"]["ray"] and doc["versions"]["optuna"]
+    protocol = doc["protocol"]  # the resolved protocol the report shows
+    train = protocol["fixed"]["ewc"]["train"]
+    assert train["hidden"] == {"value": [32], "set_by": "space"}
+    assert train["val_fraction"] == {"value": 0.1, "set_by": "default"}
+    assert "lambda" not in protocol["fixed"]["ewc"]["hyperparams"]  # searched, not fixed
+    assert protocol["sampler"]["study_seeds"] == {
+        "ewc on permuted-digits/domain/3": cell_sampler_seed(0, "ewc", "permuted-digits/domain/3")
+    }
+    assert protocol["budget"]["trials_per_cell"] == 4 and protocol["final"]["seeds"] == 2
 
 
 def test_raising_and_diverging_trials_are_recorded_and_the_sweep_goes_on(local_ray, tmp_path):

@@ -1,0 +1,83 @@
+"""The report as a list of blocks (headings, text, tables, figures), rendered twice.
+
+:mod:`analysis.report` decides what the report says, once; :mod:`analysis.render_html` and
+:mod:`analysis.render_pdf` only lay it out. So the HTML and the PDF carry the same content by
+construction: the same protocol, the same tables, the same figures with the same numbered
+captions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2  # 1: the title, 2: a section, 3: a part of a section
+
+
+@dataclass
+class Text:
+    """A paragraph of plain text (no markup); ``note`` marks a figure left out and why."""
+
+    text: str
+    note: bool = False
+
+
+@dataclass
+class Table:
+    """A table of text cells (one or two header levels), its number and its caption (above)."""
+
+    frame: pd.DataFrame
+    caption: str
+    number: int = 0
+    key_value: bool = False  # a two-column item/value list: no header row, items in bold
+
+
+@dataclass
+class Figure:
+    """A figure saved as PNG, its number, title and caption (below it)."""
+
+    png: Path
+    title: str
+    caption: str
+    number: int = 0
+
+
+Block = Heading | Text | Table | Figure
+
+
+@dataclass
+class Document:
+    """The blocks in reading order; tables and figures are numbered as they are added."""
+
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def add(self, block: Block) -> Block:
+        if isinstance(block, Table):
+            block.number = 1 + sum(isinstance(b, Table) for b in self.blocks)
+        if isinstance(block, Figure):
+            block.number = 1 + sum(isinstance(b, Figure) for b in self.blocks)
+        self.blocks.append(block)
+        return block
+
+    @property
+    def figures(self) -> list[Figure]:
+        return [b for b in self.blocks if isinstance(b, Figure)]
+
+    @property
+    def tables(self) -> list[Table]:
+        return [b for b in self.blocks if isinstance(b, Table)]
+
+
+def table_label(table: Table) -> str:
+    return f"Table {table.number}. {table.caption}"
+
+
+def figure_label(figure: Figure) -> str:
+    return f"Figure {figure.number}. {figure.title}. {figure.caption}"

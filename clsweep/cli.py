@@ -1,0 +1,55 @@
+"""``clsweep run|sweep|report ...``: hands the rest of the command line to the package's CLI."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+USAGE = """usage: clsweep {run,sweep,report} ...
+
+  run     one continual-learning run              (python -m cl_core; clsweep run --help)
+  sweep   search a space with Ray Tune + Optuna   (python -m sweep; clsweep sweep --help)
+  report  HTML + PDF report and tables of sweeps  (python -m analysis report; --help)
+"""
+
+
+def _run(argv: list[str]) -> int:
+    from cl_core.__main__ import main
+
+    return main(argv)
+
+
+def _sweep(argv: list[str]) -> int:
+    from sweep.__main__ import main
+
+    return main(argv)
+
+
+def _report(argv: list[str]) -> int:
+    from analysis.__main__ import main
+
+    return main(["report", *argv])
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "run": _run,
+    "sweep": _sweep,
+    "report": _report,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a subcommand; a missing or unknown one prints the usage and returns 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="", file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(USAGE, end="", file=sys.stderr)
+        print(f"clsweep: error: unknown command {command!r}; use run, sweep or report",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    # The sweep records its command line from sys.argv: make it the subcommand's own.
+    sys.argv = [f"clsweep {command}", *rest]
+    return COMMANDS[command](rest)
