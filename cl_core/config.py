@@ -134,8 +134,15 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
 
 
 def _check_conv_settings(cfg: RunConfig) -> None:
-    """Pre-trained / frozen conv layers only make sense for the conv net, and freezing only with
-    pre-trained weights (frozen random filters are almost surely a forgotten --conv-weights)."""
+    """The conv net takes the benchmark's images; pre-trained / frozen conv layers only make sense
+    for it, and freezing only with pre-trained weights (frozen random filters are almost surely a
+    forgotten --conv-weights)."""
+    if cfg.model == "conv":
+        from cl_core.data.registry import get_benchmark
+        from cl_core.models.conv import check_conv_input
+
+        shape = get_benchmark(cfg.benchmark).input_shape(cfg.pad32)
+        check_conv_input(shape, f"{cfg.benchmark}'s images")
     if cfg.model != "conv" and (cfg.conv_weights or cfg.freeze_conv):
         raise ClsweepError(
             f"conv_weights and freeze_conv apply to model 'conv', not {cfg.model!r}; "

@@ -4,8 +4,9 @@ Architecture (the three-scenario code's ``ConvLayers`` with depth 5, 16 start ch
 default of depth − 1 = 4 reducing layers, ``models/conv/nets.py``; van de Ven et al. 2022):
   - conv 1: 3x3, stride 1, padding 1, C_in -> 16 channels, batch norm, ReLU;
   - conv 2..5: 3x3, stride 2, padding 1, channels doubled each time (32, 64, 128, 256); each
-    halves the image side (rounding up: 32 -> 16 -> 8 -> 4 -> 2, 28 -> 14 -> 7 -> 4 -> 2,
-    8 -> 4 -> 2 -> 1 -> 1); batch norm and ReLU after conv 2..4;
+    halves the image side (rounding up: 32 -> 16 -> 8 -> 4 -> 2, 28 -> 14 -> 7 -> 4 -> 2);
+    batch norm and ReLU after conv 2..4; images smaller than 16x16 (the 8x8 digits) are refused,
+    since conv 4 would see a 1x1 map;
   - conv 5 has neither batch norm nor ReLU, as in the reference classifier (``no_fnl=True``: its
     conv output goes straight into the first fully connected layer);
   - the conv output (256 x 2 x 2 = 1,024 units for 32x32 inputs) is flattened and fed to the fully
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 CONV_DEPTH = 5
 START_CHANNELS = 16
+MIN_SIDE = 16  # 16 -> 8 -> 4 -> 2 -> 1: conv 4 (the last with batch norm) still sees 2x2
 
 
 def conv_trunk(in_channels: int) -> tuple[nn.Sequential, int]:
@@ -56,6 +58,18 @@ def conv_trunk(in_channels: int) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*layers), channels
 
 
+def check_conv_input(shape: tuple[int, ...], what: str = "the inputs") -> None:
+    """Refuse images too small for the conv net: below MIN_SIDE, conv 4 would see a 1x1 map
+    (batch norm over one value per channel fails for a batch of one, and 3x3 filters degenerate
+    to their centre)."""
+    if len(shape) != 3 or min(shape[1:]) < MIN_SIDE:
+        raise ClsweepError(
+            f"model 'conv' needs images of at least {MIN_SIDE}x{MIN_SIDE} (its stride-2 layers "
+            f"halve the side four times); {what} are {'x'.join(map(str, shape[1:]))}: use "
+            "--model mlp, or an MNIST or CIFAR benchmark"
+        )
+
+
 def conv_out_side(side: int) -> int:
     """Image side after the conv layers: each stride-2 layer (k=3, p=1) maps s to ceil(s/2)."""
     for _ in range(CONV_DEPTH - 1):
@@ -70,6 +84,7 @@ class ConvNet(ContinualModel):
         self, input_shape: tuple[int, int, int], hidden: tuple[int, ...], out_units: int
     ) -> None:
         super().__init__()
+        check_conv_input(input_shape)
         self.input_shape = tuple(input_shape)
         channels, height, width = self.input_shape
         self.conv, out_channels = conv_trunk(channels)
