@@ -30,6 +30,8 @@ FIELDS = {
     "method": "method",
     "model": "model",
     "hidden": "hidden",
+    "conv_weights": "conv_weights",
+    "freeze_conv": "freeze_conv",
     "optimizer": "optimizer",
     "lr": "lr",
     "weight_decay": "weight_decay",
@@ -72,8 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="method hyperparameter, repeatable (e.g. --param lambda=1e4); see --list-methods",
     )
-    p.add_argument("--model", choices=list(MODELS), help="architecture (default mlp)")
-    p.add_argument("--hidden", type=parse_hidden, help="hidden sizes, e.g. 400,400,400")
+    p.add_argument(
+        "--model", choices=list(MODELS), help="architecture: mlp (default) or conv (5 conv layers)"
+    )
+    p.add_argument(
+        "--hidden", type=parse_hidden, help="hidden sizes, e.g. 400,400,400 (conv: the fc layers)"
+    )
+    p.add_argument(
+        "--conv-weights",
+        metavar="PATH",
+        help="conv: pre-trained conv layers (made by python -m cl_core.pretrain)",
+    )
+    p.add_argument(
+        "--freeze-conv",
+        type=_bool,
+        metavar="{true,false}",
+        help="conv: freeze the pre-trained conv layers (eval mode, no gradients)",
+    )
     p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
@@ -91,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-seed", type=int, help="drives training (init, batch order)")
     p.add_argument("--val-fraction", type=float, help="share of each task's training data held out")
     p.add_argument(
-        "--data-root", help="folder holding MNIST/raw, FashionMNIST/raw (else $CLSWEEP_DATA)"
+        "--data-root",
+        help="folder holding MNIST/raw, FashionMNIST/raw, cifar-10-batches-py, cifar-100-python "
+        "(else $CLSWEEP_DATA)",
     )
     p.add_argument("--first-task-unpermuted", type=_bool, metavar="{true,false}")
     p.add_argument("--pad32", type=_bool, metavar="{true,false}", help="zero-pad MNIST to 32x32")
@@ -102,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", type=Path, metavar="PATH", help="write matrices, metrics and config here"
     )
     p.add_argument(
-        "--list-methods", action="store_true", help="list methods and their hyperparameters"
+        "--list-methods",
+        action="store_true",
+        help="list methods, the scenarios each supports and their hyperparameters",
     )
     p.add_argument(
         "--progress",
@@ -171,7 +192,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def list_methods() -> str:
     lines = []
     for name, cls in METHODS.items():
-        lines.append(name)
+        lines.append(f"{name}  (scenarios: {', '.join(cls.scenarios)})")
         for hp in cls.hyperparams.values():
             lines.append(
                 f"  {hp.name:<18} default {hp.default!r:<12} {hp.range_text()}  ({hp.help})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cl_core.data.scenarios import CLASS_IL_UNITS, SCENARIOS
@@ -28,7 +29,9 @@ class RunConfig:
     method: str = "finetune"
     method_params: dict[str, Any] = field(default_factory=dict)
     model: str = "mlp"
-    hidden: tuple[int, ...] = (400, 400, 400)
+    hidden: tuple[int, ...] = (400, 400, 400)  # hidden widths (conv: the fully connected ones)
+    conv_weights: str | None = None  # conv: pre-trained conv layers (python -m cl_core.pretrain)
+    freeze_conv: bool = False  # conv: freeze the pre-trained conv layers (eval mode, no grads)
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -51,8 +54,8 @@ class RunConfig:
         """Return a copy with types normalised; raise ClsweepError naming the field and the fix.
 
         Everything is checked here, before any data is loaded: the benchmark and its task count,
-        the model, the method, the scenarios it supports and its hyperparameters (names, types,
-        ranges).
+        the model (and its pre-trained conv weights file), the method, the scenarios it supports
+        and its hyperparameters (names, types, ranges).
         """
         from cl_core.data.registry import get_benchmark
         from cl_core.methods import get_method
@@ -60,6 +63,8 @@ class RunConfig:
         from cl_core.params import resolve
 
         cfg = dataclasses.replace(self, hidden=parse_hidden(self.hidden))
+        if cfg.conv_weights:  # absolute, so a worker in another directory (Ray) finds it too
+            cfg.conv_weights = str(Path(cfg.conv_weights).expanduser().resolve())
         _one_of("scenario", cfg.scenario, SCENARIOS)
         _one_of("optimizer", cfg.optimizer, OPTIMIZERS)
         _one_of("device", cfg.device, DEVICES)
@@ -85,6 +90,7 @@ class RunConfig:
             raise ClsweepError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
         get_benchmark(cfg.benchmark).check(cfg.n_tasks, cfg.pad32)
         get_model_builder(cfg.model)
+        _check_conv_settings(cfg)
         method = get_method(cfg.method)
         method.check_scenario(cfg.scenario)
         resolve(method.hyperparams, cfg.method_params, f"method {cfg.method!r}")
@@ -125,6 +131,33 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
         raise ClsweepError(
             f"hidden must be comma-separated integers like 400,400; got {value!r}"
         ) from None
+
+
+def _check_conv_settings(cfg: RunConfig) -> None:
+    """The conv net takes the benchmark's images; pre-trained / frozen conv layers only make sense
+    for it, and freezing only with pre-trained weights (frozen random filters are almost surely a
+    forgotten --conv-weights)."""
+    if cfg.model == "conv":
+        from cl_core.data.registry import get_benchmark
+        from cl_core.models.conv import check_conv_input
+
+        shape = get_benchmark(cfg.benchmark).input_shape(cfg.pad32)
+        check_conv_input(shape, f"{cfg.benchmark}'s images")
+    if cfg.model != "conv" and (cfg.conv_weights or cfg.freeze_conv):
+        raise ClsweepError(
+            f"conv_weights and freeze_conv apply to model 'conv', not {cfg.model!r}; "
+            "set --model conv or drop them"
+        )
+    if cfg.freeze_conv and not cfg.conv_weights:
+        raise ClsweepError(
+            "freeze_conv freezes pre-trained conv layers: set conv_weights (--conv-weights PATH, "
+            "made by `python -m cl_core.pretrain --out PATH`)"
+        )
+    if cfg.conv_weights and not Path(cfg.conv_weights).expanduser().is_file():
+        raise ClsweepError(
+            f"conv_weights file {cfg.conv_weights} not found; write one with "
+            "`python -m cl_core.pretrain --out PATH` or fix the path"
+        )
 
 
 def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:

@@ -49,12 +49,22 @@ class TrainContext:
         self.seen_tasks = 1  # tasks seen so far, the current one included
         self.input_shape = seq.dataset.shape  # (channels, height, width) the model sees
         self._perms = self._stack_perms()
+        self._norm = self._channel_norm()
 
     def new_generator(self, purpose: str) -> torch.Generator:
         """A generator on the run's device for one purpose of a method (e.g. "memory"), seeded
         from ``train_seed`` and the purpose, so that it never shifts the batch order."""
         seed = (self.cfg.train_seed * 1_000_003 + zlib.crc32(purpose.encode())) % 2**63
         return torch.Generator(device=self.device).manual_seed(seed)
+
+    def _channel_norm(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per-channel (mean, std) of the dataset, shaped (C, 1) to broadcast over pixels."""
+        data = self.seq.dataset
+        if data.mean is None:
+            return None
+        mean = torch.tensor(data.mean, device=self.device).unsqueeze(1)
+        std = torch.tensor(data.std, device=self.device).unsqueeze(1)
+        return mean, std
 
     def _stack_perms(self) -> torch.Tensor | None:
         if all(t.perm is None for t in self.seq.tasks):
@@ -72,6 +82,9 @@ class TrainContext:
             (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
         )
         x = x_all[idx].float().div_(data.scale)
+        if self._norm is not None:
+            mean, std = self._norm
+            x = x.view(len(x), data.shape[0], -1).sub_(mean).div_(std).view(len(x), -1)
         if self._perms is not None:
             x = x[:, self._perms[task]] if isinstance(task, int) else x.gather(1, self._perms[task])
         global_label = task * self.seq.label_offset + self.seq.label_map[y_all[idx]]

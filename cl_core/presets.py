@@ -75,4 +75,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "method_params": {"si": {"epsilon": 0.1}, "lwf": {"temperature": 2.0, "scaling": "tasks"}},
     },
+    # The three-scenario code's Split CIFAR-100 (params/param_values.py, 2022 version): 10 tasks,
+    # the conv net with conv layers pre-trained on CIFAR-10 and frozen (give them with
+    # --conv-weights PATH, made by `python -m cl_core.pretrain --out PATH`), fc 2 x 2,000, Adam
+    # lr 1e-4 not reset, batch 256, 5,000 iterations per task, per-channel normalisation; XdG's
+    # gating_prop 0.85 (its CIFAR-100 value). Same validation difference as above.
+    "vdv-cifar100": {
+        "run": {
+            "benchmark": "split-cifar100",
+            "scenario": "task",
+            "n_tasks": 10,
+            "model": "conv",
+            "hidden": (2000, 2000),
+            "freeze_conv": True,
+            "optimizer": "adam",
+            "lr": 1e-4,
+            "reset_optimizer": False,
+            "epochs": None,
+            "iterations": 5000,
+            "batch_size": 256,
+        },
+        "method_params": {"xdg": {"gating_prop": 0.85}},
+    },
 }

@@ -302,6 +302,12 @@ class _Validator:
         train = self.train(self.section(raw, "train"))
         hyperparams = self.hyperparams(methods, self.section(raw, "hyperparams"))
         cells = self.grid(self.section(raw, "grid"), methods)
+        # settings that depend on the benchmark (pad32, the conv net's input) are checked per cell
+        self.cell_settings = [
+            {"benchmark": c.benchmark, "scenario": c.scenario, "n_tasks": c.n_tasks} for c in cells
+        ]
+        for settings in self.cell_settings:
+            self.run_config({**train, **settings}, "train")
         params = self.search(methods, self.section(raw, "search"), train, hyperparams)
         if any(p.name == "iterations" for p in params) and "epochs" not in train:
             train = {**train, "epochs": None}  # searched iterations replace the default epochs
@@ -425,7 +431,6 @@ class _Validator:
         hints = typing.get_type_hints(RunConfig)
         for key, value in train.items():
             self.setting_type(f"train.{key}", key, value, hints[key])
-        self.run_config(train, "train")
         return dict(train)
 
     def setting_type(self, key: str, name: str, value: Any, hint: Any) -> None:
@@ -663,11 +668,12 @@ class _Validator:
                 f"use type: {' or '.join(expected)}",
             )
         for value in param.choices or (param.low, param.high):
-            settings = {**train, param.name: value}
-            if param.name == "iterations":
-                settings["epochs"] = None
             try:
-                RunConfig.from_dict(settings).validated()
+                for cell in self.cell_settings:
+                    settings = {**train, **cell, param.name: value}
+                    if param.name == "iterations":
+                        settings["epochs"] = None
+                    RunConfig.from_dict(settings).validated()
             except ClsweepError as exc:
                 self.fail(
                     key, f"{value!r} is not valid: {exc}", "keep the range inside valid values"

@@ -1,4 +1,5 @@
-"""Raw datasets -> uint8 tensors: MNIST and Fashion-MNIST through torchvision, digits from sklearn.
+"""Raw datasets -> uint8 tensors: MNIST and Fashion-MNIST through torchvision, digits from sklearn
+(CIFAR in ``cl_core.data.cifar``).
 
 Images are kept as flattened uint8 (N, D) tensors with a ``scale`` to divide by, so a dataset is
 small to ship through Ray's object store and is turned into floats batch by batch.
@@ -6,6 +7,7 @@ small to ship through Ray's object store and is turned into floats batch by batc
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import os
@@ -42,6 +44,9 @@ class Dataset:
     scale: float  # pixel value that maps to 1.0
     shape: tuple[int, int, int]  # (channels, height, width) of one flattened row
     n_classes: int = 10
+    # per-channel normalisation after scaling, (x - mean) / std; None = none (MNIST, digits)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     @property
     def input_dim(self) -> int:
@@ -55,15 +60,12 @@ class Dataset:
     def to(self, device: torch.device | str) -> Dataset:
         """A copy on ``device``: the whole benchmark lives on the trial's device."""
         move = functools.partial(torch.Tensor.to, device=device)
-        return Dataset(
-            self.name,
-            move(self.x_train),
-            move(self.y_train),
-            move(self.x_test),
-            move(self.y_test),
-            self.scale,
-            self.shape,
-            self.n_classes,
+        return dataclasses.replace(
+            self,
+            x_train=move(self.x_train),
+            y_train=move(self.y_train),
+            x_test=move(self.x_test),
+            y_test=move(self.y_test),
         )
 
 
@@ -181,13 +183,9 @@ def pad_to_32(data: Dataset) -> Dataset:
         images = x.reshape(-1, data.side, data.side)
         return torch.nn.functional.pad(images, (2, 2, 2, 2)).reshape(len(x), -1).contiguous()
 
-    return Dataset(
-        data.name,
-        pad(data.x_train),
-        data.y_train,
-        pad(data.x_test),
-        data.y_test,
-        data.scale,
-        (1, data.side + 4, data.side + 4),
-        data.n_classes,
+    return dataclasses.replace(
+        data,
+        x_train=pad(data.x_train),
+        x_test=pad(data.x_test),
+        shape=(1, data.side + 4, data.side + 4),
     )

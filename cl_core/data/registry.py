@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cl_core.data import benchmarks as builders
+from cl_core.data.cifar import load_cifar10, load_cifar100
 from cl_core.data.datasets import (
     Dataset,
     default_data_root,
@@ -92,6 +93,8 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("mnist", load_mnist, (1, 28, 28), 10),
         DatasetSpec("fashion", load_fashion, (1, 28, 28), 10),
         DatasetSpec("digits", load_digits, (1, 8, 8), 10, needs_root=False),
+        DatasetSpec("cifar10", load_cifar10, (3, 32, 32), 10),
+        DatasetSpec("cifar100", load_cifar100, (3, 32, 32), 100),
     )
 }
 
@@ -115,6 +118,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         split("split-fashion", "fashion", "Fashion-MNIST"),
         permuted("permuted-digits", "digits", "scikit-learn 8x8 digits (offline)"),
         split("split-digits", "digits", "scikit-learn 8x8 digits (offline)"),
+        split("split-cifar10", "cifar10", "CIFAR-10"),
+        split("split-cifar100", "cifar100", "CIFAR-100"),
     )
 }
 

@@ -8,9 +8,13 @@ from cl_core.methods.ewc import EWC
 from cl_core.methods.finetune import Finetune
 from cl_core.methods.joint import Joint
 from cl_core.methods.lwf import LwF
+from cl_core.methods.separate import SeparateNetworks
 from cl_core.methods.si import SI
+from cl_core.methods.xdg import XdG
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Finetune, Joint, EWC, SI, LwF)}
+METHODS: dict[str, type[Method]] = {
+    m.name: m for m in (Finetune, Joint, EWC, SI, LwF, XdG, SeparateNetworks)
+}
 
 
 def get_method(name: str) -> type[Method]:

@@ -61,7 +61,8 @@ def _batch_fisher(model, ctx, task, batch_size, limit, fisher) -> int:
         logits = ctx.active_logits(model(batch.x), task)
         F.cross_entropy(logits, batch.target).backward()
         for n, p in model.named_parameters():
-            fisher[n] += p.grad.detach() ** 2
+            if p.grad is not None:  # frozen parameters (pre-trained conv layers) have none
+                fisher[n] += p.grad.detach() ** 2
         n_batches += 1
     model.zero_grad(set_to_none=True)
     return n_batches

@@ -13,6 +13,7 @@ import torch
 
 from cl_core.errors import ClsweepError
 from cl_core.models.base import ContinualModel
+from cl_core.models.conv import ConvNet, build_conv
 from cl_core.models.mlp import MLP, build_mlp
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 ModelBuilder = Callable[..., ContinualModel]
 
-MODELS: dict[str, ModelBuilder] = {"mlp": build_mlp}
+MODELS: dict[str, ModelBuilder] = {"mlp": build_mlp, "conv": build_conv}
 
 
 def get_model_builder(name: str) -> ModelBuilder:
@@ -44,14 +45,23 @@ class ModelFactory:
     def __call__(
         self, hidden: tuple[int, ...] | None = None, out_units: int | None = None
     ) -> ContinualModel:
+        return self._build(hidden, out_units).to(self.device)
+
+    def n_params(self, hidden: tuple[int, ...] | None = None, out_units: int | None = None) -> int:
+        """Trainable parameters of the variant ``self(hidden, out_units)`` builds; built on the
+        CPU with the random state restored, so counting never changes the run's initialisation."""
+        with torch.random.fork_rng(devices=[]):
+            model = self._build(hidden, out_units)
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def _build(self, hidden: tuple[int, ...] | None, out_units: int | None) -> ContinualModel:
         build = get_model_builder(self.cfg.model)
-        model = build(
+        return build(
             self.cfg,
             self.input_shape,
             self.out_units if out_units is None else out_units,
             self.cfg.hidden if hidden is None else hidden,
         )
-        return model.to(self.device)
 
 
-__all__ = ["MLP", "MODELS", "ContinualModel", "ModelFactory", "get_model_builder"]
+__all__ = ["MLP", "ConvNet", "MODELS", "ContinualModel", "ModelFactory", "get_model_builder"]

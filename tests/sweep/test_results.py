@@ -33,6 +33,7 @@ def test_store_writes_typed_rows_once_per_trial(tmp_path):
     row, tasks = trial_rows(spec, "t1", config, result)
     assert row["status"] == "stopped" and row["objective"] == 0.85
     assert row["val_bwt"] is None and row["hp_lambda"] == 10.0 and row["hp_fisher"] == "empirical"
+    assert (row["model"], row["conv_weights"], row["freeze_conv"]) == ("mlp", None, False)
     assert len(tasks) == 3 * 3 * 2 and tasks[0]["train_loss"] is None
     assert store.add(row, tasks)
     assert not store.add(row, tasks)  # the same trial id again: kept once

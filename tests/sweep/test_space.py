@@ -152,3 +152,19 @@ grid: {benchmark: permuted-digits, scenario: domain, n_tasks: 3}
     merged = {**parse_yaml(base), **parse_yaml(snippet)}
     spec = load_space(write_space(tmp_path, yaml.safe_dump(merged)))
     assert spec.cells
+
+
+def test_benchmark_dependent_settings_are_checked_per_grid_cell(tmp_path):
+    """pad32 and the conv net's input size depend on the benchmark: a space is checked against
+    its grid's benchmarks, not the RunConfig default (the 8x8 digits)."""
+    space = """
+method: xdg
+train: {model: conv, hidden: "64", iterations: 10, pad32: true}
+search:
+  lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}
+grid: {benchmark: permuted-mnist, scenario: task, n_tasks: 3}
+"""
+    spec = load_space(write_space(tmp_path, space))
+    assert spec.train["model"] == "conv" and spec.train["pad32"] is True
+    digits = space.replace("permuted-mnist", "[permuted-mnist, permuted-digits]")
+    assert main(["--space", str(write_space(tmp_path, digits, "d.yaml")), "--dry-run"]) == 2

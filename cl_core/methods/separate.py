@@ -1,0 +1,103 @@
+"""Separate networks: one network per task, each trained only on its own task (task-IL).
+
+The parameter-isolation baseline of the three-scenario protocol (van de Ven et al. 2022): with
+the task identity known, nothing is shared, so nothing is forgotten; the price is a smaller
+network per task.
+
+Width rule (the total parameter budget stays that of the single network):
+  every task's network has the run's architecture with each hidden width scaled to
+  max(1, ⌊h_i · k / max(hidden)⌋) and only its task's C output units, where k is the largest
+  integer in 1..max(hidden) with
+      T · P_task(k) ≤ P_single,
+  P = trainable parameters (frozen pre-trained conv layers are not counted: they are the same
+  fixed weights in every network), P_single = the single network the other methods train (all
+  output units). Split MNIST, MLP 784-400-400, 5 tasks of 2 classes: P_single = 478,410 and
+  k = 106 (5 x 94,766 = 473,830). The three-scenario code fixes the width instead: 100 units on
+  Split MNIST (5 x 88,802 = 444,010), 400 otherwise.
+
+Every network outputs its task's C logits; ``forward`` routes each sample to its task's network
+and returns logits over all T·C units with the task's slot filled (other units 0, never active
+in task-IL). While task t trains, every other network has ``requires_grad`` off, so no gradient,
+optimizer state, weight decay or momentum can move it: earlier networks stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cl_core.errors import ClsweepError
+from cl_core.methods.base import Method
+from cl_core.models import ModelFactory
+
+
+class SeparateNetworks(Method):
+    """One narrower network per task (parameter-matched), each sample routed by its task."""
+
+    name = "separate"
+    scenarios = ("task",)
+
+    def __init__(self, params, ctx) -> None:
+        super().__init__(params, ctx)
+        self.trainable: list[list[bool]] = []  # per network, per parameter: trainable at all
+
+    def build_model(self, factory: ModelFactory) -> nn.Module:
+        n_tasks = self.ctx.seq.n_tasks
+        per_task = self.ctx.scenario.classes_per_task
+        hidden = per_task_hidden(factory, n_tasks, per_task)
+        networks = nn.ModuleList(factory(hidden=hidden, out_units=per_task) for _ in range(n_tasks))
+        self.trainable = [[p.requires_grad for p in net.parameters()] for net in networks]
+        return networks
+
+    def before_task(self, model: nn.Module, task: int) -> None:
+        for t, (net, trainable) in enumerate(zip(model, self.trainable, strict=True)):
+            for p, can_train in zip(net.parameters(), trainable, strict=True):
+                p.requires_grad_(can_train and t == task)
+
+    def forward(self, model: nn.Module, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
+        if isinstance(task, int):
+            return self._slot(model[task](x), task)
+        logits = x.new_zeros(len(x), self.ctx.scenario.out_units)
+        for t in task.unique().tolist():
+            rows = (task == t).nonzero().squeeze(1)
+            logits = logits.index_copy(0, rows, self._slot(model[t](x[rows]), t))
+        return logits
+
+    def _slot(self, task_logits: torch.Tensor, task: int) -> torch.Tensor:
+        """(N, C) logits of ``task``'s network placed in its units of all T·C (zeros elsewhere)."""
+        c = self.ctx.scenario.classes_per_task
+        right = self.ctx.scenario.out_units - (task + 1) * c
+        return F.pad(task_logits, (task * c, right))
+
+
+def scaled_hidden(hidden: tuple[int, ...], k: int) -> tuple[int, ...]:
+    """``hidden`` with every width scaled by k / max(hidden), rounded down, at least 1."""
+    top = max(hidden)
+    return tuple(max(1, h * k // top) for h in hidden)
+
+
+def per_task_hidden(factory: ModelFactory, n_tasks: int, classes_per_task: int) -> tuple[int, ...]:
+    """The hidden widths of one task's network under the module's width rule."""
+    hidden = tuple(factory.cfg.hidden)
+    if not hidden:
+        return hidden
+    budget = factory.n_params()
+
+    def fits(k: int) -> bool:
+        return n_tasks * factory.n_params(scaled_hidden(hidden, k), classes_per_task) <= budget
+
+    if not fits(1):
+        raise ClsweepError(
+            f"separate networks: {n_tasks} networks do not fit the single network's "
+            f"{budget:,} trainable parameters even with 1 hidden unit; widen --hidden or, with "
+            "the conv net, freeze pre-trained conv layers (--freeze-conv)"
+        )
+    low, high = 1, max(hidden)  # fits(low) holds; find the largest k that fits
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return scaled_hidden(hidden, low)
