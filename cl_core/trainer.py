@@ -168,9 +168,15 @@ def warn_if_few_steps(cfg: RunConfig, steps: list[int]) -> None:
 
 
 def _learn_task(
-    ctx: TrainContext, model: nn.Module, method: Method, optimizer, task: int, bar: TaskProgress
+    ctx: TrainContext,
+    model: nn.Module,
+    method: Method,
+    optimizer,
+    task: int,
+    bar: TaskProgress | None = None,
 ) -> float:
     """Train on ``task``; return the mean training loss (inf/NaN once it diverges)."""
+    bar = bar or TaskProgress()
     model.train()
     total = torch.zeros((), device=ctx.device)
     steps = 0
