@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from cl_core.errors import ClsweepError
+from cl_core.methods.agem import AGEM
 from cl_core.methods.base import Method
+from cl_core.methods.der import DER
+from cl_core.methods.derpp import DERpp
+from cl_core.methods.er import ER
 from cl_core.methods.ewc import EWC
 from cl_core.methods.finetune import Finetune
+from cl_core.methods.icarl import ICaRL
 from cl_core.methods.joint import Joint
 from cl_core.methods.lwf import LwF
 from cl_core.methods.si import SI
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (Finetune, Joint, EWC, SI, LwF)}
+METHODS[ER.name] = ER
+METHODS[AGEM.name] = AGEM
+METHODS[ICaRL.name] = ICaRL
+METHODS[DER.name] = DER
+METHODS[DERpp.name] = DERpp
 
 
 def get_method(name: str) -> type[Method]:
