@@ -94,7 +94,8 @@ def chosen_trials(results: Results, row: pd.Series) -> pd.DataFrame:
 
 def params_text(results: Results, trial: pd.Series) -> str:
     """'lambda=100, lr=0.001': the searched values of one trial, for table cells and titles."""
-    params = results.sweeps[trial["sweep"]].params
+    # a parameter searched for other methods of the sweep only is null in this trial's row
+    params = [p for p in results.sweeps[trial["sweep"]].params if pd.notna(trial[p.column])]
     values = (trial[p.column] for p in params)
     texts = (f"{v:.3g}" if isinstance(v, float) else str(v) for v in values)
     return ", ".join(f"{p.name}={t}" for p, t in zip(params, texts, strict=True)) or "(defaults)"
