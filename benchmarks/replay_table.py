@@ -30,7 +30,6 @@ from cl_core.__main__ import main as run_cli
 # of each list is the literature default (ER, A-GEM: R4; iCaRL: the paper's T = 1, R4's code uses
 # 2; DER/DER++: the paper's Seq-MNIST best at buffer 500). Small, because a run costs minutes.
 GRID: dict[str, list[dict[str, float | str]]] = {
-    "finetune": [{}],
     "er": [{}],
     "icarl": [{"temperature": 1.0}, {"temperature": 2.0}],
     "derpp": [
@@ -40,6 +39,7 @@ GRID: dict[str, list[dict[str, float | str]]] = {
     ],
     "der": [{"alpha": 1.0}, {"alpha": 0.3}],
     "agem": [{}],
+    "finetune": [{}],
 }
 SEEDS = (1, 2, 3)
 
