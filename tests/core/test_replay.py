@@ -35,6 +35,31 @@ def _class_il(**overrides):
     return digits_setup(**values)
 
 
+# ---- ER ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mixing", ["weighted", "concat"])
+def test_er_loss_by_hand(mixing):
+    _, ctx, model = _class_il()
+    er = _method("er", ctx, budget=10, mixing=mixing, replay_batch_size=16)
+    er.after_task(model, 0)
+    er.after_task(model, 1)
+    assert torch.bincount(er.memory.data["label"]).tolist() == [10, 10, 10, 10]
+    ctx.seen_tasks = 3
+    batch = next(ctx.batches([2], 32))
+    state = er.memory.gen.get_state()
+    loss = er.loss(model, batch, 2)
+    er.memory.gen.set_state(state)
+    stored = er.memory.sample(16)
+    current = F.cross_entropy(model(batch.x), batch.target, reduction="none")
+    replayed = F.cross_entropy(model(stored["x"]), stored["target"], reduction="none")
+    if mixing == "weighted":  # t = 3 tasks so far: 1/3 current, 2/3 replayed
+        by_hand = current.mean() / 3 + 2 * replayed.mean() / 3
+    else:  # one batch of 32 + 16
+        by_hand = torch.cat([current, replayed]).mean()
+    torch.testing.assert_close(loss, by_hand, rtol=1e-5, atol=1e-6)
+
+
 # ---- A-GEM ---------------------------------------------------------------------------------
 
 
@@ -167,6 +192,7 @@ def test_icarl_refuses_task_il_before_anything_runs():
 
 def test_der_stores_the_logits_of_the_forward_pass_before_the_step():
     _, ctx, model = _class_il()
+    assert _method("der", ctx, budget=2, budget_per="total").memory.capacity == 2
     der = _method("der", ctx, budget=2)  # 2 per class x 10 classes = 20 slots
     assert der.memory.capacity == 20
     batch = next(ctx.batches([0], 8))
