@@ -44,6 +44,8 @@ def param_importances(
     study = study or (studies[0] if studies else None)
     done = trials[(trials[STUDY] == study) & (trials["status"] == COMPLETED)]
     done = done.dropna(subset=["objective"])
+    # the parameters searched in this study (one searched for other methods only is null here)
+    params = [p for p in info.params if done[p.column].notna().any()] if len(done) else []
     if not info.params:
         raise AnalysisError(f"sweep {sweep} searched no hyperparameters; no importance to compute")
     if len(done) < MIN_TRIALS:
@@ -52,11 +54,11 @@ def param_importances(
             f"({study}) has {len(done)}"
         )
     metric, mode = info.objective
-    distributions = {p.name: _distribution(p, done[p.column]) for p in info.params}
+    distributions = {p.name: _distribution(p, done[p.column]) for p in params}
     frozen = [
         optuna.trial.create_trial(
             value=float(row["objective"]),
-            params={p.name: _python(row[p.column], distributions[p.name]) for p in info.params},
+            params={p.name: _python(row[p.column], distributions[p.name]) for p in params},
             distributions=distributions,
         )
         for _, row in done.iterrows()
@@ -75,7 +77,7 @@ def param_importances(
         optuna.logging.set_verbosity(verbosity)
     series = pd.Series(values, dtype=float, name=evaluator)
     series.index.name = "parameter"
-    series = series.reindex([p.name for p in info.params], fill_value=0.0)
+    series = series.reindex([p.name for p in params], fill_value=0.0)
     series = series.sort_values(ascending=False)
     series.attrs["n_trials"] = len(done)  # importance from few trials is noise; say how few
     return series

@@ -127,7 +127,8 @@ def chosen_trials(results: Results, row: pd.Series) -> pd.DataFrame:
 
 def params_text(results: Results, trial: pd.Series) -> str:
     """'lambda=50.98612345678901, lr=0.001': one trial's searched values, exactly (re-typeable)."""
-    params = results.sweeps[trial["sweep"]].params
+    # a parameter searched for other methods of the sweep only is null in this trial's row
+    params = [p for p in results.sweeps[trial["sweep"]].params if pd.notna(trial[p.column])]
     return ", ".join(f"{p.name}={format_param(trial[p.column])}" for p in params) or "(defaults)"
 
 

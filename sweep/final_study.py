@@ -59,7 +59,7 @@ class FinalStudyCallback(tune.Callback):
                 state=state if state != TrialState.PRUNED else TrialState.FAIL,
                 values=values,
                 params={**final["values"], "seed": final["seed"]},
-                distributions={**distributions(self.spec.params), "seed": seeds},
+                distributions={**distributions(self.spec.params_for(self.method)), "seed": seeds},
                 user_attrs={
                     "trial_id": trial.trial_id,
                     "config_id": final["config_id"],

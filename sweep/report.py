@@ -21,7 +21,7 @@ def plan_text(spec: SweepSpec, address: str | None) -> str:
         f"cells ({len(spec.cells)}), each searched on its own:",
         *(f"  {c.key}" for c in spec.cells),
         "searched:",
-        *(f"  {p.column}: {_dist(p)}" for p in spec.params),
+        *(f"  {p.column}: {_dist(p)}{_only(spec, p)}" for p in spec.params),
         f"fixed train settings: {spec.train or '(defaults)'}",
         f"fixed hyperparameters: {spec.hyperparams or '(defaults)'}",
         "objective: "
@@ -47,11 +47,18 @@ def plan_text(spec: SweepSpec, address: str | None) -> str:
         f"per trial: {spec.cpus:g} CPU, {spec.gpus:g} GPU"
         + (f"; at most {spec.max_concurrent} at once" if spec.max_concurrent else ""),
         f"ray: {address or f'local ({os.cpu_count()} CPUs here)'}",
-        f"trials in all: {per_cell * len(spec.cells)} "
-        f"({len(spec.cells)} cells x ({spec.trials} search + "
+        f"trials in all: {per_cell * len(spec.cells) * len(spec.methods)} "
+        + (f"({len(spec.methods)} methods x " if len(spec.methods) > 1 else "(")
+        + f"{len(spec.cells)} cells x ({spec.trials} search + "
         f"{spec.final_top_k * spec.final_seeds} final))",
     ]
     return "\n".join(lines)
+
+
+def _only(spec: SweepSpec, p) -> str:
+    """Which methods a parameter is searched for, when not all of the space's methods."""
+    only = [m for m in spec.methods if p.applies_to(m)]
+    return f" (for {', '.join(only)} only)" if len(only) < len(spec.methods) else ""
 
 
 def _dist(p) -> str:
@@ -69,11 +76,11 @@ def best_table(spec: SweepSpec, folder: Path) -> str:
     if not path.exists():
         return f"no trial finished; nothing written in {folder}"
     df = pd.read_parquet(path)
-    columns = [p.column for p in spec.params]
     names = {p.column: p.name for p in spec.params}
     metric, mode = spec.metrics[0], spec.modes[0]
     lines = ["numbers in percent; final phase: mean ± SEM over its fresh seeds (n seeds)"]
     for (method, cell), group in df.groupby(["method", "cell"], sort=False):
+        columns = [p.column for p in spec.params_for(method)]  # hp_* of other methods are null
         search = group[(group.phase == "search") & (group.status == "completed")]
         counts = group[group.phase == "search"].status.value_counts()
         status = ", ".join(f"{n} {status}" for status, n in counts.items())

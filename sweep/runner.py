@@ -251,7 +251,7 @@ def _final_points(
     best: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row["config_id"] not in best and len(best) < spec.final_top_k:
-            best[row["config_id"]] = {p.name: row[p.column] for p in spec.params}
+            best[row["config_id"]] = {p.name: row[p.column] for p in spec.params_for(method)}
     return [
         final_point(values, cid, rank, spec.final_seed_base + seed)
         for rank, (cid, values) in enumerate(best.items(), start=1)

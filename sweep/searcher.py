@@ -38,8 +38,9 @@ def trial_outcome(
     return TrialState.COMPLETE, [float(v) for v in values]
 
 
-def make_sampler(spec: SweepSpec, seed: int | None) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler the space asks for (TPE with constant liar for parallel trials)."""
+def make_sampler(spec: SweepSpec, method: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler the space asks for (TPE with constant liar for parallel trials), for
+    the study of ``method`` (the grid sampler lists that method's parameters)."""
     if spec.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if spec.sampler == "random":
@@ -48,7 +49,8 @@ def make_sampler(spec: SweepSpec, seed: int | None) -> optuna.samplers.BaseSampl
         return optuna.samplers.CmaEsSampler(seed=seed)
     if spec.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
-    return optuna.samplers.GridSampler({p.name: list(p.choices) for p in spec.params}, seed=seed)
+    grid = {p.name: list(p.choices) for p in spec.params_for(method)}
+    return optuna.samplers.GridSampler(grid, seed=seed)
 
 
 def storage_url(path: str) -> str:
@@ -142,10 +144,10 @@ def make_searcher(
     """The searcher of one cell's search phase, its study kept in ``storage`` (SQLite)."""
     many = len(spec.metrics) > 1
     searcher = TruthfulOptunaSearch(
-        space=distributions(spec.params),
+        space=distributions(spec.params_for(method)),
         metric=list(spec.metrics) if many else spec.metrics[0],
         mode=list(spec.modes) if many else spec.modes[0],
-        sampler=make_sampler(spec, cell_sampler_seed(spec.sampler_seed, method, cell_key)),
+        sampler=make_sampler(spec, method, cell_sampler_seed(spec.sampler_seed, method, cell_key)),
         study_name=study_name(spec, method, cell_key, "search"),
         storage=optuna.storages.RDBStorage(storage_url(storage)),
     )

@@ -87,7 +87,12 @@ SECTION_KEYS = {
 
 @dataclass(frozen=True)
 class Param:
-    """One searched parameter: a method hyperparameter (column ``hp_<name>``) or a train setting."""
+    """One searched parameter: a method hyperparameter (column ``hp_<name>``) or a train setting.
+
+    ``methods`` lists the space's methods it applies to: all of them for a train setting, those
+    that declare it for a hyperparameter (with ``method: [er, derpp]``, ``alpha`` is searched for
+    DER++ only). Empty means all (a Param built by hand).
+    """
 
     name: str
     is_hyperparam: bool
@@ -97,6 +102,10 @@ class Param:
     step: float | None = None
     log: bool = False
     choices: tuple[Any, ...] = ()
+    methods: tuple[str, ...] = ()
+
+    def applies_to(self, method: str) -> bool:
+        return not self.methods or method in self.methods
 
     @property
     def column(self) -> str:
@@ -120,6 +129,8 @@ class Param:
             "column": self.column,
             "distribution": self.distribution,
         }
+        if self.methods:
+            out["methods"] = list(self.methods)
         if self.distribution == "categorical":
             out["choices"] = list(self.choices)
         else:
@@ -184,14 +195,26 @@ class SweepSpec:
                 "scenario": cell.scenario,
                 "n_tasks": cell.n_tasks,
                 "method": method,
-                "method_params": dict(self.hyperparams),
+                "method_params": self.fixed_for(method),
                 "device": "cuda" if self.gpus > 0 else "cpu",
             }
         )
         return cfg.validated().to_dict()
 
-    def grid_size(self) -> int:
-        return math.prod(len(p.choices) for p in self.params)
+    def params_for(self, method: str) -> tuple[Param, ...]:
+        """The parameters searched for ``method`` (its own study searches exactly these)."""
+        return tuple(p for p in self.params if p.applies_to(method))
+
+    def fixed_for(self, method: str) -> dict[str, Any]:
+        """The fixed hyperparameters that ``method`` declares."""
+        declared = METHODS[method].hyperparams
+        return {k: v for k, v in self.hyperparams.items() if k in declared}
+
+    def grid_size(self, method: str | None = None) -> int:
+        """Combinations of the listed values (of ``method``'s parameters; default: the largest)."""
+        if method is None:
+            return max(self.grid_size(m) for m in self.methods)
+        return math.prod(len(p.choices) for p in self.params_for(method))
 
 
 def find_space_file(path: str | Path) -> Path:
@@ -412,10 +435,27 @@ class _Validator:
                 self.fail("method", f"unknown method {name!r}", suggest(str(name), METHODS))
         return tuple(methods)
 
-    def declared(self, methods: tuple[str, ...], name: str) -> HyperParam | None:
-        """``name``'s declaration if every listed method has it (the same kind and range)."""
-        found = [METHODS[m].hyperparams.get(name) for m in methods]
-        return found[0] if all(found) else None
+    def owners(self, methods: tuple[str, ...], name: str) -> tuple[str, ...]:
+        """The listed methods that declare hyperparameter ``name`` (it applies to those only)."""
+        return tuple(m for m in methods if name in METHODS[m].hyperparams)
+
+    def no_owner(self, key: str, methods: tuple[str, ...], name: str, settings: bool) -> None:
+        """Refuse a hyperparameter that no listed method declares (and, for ``settings``, that
+        is no train setting either), suggesting a close name."""
+        valid = list(dict.fromkeys(h for m in methods for h in METHODS[m].hyperparams))
+        candidates = [*valid, *TRAIN_KEYS] if settings else valid
+        close = difflib.get_close_matches(str(name), candidates, n=1, cutoff=0.6)
+        if close:
+            fix = f"did you mean '{close[0]}'?"
+        else:
+            whose = "its" if len(methods) == 1 else "their"
+            fix = f"{whose} hyperparameters: {', '.join(valid) or '(none)'}"
+            fix += "; or settings" if settings else ""
+        if len(methods) == 1:
+            problem = f"method {methods[0]} has no hyperparameter {name!r}"
+        else:
+            problem = f"none of the methods {', '.join(methods)} has a hyperparameter {name!r}"
+        self.fail(key, problem, fix)
 
     def train(self, train: dict[str, Any]) -> dict[str, Any]:
         for key in train:
@@ -463,20 +503,16 @@ class _Validator:
             self.fail(key, str(exc), "change the value to one the trainer accepts")
 
     def hyperparams(self, methods: tuple[str, ...], given: dict[str, Any]) -> dict[str, Any]:
+        """Fixed hyperparameters; each applies to the listed methods that declare it."""
         for key, value in given.items():
-            hp = self.declared(methods, key)
-            if hp is None:
-                method = next(m for m in methods if key not in METHODS[m].hyperparams)
-                valid = list(METHODS[method].hyperparams) or ["(none)"]
-                self.fail(
-                    f"hyperparams.{key}",
-                    f"method {method} has no hyperparameter {key!r}",
-                    suggest(str(key), valid),
-                )
-            try:
-                hp.check(value, "/".join(methods))
-            except ClsweepError as exc:
-                self.fail(f"hyperparams.{key}", str(exc), "use a value in the valid range")
+            owners = self.owners(methods, key)
+            if not owners:
+                self.no_owner(f"hyperparams.{key}", methods, key, settings=False)
+            for method in owners:
+                try:
+                    METHODS[method].hyperparams[key].check(value, method)
+                except ClsweepError as exc:
+                    self.fail(f"hyperparams.{key}", str(exc), "use a value in the valid range")
         return dict(given)
 
     def grid(self, grid: dict[str, Any], methods: tuple[str, ...]) -> tuple[Cell, ...]:
@@ -527,7 +563,8 @@ class _Validator:
         train: dict[str, Any],
         hyperparams: dict[str, Any],
     ) -> tuple[Param, ...]:
-        method = "/".join(methods)
+        """Searched parameters: a train setting applies to every listed method, a hyperparameter
+        to the listed methods that declare it (each method's study searches only its own)."""
         hints = typing.get_type_hints(RunConfig)
         params = []
         for name, dist in search.items():
@@ -535,24 +572,23 @@ class _Validator:
             if name in hyperparams or name in train:
                 where = "hyperparams" if name in hyperparams else "train"
                 self.fail(key, f"is also fixed under {where}", "search it or fix it, not both")
-            hp = self.declared(methods, name)
-            if hp is None and name not in TRAIN_KEYS:
-                lacking = next(m for m in methods if name not in METHODS[m].hyperparams)
-                declared = METHODS[lacking].hyperparams
-                valid = [*declared, *TRAIN_KEYS]
-                close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.6)
-                fix = (
-                    f"did you mean '{close[0]}'?"
-                    if close
-                    else f"its hyperparameters: {', '.join(declared) or '(none)'}; or settings"
-                )
-                self.fail(key, f"method {lacking} has no hyperparameter {name!r}", fix)
-            param = self.distribution(key, name, dist, hp is not None)
-            if hp is not None:
-                self.check_hyperparam_range(key, param, hp, method)
-            else:
+            owners = self.owners(methods, name)
+            if not owners and name not in TRAIN_KEYS:
+                self.no_owner(key, methods, name, settings=True)
+            param = self.distribution(key, name, dist, bool(owners))
+            param = dataclasses.replace(param, methods=owners or methods)
+            for method in owners:
+                self.check_hyperparam_range(key, param, METHODS[method].hyperparams[name], method)
+            if not owners:
                 self.check_setting_range(key, param, train, hints[name])
             params.append(param)
+        for method in methods if params else ():  # (an empty search is refused later)
+            if not any(p.applies_to(method) for p in params):
+                self.fail(
+                    "search",
+                    f"nothing is searched for method {method}",
+                    "search one of its hyperparameters or a train setting such as lr",
+                )
         return tuple(params)
 
     def distribution(self, key: str, name: str, dist: Any, is_hp: bool) -> Param:
@@ -758,7 +794,12 @@ class _Validator:
         return name, seed
 
     def budget(self, budget: dict[str, Any], sampler: str, params: tuple[Param, ...]) -> tuple:
-        default = math.prod(len(p.choices) for p in params) if sampler == "grid" else 20
+        default = 20
+        if sampler == "grid":  # every combination of the method with the most
+            methods = {m for p in params for m in p.methods}
+            default = max(
+                math.prod(len(p.choices) for p in params if p.applies_to(m)) for m in methods
+            )
         trials = self.number("budget.trials", budget.get("trials", default), integer=True, low=1)
         limit = budget.get("time_limit_s")
         if limit is not None:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from cl_core.errors import ClsweepError
+from cl_core.methods.agem import AGEM
 from cl_core.methods.base import Method
+from cl_core.methods.der import DER
+from cl_core.methods.derpp import DERpp
+from cl_core.methods.er import ER
 from cl_core.methods.ewc import EWC
 from cl_core.methods.finetune import Finetune
+from cl_core.methods.icarl import ICaRL
 from cl_core.methods.joint import Joint
 from cl_core.methods.lwf import LwF
 from cl_core.methods.separate import SeparateNetworks
@@ -13,7 +18,8 @@ from cl_core.methods.si import SI
 from cl_core.methods.xdg import XdG
 
 METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (Finetune, Joint, EWC, SI, LwF, XdG, SeparateNetworks)
+    m.name: m
+    for m in (Finetune, Joint, EWC, SI, LwF, ER, AGEM, ICaRL, DER, DERpp, XdG, SeparateNetworks)
 }
 
 

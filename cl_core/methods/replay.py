@@ -1,0 +1,91 @@
+"""Shared by the replay methods (ER, A-GEM, iCaRL, DER): declarations and the class-balanced base.
+
+``ExemplarReplay`` keeps a ``ClassBalancedMemory`` that is filled once a task is learned (REFERENCE
+R4: random selection by default, herding for iCaRL), so ER, A-GEM and iCaRL differ only in how
+they use the stored samples during a step. Stored samples are drawn with the memory's own
+generator (``ctx.new_generator("memory")``), so the batch order of the trainer never shifts: with
+an empty memory a replay method trains exactly as fine-tuning does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from cl_core.methods.base import Method
+from cl_core.methods.memory import ClassBalancedMemory, Fields, as_batch, batch_fields
+from cl_core.params import HyperParam
+
+if TYPE_CHECKING:
+    from cl_core.context import Batch, TrainContext
+
+SELECTIONS = ("random", "herding")
+
+
+def selection_hyperparam(default: str = "random") -> HyperParam:
+    """How exemplars are chosen when a task ends (R4: random; iCaRL: herding)."""
+    return HyperParam(
+        "selection", "choice", default, "exemplar selection after each task", choices=SELECTIONS
+    )
+
+
+def replay_batch_hyperparam() -> HyperParam:
+    """Stored samples per step; 0 means the run's training batch size (as R4's code does)."""
+    return HyperParam(
+        "replay_batch_size",
+        "int",
+        0,
+        "stored samples replayed per step (0 = the training batch size)",
+        0,
+        10**6,
+    )
+
+
+def replay_batch_size(params: dict, ctx: TrainContext) -> int:
+    """The declared replay batch size, 0 resolved to the training batch size."""
+    return int(params["replay_batch_size"]) or ctx.cfg.batch_size
+
+
+def task_fields(ctx: TrainContext, task: int) -> Fields:
+    """All training samples of ``task`` as memory fields (inputs, targets, task ids, labels)."""
+    return batch_fields(ctx.make_batch(ctx.seq.tasks[task].train_idx, task))
+
+
+@torch.no_grad()
+def features_of(model: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``model.features`` of ``x`` in evaluation mode, ``chunk`` rows at a time."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model.features(x[i : i + chunk]) for i in range(0, len(x), chunk)])
+    finally:
+        model.train(was_training)
+
+
+def joined(batch: Batch, stored: Fields) -> Batch:
+    """The current batch followed by stored samples, with one task id per sample."""
+    current = batch_fields(batch)
+    return as_batch({k: torch.cat([current[k], stored[k]]) for k in current})
+
+
+class ExemplarReplay(Method):
+    """A class-balanced exemplar memory (``budget``, ``budget_per``, ``selection`` declared by the
+    subclass), filled with the samples of each task once it is learned."""
+
+    def __init__(self, params, ctx) -> None:
+        super().__init__(params, ctx)
+        self.memory = ClassBalancedMemory(
+            ctx.new_generator("memory"),
+            int(params["budget"]),
+            params["budget_per"],
+            params["selection"],
+        )
+
+    def after_task(self, model: nn.Module, task: int) -> None:
+        fields = task_fields(self.ctx, task)
+        features = None
+        if self.memory.selection == "herding":
+            features = features_of(model, fields["x"], self.ctx.cfg.eval_batch_size)
+        self.memory.add_classes(fields, features)
