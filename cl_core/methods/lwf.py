@@ -21,7 +21,8 @@ averaged over the batch; ``distill`` chooses which units and how they are normal
     domain-IL: the shared head), i.e. averaged over units as well as samples.
   - "padded-unit-sum": the same, summed over units instead of averaged: ``loss_fn_kd`` from commit
     26f00db (2019-05-17, "summation over classes was omitted") on, and in the 2022 code
-    (models/utils/loss_functions.py; there without T², as ``norm=False``).
+    (models/utils/loss_functions.py; there without T², as ``norm=False``, and in class-IL only
+    with ``--active-classes all-so-far``: its default, ``all``, distils all units unpadded).
 In task- and domain-IL all three forms distil the same units (nothing is padded); "padded-unit-mean"
 then differs from "per-scenario" only by the 1/n. The multiplier m is the explicit choice of R3:
   - "tasks": m = t (number of previous tasks) in task- and domain-IL, 1 in class-IL, no T² (the
