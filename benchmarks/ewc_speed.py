@@ -24,9 +24,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
-from cl_core.config import RunConfig
 from cl_core.data.datasets import _load_cached
-from cl_core.presets import PRESETS
+from cl_core.presets import preset_config
 from cl_core.trainer import RunResult, train
 
 LAMBDA = 1e4
@@ -35,9 +34,7 @@ LAMBDA = 1e4
 def run_clsweep(data_root: str, device: str) -> tuple[float, list[float]]:
     _load_cached.cache_clear()  # count reading the raw files, as the plain side does
     start = time.perf_counter()
-    run = dict(PRESETS["classic-permuted"]["run"])
-    params = PRESETS["classic-permuted"]["method_params"]["ewc"]
-    cfg = RunConfig(**run, method="ewc", method_params=params, data_root=data_root, device=device)
+    cfg = preset_config("classic-permuted", method="ewc", data_root=data_root, device=device)
     result = RunResult.from_reports(cfg, list(train(cfg)))
     return time.perf_counter() - start, list(result.acc_test[-1])
 

@@ -41,7 +41,8 @@ def looping(make: Callable[[], Iterator[Batch]]) -> Iterator[Batch]:
 
 def prepared(name: str, args: argparse.Namespace, dataset) -> Callable[[int], None]:
     """A function running ``n`` training steps of ``name`` on task 1, after task 0."""
-    run = {**PRESETS["vdv-split"]["run"], "scenario": "class", "benchmark": args.benchmark}
+    run = PRESETS["vdv-split"].run_settings({"scenario": "class"})
+    run["benchmark"] = args.benchmark
     cfg = RunConfig(**run, method=name, device=args.device, data_root=args.data_root).validated()
     method_cls = get_method(name)
     params = resolve(method_cls.hyperparams, {}, name)

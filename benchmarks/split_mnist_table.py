@@ -20,7 +20,7 @@ METHOD_FLAGS = {
     "joint": [],
     "ewc": ["--param", "lambda=1e8"],  # of 1e4, 1e6, 1e8 (task-IL, one seed); tune with a sweep
     "si": ["--param", "c=1.0"],
-    "lwf": [],  # preset: T = 2, distillation x (number of previous tasks) in task-IL
+    "lwf": [],  # the preset's: the reference's LwF (python -m cl_core --list-presets)
 }
 SCENARIOS = ("task", "class")
 

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=defaults_formatter({**config_defaults(FIELDS), **HELP_DEFAULTS}),
     )
     p.add_argument(
-        "--preset", choices=sorted(PRESETS), help="a published protocol (REFERENCE R1/R4)"
+        "--preset", choices=sorted(PRESETS), help="a published protocol; see --list-presets"
     )
     p.add_argument("--benchmark", choices=list(BENCHMARKS))
     p.add_argument("--scenario", choices=SCENARIOS, help="task-, domain- or class-incremental")
@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-every", type=_positive, default=LOG_EVERY, metavar="N", help="steps per log line"
     )
+    p.add_argument(
+        "--list-presets", action="store_true", help="list presets with every choice and its source"
+    )
     return p
 
 
@@ -159,8 +162,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Defaults < preset < explicit flags."""
     values: dict[str, Any] = {}
     params: dict[str, Any] = {}
-    preset = PRESETS[args.preset] if args.preset else {"run": {}, "method_params": {}}
-    values.update(preset["run"])
     for flag, name in FIELDS.items():
         value = getattr(args, flag)
         if value is not None:
@@ -170,14 +171,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.iterations is not None:
         values["epochs"] = None
     if args.seed is not None:
-        values.setdefault("data_seed", args.seed)
-        values.setdefault("train_seed", args.seed)
         if args.data_seed is None:
             values["data_seed"] = args.seed
         if args.train_seed is None:
             values["train_seed"] = args.seed
-    method = values.get("method", RunConfig.method)
-    params.update(preset["method_params"].get(method, {}))
     for item in args.param:
         name, sep, value = item.partition("=")
         if not sep:
@@ -185,6 +182,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                 f"--param {item!r} must look like NAME=VALUE, e.g. --param lambda=1e4"
             )
         params[name.strip()] = value.strip()
+    if args.preset:
+        values, params = PRESETS[args.preset].apply(values, params)
     values["method_params"] = params
     return RunConfig(**values).validated()
 
@@ -212,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_methods:
         print(list_methods())
+        return 0
+    if args.list_presets:
+        print("\n\n".join(f"--preset {p.name}\n{p.doc}" for p in PRESETS.values()))
         return 0
     try:
         # Everything is checked, and the data loaded, before the first line is printed.

@@ -7,6 +7,9 @@ as in R1. Fisher merging across tasks:
   - "online":   F ← γ · F_old + F_new (online EWC, Schwarz et al. 2018)
   - "separate": one penalty per task with its own Fisher and anchor ("offline" EWC)
 The anchor θ* is the parameters after the latest task (except "separate").
+The three-scenario reference code (GMvandeVen/continual-learning, ``ewc_loss`` in
+continual_learner.py, 2019 and 2022) also multiplies the online Fisher by γ inside the penalty,
+i.e. its λ times γ is our λ; the ``vdv-*`` presets fold that factor into λ (cl_core/presets.py).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class EWC(Method):
                 "choice",
                 "empirical",
                 "Fisher estimate",
-                choices=("empirical", "expected", "sampled", "batch"),
+                choices=("empirical", "expected", "sampled", "predicted", "batch"),
             ),
             HyperParam(
                 "fisher_samples",

@@ -28,6 +28,10 @@ def fisher_diagonal(
       - "empirical": E_x[(d/dθ log p(y_true|x))²] (per sample, at the true label)
       - "expected":  E_x[Σ_c p(c|x) (d/dθ log p(c|x))²] (the true Fisher of Kirkpatrick et al. 2017)
       - "sampled":   E_x[(d/dθ log p(ŷ|x))²] with ŷ ~ p(·|x) (one Monte Carlo label per sample)
+      - "predicted": E_x[(d/dθ log p(ŷ|x))²] with ŷ = argmax_c p(c|x) over the active units (the
+                     three-scenario reference's default, ``ContinualLearner.estimate_fisher`` in
+                     continual_learner.py of GMvandeVen/continual-learning, 2019; ``--fisher-labels
+                     pred`` in its 2022 code)
       - "batch":     R1's approximation: mean over batches of ``batch_size`` of the squared gradient
                      of the batch-mean cross-entropy (not a per-sample Fisher).
     ``samples`` = 0 uses all training samples of the task, else the first ``samples`` of a
@@ -80,7 +84,10 @@ def _labels_and_weights(ctx, logits, batch, task, kind) -> list[tuple[torch.Tens
     ones = torch.ones(len(batch), device=logits.device)
     if kind == "empirical":
         return [(batch.target, ones)]
-    probs = F.softmax(ctx.active_logits(logits, task).detach(), dim=1)
+    active = ctx.active_logits(logits, task).detach()
+    if kind == "predicted":
+        return [(active.argmax(1), ones)]
+    probs = F.softmax(active, dim=1)
     if kind == "sampled":
         return [(torch.multinomial(probs, 1, generator=ctx.device_gen).squeeze(1), ones)]
     return [(torch.full_like(batch.target, c), probs[:, c]) for c in range(probs.shape[1])]

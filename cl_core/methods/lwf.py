@@ -1,16 +1,35 @@
 """Learning without forgetting (Li & Hoiem 2016/2017; REFERENCE R3).
 
-Loss on task t ≥ 1: CE(new task) + weight · m · KD_T(old model's outputs, current outputs) with
-    KD_T(o, z) = −Σ_c softmax(o/T)_c · log_softmax(z/T)_c   (R3; Hinton et al. 2015),
-averaged over the batch. Which outputs are distilled depends on the scenario: each previous
-task's head (task-IL, averaged over those tasks), the shared head (domain-IL), the units of the
-classes seen before task t (class-IL). The multiplier m is the explicit choice of R3:
-  - "tasks": m = t (number of previous tasks) in task- and domain-IL, 1 in class-IL
-    (the three-scenario implementation, no T²);
-  - "t2":    m = T² (Hinton et al.'s gradient-scale correction);
+Loss on task t ≥ 1 (t counts the previous tasks), with m the multiplier below:
+  - weighting "additive" (default): CE(new task) + weight · m · KD
+  - weighting "one-over-t": (1/(t+1)) · CE + (1 − 1/(t+1)) · weight · m · KD, the three-scenario
+    reference's weighting of current vs replayed data in every scenario (GMvandeVen/
+    continual-learning, 2019: ``train_cl`` in train.py passes ``rnt=1/task`` to
+    ``Classifier.train_a_batch`` in encoder.py, which returns rnt·loss_cur + (1−rnt)·loss_replay).
+KD is a distillation cross-entropy between the old model's outputs o (a frozen copy taken before
+the task, on the current batch: the same as recording them up front) and the current ones z:
+    KD_T(o, z) = −Σ_c softmax(o/T)_c · log_softmax(z/T)_c     (R3; Hinton et al. 2015),
+averaged over the batch; ``distill`` chooses which units and how they are normalised:
+  - "per-scenario" (default): each previous task's head (task-IL, averaged over those tasks), the
+    shared head (domain-IL), the units of the classes seen before task t on both sides (class-IL).
+  - "padded-unit-mean": the three-scenario reference's form, as its 2019 preprint code has it
+    (``loss_fn_kd`` in utils.py at commit 86802a8, 2019-04-17): o is restricted to the old units
+    and its softmax padded with zeros up to the current model's active units, so that
+        KD = −(1/n) Σ_{c<n} p̃_c · log_softmax(z/T)_c,   p̃ = [softmax(o_old/T), 0, ..., 0],
+    with n = the active units (class-IL: the classes seen so far, the new task's included, or all
+    units with class_il_units "all"; task-IL: each previous head, averaged over those heads;
+    domain-IL: the shared head), i.e. averaged over units as well as samples.
+  - "padded-unit-sum": the same, summed over units instead of averaged: ``loss_fn_kd`` from commit
+    26f00db (2019-05-17, "summation over classes was omitted") on, and in the 2022 code
+    (models/utils/loss_functions.py; there without T², as ``norm=False``, and in class-IL only
+    with ``--active-classes all-so-far``: its default, ``all``, distils all units unpadded).
+In task- and domain-IL all three forms distil the same units (nothing is padded); "padded-unit-mean"
+then differs from "per-scenario" only by the 1/n. The multiplier m is the explicit choice of R3:
+  - "tasks": m = t (number of previous tasks) in task- and domain-IL, 1 in class-IL, no T² (the
+    2022 three-scenario code: ``lwf_weighting`` in models/classifier.py);
+  - "t2":    m = T² (Hinton et al.'s gradient-scale correction; the 2019 reference code, where
+    with weighting "one-over-t" the distillation term is t · T² times the current loss' weight);
   - "none":  m = 1.
-The old model's outputs are computed on each batch by a frozen copy taken before the task, which
-equals recording them up front (the copy never changes) without storing them.
 ``warmup_epochs`` first trains only the output layer on the new task with cross-entropy alone
 (R3's warm-up step: trunk and old heads frozen).
 """
@@ -26,6 +45,8 @@ from torch import nn
 from cl_core.methods.base import Method
 from cl_core.optim import make_optimizer
 from cl_core.params import HyperParam
+
+DISTILL_FORMS = ("per-scenario", "padded-unit-mean", "padded-unit-sum")
 
 
 class LwF(Method):
@@ -52,6 +73,20 @@ class LwF(Method):
                 "tasks",
                 "multiplier of the distillation term",
                 choices=("tasks", "t2", "none"),
+            ),
+            HyperParam(
+                "distill",
+                "choice",
+                "per-scenario",
+                "which units are distilled and how they are normalised",
+                choices=DISTILL_FORMS,
+            ),
+            HyperParam(
+                "weighting",
+                "choice",
+                "additive",
+                "CE + distillation, or 1/(t+1) vs 1 − 1/(t+1) (the reference's replay weighting)",
+                choices=("additive", "one-over-t"),
             ),
             HyperParam(
                 "warmup_epochs", "int", 0, "epochs training only the output layer", low=0, high=1000
@@ -93,8 +128,19 @@ class LwF(Method):
             return ce
         with torch.no_grad():
             old_logits = self.old(batch.x)
-        temperature = self.params["temperature"]
         kind = self.ctx.scenario.kind
+        if self.params["distill"] == "per-scenario":
+            kd = self._per_scenario(old_logits, logits, task, kind)
+        else:
+            kd = self._padded(old_logits, logits, task, kind)
+        term = self.params["weight"] * self._multiplier(task, kind) * kd
+        if self.params["weighting"] == "one-over-t":
+            current = 1.0 / (task + 1)
+            return current * ce + (1.0 - current) * term
+        return ce + term
+
+    def _per_scenario(self, old_logits, logits, task: int, kind: str) -> torch.Tensor:
+        temperature = self.params["temperature"]
         c = self.ctx.scenario.classes_per_task
         if kind == "task":
             pairs = [(slice(k * c, (k + 1) * c)) for k in range(task)]
@@ -102,10 +148,25 @@ class LwF(Method):
             pairs = [slice(None)]
         else:
             pairs = [slice(0, task * c)]
-        kd = sum(distillation(old_logits[:, s], logits[:, s], temperature) for s in pairs) / len(
+        return sum(distillation(old_logits[:, s], logits[:, s], temperature) for s in pairs) / len(
             pairs
         )
-        return ce + self.params["weight"] * self._multiplier(task, kind) * kd
+
+    def _padded(self, old_logits, logits, task: int, kind: str) -> torch.Tensor:
+        """The reference's form: old units' softmax zero-padded to the current active units."""
+        temperature = self.params["temperature"]
+        unit_mean = self.params["distill"] == "padded-unit-mean"
+        c = self.ctx.scenario.classes_per_task
+        if kind == "task":
+            heads = [slice(k * c, (k + 1) * c) for k in range(task)]
+            total = sum(
+                padded_distillation(old_logits[:, h], logits[:, h], temperature, unit_mean)
+                for h in heads
+            )
+            return total / len(heads)
+        active = self.ctx.active_logits(logits, task)
+        old = old_logits if kind == "domain" else old_logits[:, : task * c]
+        return padded_distillation(old, active, temperature, unit_mean)
 
     def _multiplier(self, task: int, kind: str) -> float:
         scaling = self.params["scaling"]
@@ -122,3 +183,15 @@ def distillation(
     """Batch mean of −Σ softmax(old/T) · log_softmax(new/T) (R3)."""
     target = F.softmax(old_logits / temperature, dim=1)
     return -(target * F.log_softmax(logits / temperature, dim=1)).sum(1).mean()
+
+
+def padded_distillation(
+    old_logits: torch.Tensor, logits: torch.Tensor, temperature: float, unit_mean: bool
+) -> torch.Tensor:
+    """−Σ_c p̃_c · log_softmax(logits/T)_c with p̃ = softmax(old/T) padded with zeros to the width
+    of ``logits``; averaged over the batch, and over the units too when ``unit_mean``
+    (the three-scenario reference's ``loss_fn_kd`` without its T², which ``scaling`` sets)."""
+    target = F.softmax(old_logits / temperature, dim=1)
+    target = F.pad(target, (0, logits.shape[1] - target.shape[1]))
+    per_unit = -(target * F.log_softmax(logits / temperature, dim=1))
+    return per_unit.mean() if unit_mean else per_unit.sum(1).mean()

@@ -1,11 +1,18 @@
 """Synaptic intelligence (Zenke, Poole & Ganguli 2017, ICML; REFERENCE R4).
 
 Path integral per parameter during task μ (eq. 3, discretised per optimizer step):
-    ω_k += −g_k · Δθ_k,   g = gradient of the task loss alone (the penalty's gradient removed),
+    ω_k += −g_k · Δθ_k,
 importance after the task (eq. 5):  Ω_k += ω_k / ((θ_k(end) − θ_k(start))² + ε),
 penalty (eq. 4):  c · Σ_k Ω_k (θ_k − θ*_k)², θ* = parameters after the latest task.
-Each task's contribution ω/(Δ²+ε) is clipped at 0: with adaptive optimizers −g·Δθ can be
-negative, and a negative importance would reward moving away from the anchor without bound.
+``path_integral`` chooses g and what happens to a negative contribution:
+  - "task-loss-clamped" (default): g = gradient of the task loss alone (the penalty's gradient
+    2cΩ(θ − θ*) removed), as eq. 3 integrates the task's own loss; each task's contribution
+    ω/(Δ²+ε) is clipped at 0: with adaptive optimizers −g·Δθ can be negative, and a negative
+    importance would reward moving away from the anchor without bound.
+  - "total-loss-unclamped": g = gradient of the whole training loss, penalty included, and no
+    clipping: the three-scenario reference code (GMvandeVen/continual-learning: ``train_cl`` in
+    train.py accumulates ``W += -p.grad * (p - p_old)`` after the step on the total loss, and
+    ``update_omega`` in continual_learner.py adds W/(Δ²+ε) as it is; same in 2019 and 2022).
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from torch import nn
 
 from cl_core.methods.base import Method
 from cl_core.params import HyperParam
+
+PATH_INTEGRALS = ("task-loss-clamped", "total-loss-unclamped")
 
 
 class SI(Method):
@@ -35,6 +44,13 @@ class SI(Method):
                 low_open=True,
                 log=True,
             ),
+            HyperParam(
+                "path_integral",
+                "choice",
+                "task-loss-clamped",
+                "gradient in the path integral and clipping of importances",
+                choices=PATH_INTEGRALS,
+            ),
         )
     }
 
@@ -45,7 +61,7 @@ class SI(Method):
         self.path: list[torch.Tensor] = []  # ω of the current task
         self.start: list[torch.Tensor] = []
         self.before: list[torch.Tensor] = []
-        self.task_grad: list[torch.Tensor] = []
+        self.step_grad: list[torch.Tensor] = []  # g of the step (see path_integral)
 
     def before_task(self, model: nn.Module, task: int) -> None:
         self.start = [p.detach().clone() for p in model.parameters()]
@@ -69,15 +85,16 @@ class SI(Method):
         params = list(model.parameters())
         self.before = [p.detach().clone() for p in params]
         grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
-        if self.importance is not None:  # remove the penalty's own gradient 2cΩ(θ − θ*)
+        task_loss_only = self.params["path_integral"] == "task-loss-clamped"
+        if task_loss_only and self.importance is not None:  # remove the penalty's 2cΩ(θ − θ*)
             for g, w, p, a in zip(grads, self.importance, params, self.anchor, strict=True):
                 g.sub_(2 * self.params["c"] * w * (p - a))
-        self.task_grad = grads
+        self.step_grad = grads
 
     @torch.no_grad()
     def after_step(self, model: nn.Module, batch, task: int) -> None:
         for w, g, p, b in zip(
-            self.path, self.task_grad, model.parameters(), self.before, strict=True
+            self.path, self.step_grad, model.parameters(), self.before, strict=True
         ):
             w.sub_(g * (p - b))
 
@@ -86,9 +103,11 @@ class SI(Method):
         eps = self.params["epsilon"]
         params = [p.detach() for p in model.parameters()]
         contribution = [
-            (w / ((p - s).pow(2) + eps)).clamp_min(0)
+            w / ((p - s).pow(2) + eps)
             for w, p, s in zip(self.path, params, self.start, strict=True)
         ]
+        if self.params["path_integral"] == "task-loss-clamped":
+            contribution = [c.clamp_min(0) for c in contribution]
         if self.importance is None:
             self.importance = contribution
         else:

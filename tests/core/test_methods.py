@@ -62,7 +62,7 @@ def _loop_fisher(model, ctx, rows, task, label_fn):
 
 
 @pytest.mark.parametrize("accumulate", [_accumulate_linear, _accumulate_func])
-@pytest.mark.parametrize("kind", ["empirical", "expected"])
+@pytest.mark.parametrize("kind", ["empirical", "expected", "predicted"])
 def test_vectorized_fisher_equals_per_sample_loop(kind, accumulate):
     _, ctx, model = digits_setup(val_fraction=0.0)
     rows = ctx.seq.tasks[1].train_idx[:300]
@@ -76,6 +76,8 @@ def test_vectorized_fisher_equals_per_sample_loop(kind, accumulate):
     accumulate(model, ctx, ctx.make_batch(rows, 1), 1, kind, fast)
     if kind == "empirical":
         labels = lambda logp, y: [(int(y), 1.0)]  # noqa: E731
+    elif kind == "predicted":  # the argmax over the active units, as the reference's loop does
+        labels = lambda logp, y: [(int(logp.argmax()), 1.0)]  # noqa: E731
     else:
         labels = lambda logp, y: [(c, logp[c].exp().item()) for c in range(len(logp))]  # noqa: E731
     slow = _loop_fisher(model, ctx, rows, 1, labels)
