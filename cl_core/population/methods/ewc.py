@@ -57,6 +57,8 @@ class PopulationEWC(PopulationMethod):
 
     @torch.no_grad()
     def after_task(self, task: int) -> None:
+        if task == self.pctx.seq.n_tasks - 1:
+            return  # no later task would use this Fisher
         new = self._fisher(task)
         anchor = self.net.theta.detach().clone()
         separate = self.params[0]["merge"] == "separate"
