@@ -57,6 +57,11 @@ class StackedMLP:
             offset += n
         return out
 
+    @property
+    def head_columns(self) -> slice:
+        """Columns of ``theta`` holding the output layer (weight, then bias)."""
+        return slice(sum(self.sizes[:-1]), sum(self.sizes))
+
     def param_slices(self) -> list[slice]:
         """Column ranges of ``theta`` holding each parameter (weight, bias, weight, ...)."""
         out, offset = [], 0
@@ -90,6 +95,14 @@ class StackedMLP:
             h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
             if k < last:
                 h = torch.relu(h)
+        return h
+
+    def features(self, x: torch.Tensor, layers: list[Layer] | None = None) -> torch.Tensor:
+        """The output layer's inputs (M, N, feature_dim), as ``ContinualModel.features``."""
+        layers = self.trainable if layers is None else layers
+        h = x
+        for w, b in layers[:-1]:
+            h = torch.relu(torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
         return h
 
     def forward_recording(

@@ -10,8 +10,12 @@ import torch
 import cl_core.population.trainer as population_trainer
 import cl_core.trainer as single_trainer
 from cl_core.config import RunConfig
+from cl_core.methods import METHODS, Method
+from cl_core.methods.ewc import EWC
 from cl_core.optim import make_optimizer
+from cl_core.params import HyperParam
 from cl_core.population import (
+    POPULATION_METHODS,
     group_configs,
     population_problem,
     run_population,
@@ -158,6 +162,13 @@ CONTRACT_CASES = {
             {"method_params": {"scaling": "none"}, "train_seed": 2},
         ],
     ),
+    "lwf-split-task-warmup": (
+        dict(SPLIT, scenario="task", method="lwf"),
+        [
+            {"method_params": {"warmup_epochs": 1}},
+            {"method_params": {"warmup_epochs": 1, "temperature": 4.0}, "lr": 3e-3},
+        ],
+    ),
     "lwf-permuted": (
         dict(DIGITS, method="lwf", epochs=2),
         [{"method_params": {"weight": 1.0}}, {"method_params": {"weight": 0.3}, "lr": 3e-3}],
@@ -226,21 +237,43 @@ def test_stopped_member_trains_no_further_task_and_others_continue_unchanged():
     assert np.array_equal(partial.acc_test, full[1].acc_test[:2])
 
 
-def test_a_setting_without_population_form_runs_per_trial_with_a_one_line_notice(caplog):
-    pop_cfg = RunConfig(**DIGITS, method="lwf")
-    warm = RunConfig(**DIGITS, method="lwf", method_params={"warmup_epochs": 1})
+class Unbatched(Method):
+    """A method no population form knows (as any method added before its population form)."""
+
+    name = "unbatched"
+
+
+def test_a_method_without_population_form_runs_per_trial_with_a_one_line_notice(
+    monkeypatch, caplog
+):
+    monkeypatch.setitem(METHODS, "unbatched", Unbatched)
+    pop_cfg = RunConfig(**DIGITS, method="finetune")
+    other = RunConfig(**DIGITS, method="unbatched", train_seed=1)
     assert population_problem(pop_cfg) is None
-    assert population_problem(warm) == "lwf warmup_epochs=1 has no population form"
+    assert population_problem(other) == "method 'unbatched' has no population form"
     with caplog.at_level(logging.WARNING, logger="cl_core.population"):
-        results = run_population([pop_cfg, warm, pop_cfg])
+        results = run_population([pop_cfg, other, pop_cfg])
     notices = [r.getMessage() for r in caplog.records if r.name == "cl_core.population"]
     assert notices == [
-        "population: 1 config(s) [1] run per trial: lwf warmup_epochs=1 has no population form"
+        "population: 1 config(s) [1] run per trial: method 'unbatched' has no population form"
     ]
-    assert "\n" not in notices[0]
-    # the fallback member is the single run itself
-    assert np.array_equal(results[1].acc_test, _single(warm).acc_test)
+    # the fallback member is the single run itself, in step with the population
+    assert np.array_equal(results[1].acc_test, _single(other).acc_test)
     assert np.array_equal(results[0].acc_test, results[2].acc_test)
+    assert results[1].status == "completed"
+
+
+def test_a_hyperparameter_value_the_form_does_not_handle_falls_back(monkeypatch):
+    form = POPULATION_METHODS["ewc"]
+    params = {name: hp.default for name, hp in EWC.hyperparams.items()}
+    assert form.problem({**params, "fisher": "batch"}) is None
+    assert form.problem({**params, "fisher": "predicted"}) == (
+        "ewc fisher='predicted' has no population form"
+    )
+    # an option added to the method later: fine at its default, per trial otherwise
+    monkeypatch.setitem(EWC.hyperparams, "variant", HyperParam("variant", "int", 0, "new"))
+    assert form.problem({**params, "variant": 0}) is None
+    assert form.problem({**params, "variant": 1}) == "ewc variant=1 has no population form"
 
 
 def test_sharing_rules_name_what_differs():

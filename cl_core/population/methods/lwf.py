@@ -1,7 +1,7 @@
 """LwF for a population (the single-run form and its sources: ``cl_core.methods.lwf``).
 
 Each member distils its own frozen copy (its parameters before the task) with its own T, weight
-and multiplier. The head warm-up (``warmup_epochs`` > 0) has no population form yet.
+and multiplier; members share ``warmup_epochs`` (it sets the number of steps).
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cl_core.population.context import member_cross_entropy
 from cl_core.population.methods.base import PopulationMethod
+from cl_core.population.optim import make_stacked_optimizer
 
 
 class PopulationLwF(PopulationMethod):
@@ -18,8 +20,12 @@ class PopulationLwF(PopulationMethod):
         "temperature": None,
         "weight": None,
         "scaling": ("tasks", "t2", "none"),
-        "warmup_epochs": (0,),
+        "warmup_epochs": None,
     }
+
+    @classmethod
+    def shared_settings(cls, params) -> tuple:
+        return (("warmup_epochs", params["warmup_epochs"]),)
 
     def __init__(self, params, pctx, net) -> None:
         super().__init__(params, pctx, net)
@@ -34,6 +40,28 @@ class PopulationLwF(PopulationMethod):
         if task > 0:
             self.old = self.net.theta.detach().clone()
             self.coefficient = self._coefficient(task, self.pctx.scenario.kind)
+            self._warm_up_head(task)
+
+    def _warm_up_head(self, task: int) -> None:
+        """R3's warm-up, as the single run's: ``warmup_epochs`` epochs on the new task training
+        only the output layer (each member with a fresh optimizer of its own settings)."""
+        epochs = self.params[0]["warmup_epochs"]
+        if not epochs:
+            return
+        net, pctx = self.net, self.pctx
+        head = net.head_columns
+        optimizer = make_stacked_optimizer(pctx.cfgs, net.theta[:, head])
+        weight, bias = net.trainable[-1]
+        for _ in range(epochs):
+            for batch in pctx.batches([task], pctx.cfg.batch_size):
+                net.grad.zero_()
+                with torch.no_grad():
+                    features = net.features(batch.x)
+                logits = torch.baddbmm(bias.unsqueeze(1), features, weight.transpose(1, 2))
+                active = pctx.active_logits(logits, batch.task)
+                member_cross_entropy(active, batch.target).sum().backward()
+                optimizer.step(net.theta[:, head], net.grad[:, head])
+        net.grad.zero_()
 
     def extra_loss(self, batch, logits: torch.Tensor, task: int) -> torch.Tensor | None:
         if self.old is None:
