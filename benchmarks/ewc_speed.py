@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
 from cl_core.config import RunConfig
-from cl_core.data.datasets import _load_cached
+from cl_core.data.registry import _load_cached
 from cl_core.presets import PRESETS
 from cl_core.trainer import RunResult, train
 
