@@ -194,6 +194,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (both sides)")
     parser.add_argument("--data-root", help="folder holding MNIST/raw (else $CLSWEEP_DATA)")
     parser.add_argument("--compare-backends", action="store_true")
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="CUDA matmuls in TF32 (both sides; faster on Ampere/Hopper, ~1e-3 relative error)",
+    )
     parser.add_argument("--tasks", type=int, help="override the protocol's task count")
     parser.add_argument("--epochs", type=int, help="override the training length (epochs)")
     args = parser.parse_args(argv)
@@ -203,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.epochs:
         args.changes.update(epochs=args.epochs, iterations=None)
     torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
     dataset = load_dataset(grid(args.protocol, 1, args.device, args.data_root, **args.changes)[0])
     (compare_backends if args.compare_backends else measure)(args, dataset)
 

@@ -113,12 +113,13 @@ class PopulationContext:
         """Stacked batch of training rows ``idx`` (M, B) of ``task`` (int or (M, B))."""
         data = self.seq.dataset
         m, b = idx.shape
-        x = data.x_train[idx.reshape(-1)]
-        if self._perms is not None:
-            if isinstance(task, int):
-                x = x[:, self._perms[task]]
-            else:
-                x = x.gather(1, self._perms[task.reshape(-1)])
+        flat = idx.reshape(-1)
+        if self._perms is None:
+            x = data.x_train[flat]
+        elif isinstance(task, int):
+            x = self.members[0].permuted_train_rows(task)[flat]
+        else:
+            x = data.x_train[flat].gather(1, self._perms[task.reshape(-1)])
         x = x.float().div_(data.scale).view(m, b, -1)
         label = task * self.seq.label_offset + self.seq.label_map[data.y_train[idx]]
         return StackedBatch(x, self.scenario.targets(label, task), task, label)
