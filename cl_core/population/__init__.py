@@ -7,7 +7,7 @@
         population.stop(i)                        # early stopping: i trains no further task
 
 Which configs can share a population: ``population_problem(cfg)`` (None = it has a population
-form), ``sharing_problem(a, b)`` (None = they can share one), ``group_configs(configs)``.
+form), ``sharing_problem(configs)`` (None = they can be one), ``group_configs(configs)``.
 """
 
 from cl_core.population.compat import (

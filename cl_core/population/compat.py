@@ -66,20 +66,27 @@ def sharing_key(cfg: RunConfig) -> tuple:
     return (*shared, extra)
 
 
-def sharing_problem(a: RunConfig, b: RunConfig) -> str | None:
-    """Why ``a`` and ``b`` cannot be trained in one population, or None if they can."""
-    for cfg in (a, b):
+def sharing_problem(configs: Sequence[RunConfig]) -> str | None:
+    """Why ``configs`` cannot be trained as one population (naming the first config and setting
+    in the way), or None if they can."""
+    for i, cfg in enumerate(configs):
         problem = population_problem(cfg)
         if problem is not None:
-            return problem
-    for name in SHARED_FIELDS:
-        left, right = getattr(a, name), getattr(b, name)
+            return f"config {i}: {problem}"
+    first = configs[0]
+    for i, cfg in enumerate(configs[1:], start=1):
+        for name in SHARED_FIELDS:
+            left, right = getattr(first, name), getattr(cfg, name)
+            if left != right:
+                return f"config {i}: {name} differs ({right!r} vs {left!r}); members must share it"
+        form = POPULATION_METHODS[first.method]
+        left = form.shared_settings(method_params(first))
+        right = form.shared_settings(method_params(cfg))
         if left != right:
-            return f"{name} differs ({left!r} vs {right!r}); members must share it"
-    form = POPULATION_METHODS[a.method]
-    left, right = form.shared_settings(method_params(a)), form.shared_settings(method_params(b))
-    if left != right:
-        return f"method settings {left} vs {right} differ; {a.method} members must share them"
+            return (
+                f"config {i}: {first.method} settings {right} differ from {left}; members must "
+                "share them"
+            )
     return None
 
 

@@ -278,14 +278,22 @@ def test_a_hyperparameter_value_the_form_does_not_handle_falls_back(monkeypatch)
 
 def test_sharing_rules_name_what_differs():
     a = RunConfig(**DIGITS, method="ewc").validated()
-    assert sharing_problem(a, RunConfig(**{**DIGITS, "lr": 0.1}, method="ewc").validated()) is None
+    faster = RunConfig(**{**DIGITS, "lr": 0.1}, method="ewc", train_seed=4).validated()
+    assert sharing_problem([a, faster]) is None
     b = RunConfig(**{**DIGITS, "hidden": (64,)}, method="ewc").validated()
-    assert sharing_problem(a, b) == "hidden differs ((32,) vs (64,)); members must share it"
+    assert sharing_problem([a, faster, b]) == (
+        "config 2: hidden differs ((64,) vs (32,)); members must share it"
+    )
     c = RunConfig(**DIGITS, method="ewc", method_params={"merge": "separate"}).validated()
-    assert "must share them" in sharing_problem(a, c)
+    assert sharing_problem([a, c]) == (
+        "config 1: ewc settings (('separate_terms', True),) differ from "
+        "(('separate_terms', False),); members must share them"
+    )
     d = RunConfig(**DIGITS, method="si").validated()
-    assert sharing_problem(a, d) == "method differs ('ewc' vs 'si'); members must share it"
-    groups = group_configs([a, b, a, c, d, RunConfig(**DIGITS, method="ewc", train_seed=3)])
+    assert (
+        sharing_problem([a, d]) == "config 1: method differs ('si' vs 'ewc'); members must share it"
+    )
+    groups = group_configs([a, b, a, c, d, faster])
     assert groups == [([0, 2, 5], None), ([1], None), ([3], None), ([4], None)]
 
 
