@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
-from cl_core.data.datasets import _load_cached
+from cl_core.data.registry import _load_cached
 from cl_core.presets import preset_config
 from cl_core.trainer import RunResult, train
 

@@ -1,7 +1,9 @@
 """What a method may use from the trainer: batches of any task's data and the scenario's loss.
 
 Batches are index draws into tensors that already live on the run's device; a permutation is a
-gather on the batch (DESIGN.md, Data). No DataLoader, no per-sample Python.
+gather on the batch (DESIGN.md, Data), except that the training rows of the task being learned are
+kept permuted once (one task at a time: a batch is then a row gather). No DataLoader, no
+per-sample Python.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class TrainContext:
         self.input_shape = seq.dataset.shape  # (channels, height, width) the model sees
         self._perms = self._stack_perms()
         self._norm = self._channel_norm()
+        self._permuted: tuple[int, torch.Tensor] | None = None  # (task, its permuted train rows)
 
     def new_generator(self, purpose: str) -> torch.Generator:
         """A generator on the run's device for one purpose of a method (e.g. "memory"), seeded
@@ -81,14 +84,34 @@ class TrainContext:
         x_all, y_all = (
             (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
         )
-        x = x_all[idx].float().div_(data.scale)
-        if self._norm is not None:
+        if self._norm is not None:  # per-channel statistics need the unpermuted layout
             mean, std = self._norm
+            x = x_all[idx].float().div_(data.scale)
             x = x.view(len(x), data.shape[0], -1).sub_(mean).div_(std).view(len(x), -1)
-        if self._perms is not None:
-            x = x[:, self._perms[task]] if isinstance(task, int) else x.gather(1, self._perms[task])
+            if self._perms is not None:
+                perm = self._perms[task]
+                x = x[:, perm] if isinstance(task, int) else x.gather(1, perm)
+        else:
+            if self._perms is None:
+                x = x_all[idx]
+            elif not isinstance(task, int):
+                x = x_all[idx].gather(1, self._perms[task])
+            elif split == "test":
+                x = x_all[idx].index_select(1, self._perms[task])
+            else:
+                x = self.permuted_train_rows(task)[idx]
+            x = x.float().div_(data.scale)
         global_label = task * self.seq.label_offset + self.seq.label_map[y_all[idx]]
         return Batch(x, self.scenario.targets(global_label, task), task, global_label)
+
+    def permuted_train_rows(self, task: int) -> torch.Tensor:
+        """All training rows under ``task``'s permutation (uint8), kept for the latest task
+        asked: a batch is then a row gather, not a gather of every row's pixels."""
+        if self._permuted is None or self._permuted[0] != task:
+            self._permuted = None  # free the previous task's copy first
+            x = self.seq.dataset.x_train.index_select(1, self._perms[task])
+            self._permuted = (task, x)
+        return self._permuted[1]
 
     def train_rows(self, tasks: list[int]) -> tuple[torch.Tensor, torch.Tensor | int]:
         """Training rows of ``tasks`` and their task ids (an int when one task)."""

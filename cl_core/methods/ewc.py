@@ -72,24 +72,70 @@ class EWC(Method):
     def __init__(self, params, ctx) -> None:
         super().__init__(params, ctx)
         self.terms: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []  # (Fisher, anchor)
+        self._grad_factors: list[list[torch.Tensor]] = []  # 2·s·F per term (see before_step)
+        self._diffs: list[list[torch.Tensor]] | None = None  # θ − θ* of this step, per term
 
     def loss(self, model: nn.Module, batch, task: int) -> torch.Tensor:
         ce = super().loss(model, batch, task)
-        return ce if not self.terms else ce + self.penalty(model)
+        if not self.terms:
+            return ce
+        self._diffs = self._differences(model)
+        return ce + self._penalty_value(self._diffs)
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
-        """λ (· 1/2) · Σ_terms Σ_i F_i (θ_i − θ*_i)² (zero before the first task is learned)."""
+        """λ (· 1/2) · Σ_terms Σ_i F_i (θ_i − θ*_i)² (zero before the first task is learned).
+
+        A value only: training adds its gradient in closed form (``before_step``)."""
         if not self.terms:
             return torch.zeros((), device=self.ctx.device)
+        return self._penalty_value(self._differences(model))
+
+    def _scale(self) -> float:
+        return self.params["lambda"] * (0.5 if self.params["half"] else 1.0)
+
+    @torch.no_grad()
+    def _differences(self, model: nn.Module) -> list[list[torch.Tensor]]:
+        params = list(model.parameters())
+        return [[p - a for p, a in zip(params, anchor, strict=True)] for _, anchor in self.terms]
+
+    @torch.no_grad()
+    def _penalty_value(self, diffs: list[list[torch.Tensor]]) -> torch.Tensor:
         total = sum(
-            (f * (p - a).pow(2)).sum()
-            for fisher, anchor in self.terms
-            for f, p, a in zip(fisher, model.parameters(), anchor, strict=True)
+            (f * d.pow(2)).sum()
+            for (fisher, _), term in zip(self.terms, diffs, strict=True)
+            for f, d in zip(fisher, term, strict=True)
         )
-        scale = self.params["lambda"] * (0.5 if self.params["half"] else 1.0)
-        return scale * total
+        return self._scale() * total
+
+    @torch.no_grad()
+    def before_step(self, model: nn.Module, task: int) -> None:
+        """Add the penalty's gradient 2·s·F·(θ − θ*) to each parameter's gradient.
+
+        Computed as autograd computes it, op for op, so that the numbers are bitwise those of
+        back-propagating through the penalty, without its graph (a third of an EWC step's
+        time): autograd forms (s·F)·(2·(θ − θ*)) per term (= (2·s·F)·(θ − θ*) exactly, as
+        doubling is exact), and sums the terms' gradients in reverse order of creation before
+        adding the cross-entropy's.
+        """
+        if self._diffs is None:
+            return
+        for k, p in enumerate(model.parameters()):
+            grads = [
+                factors[k] * diffs[k]
+                for factors, diffs in zip(self._grad_factors, self._diffs, strict=True)
+            ]
+            total = grads[-1]
+            for g in reversed(grads[:-1]):
+                total = total + g
+            if p.grad is None:
+                p.grad = total
+            else:
+                p.grad.add_(total)
+        self._diffs = None
 
     def after_task(self, model: nn.Module, task: int) -> None:
+        if task == self.ctx.seq.n_tasks - 1:
+            return  # no later task would use this Fisher
         p = self.params
         new = list(
             fisher_diagonal(
@@ -99,12 +145,14 @@ class EWC(Method):
         anchor = [q.detach().clone() for q in model.parameters()]
         if p["merge"] == "separate" or not self.terms:
             self.terms.append((new, anchor))
-            return
-        old, _ = self.terms[0]
-        if p["merge"] == "sum":
-            merged = [o + n for o, n in zip(old, new, strict=True)]
-        elif p["merge"] == "mean":
-            merged = [(n + task * o) / (task + 1) for o, n in zip(old, new, strict=True)]
         else:
-            merged = [p["gamma"] * o + n for o, n in zip(old, new, strict=True)]
-        self.terms = [(merged, anchor)]
+            old, _ = self.terms[0]
+            if p["merge"] == "sum":
+                merged = [o + n for o, n in zip(old, new, strict=True)]
+            elif p["merge"] == "mean":
+                merged = [(n + task * o) / (task + 1) for o, n in zip(old, new, strict=True)]
+            else:
+                merged = [p["gamma"] * o + n for o, n in zip(old, new, strict=True)]
+            self.terms = [(merged, anchor)]
+        scale = torch.tensor(self._scale(), dtype=torch.float32, device=self.ctx.device)
+        self._grad_factors = [[2 * (scale * f) for f in fisher] for fisher, _ in self.terms]
