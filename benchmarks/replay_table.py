@@ -6,8 +6,11 @@ Per method, two stages:
 2. The kept config is run with seeds 1, 2, 3 (data and training seed); the table gives final
    average test accuracy (and validation) as mean ± SEM.
 
-Each run is `python -m cl_core --preset vdv-split --scenario class --method M --param ... --seed S`
-(5 tasks, 2,000 iterations per task, batch 128, Adam 1e-3, MLP 400-400, memory 100 per class);
+Each run is `python -m cl_core --preset vdv-split --scenario class --class-il-units all --method M
+--param ... --seed S` (5 tasks, 2,000 iterations per task, batch 128, Adam 1e-3, MLP 400-400,
+memory 100 per class). ``--class-il-units all`` keeps all ten output units active from the
+first task, as the table was first measured; the preset's own class-IL choice is ``seen`` (the
+reference code's active units), which `--units seen` selects;
 its JSON lands in --out (existing files are reused, so an interrupted table resumes).
 Runs are sequential on one thread; on a shared machine run it under `nice`.
 
@@ -47,7 +50,8 @@ SEEDS = (1, 2, 3)
 def run(method: str, params: dict, seed: int, args: argparse.Namespace) -> dict:
     """The JSON of one run (run now unless --out already holds it)."""
     tag = "-".join(f"{k}={v}" for k, v in sorted(params.items()))
-    path = args.out / f"{method}{'-' + tag if tag else ''}-s{seed}.json"
+    units = "" if args.units == "all" else f"-{args.units}"
+    path = args.out / f"{method}{'-' + tag if tag else ''}{units}-s{seed}.json"
     if not path.exists():
         flags = [x for k, v in sorted(params.items()) for x in ("--param", f"{k}={v}")]
         command = [
@@ -55,6 +59,8 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace) -> dict:
             "vdv-split",
             "--scenario",
             "class",
+            "--class-il-units",
+            args.units,
             "--method",
             method,
             *flags,
@@ -84,6 +90,7 @@ def main() -> None:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--units", choices=("all", "seen"), default="all", help="class-IL units")
     parser.add_argument("--methods", nargs="+", default=list(GRID), choices=list(GRID))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
