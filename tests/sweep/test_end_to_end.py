@@ -110,7 +110,9 @@ def test_final_phase_reruns_the_best_config_with_fresh_seeds(ewc_sweep):
     assert sorted(final.train_seed) == [1000, 1001] and sorted(final.data_seed) == [1000, 1001]
     assert search.final_rank.isna().all()
     study = study_trials(folder, "ewc", "permuted-digits/domain/3", "final")
-    assert sorted(t.params["seed"] for t in study) == [1000, 1001]
+    # The seed is recorded, not posed as a searched parameter.
+    assert sorted(t.user_attrs["seed"] for t in study) == [1000, 1001]
+    assert all(set(t.params) == {"lambda"} for t in study)
     assert {t.user_attrs["config_id"] for t in study} == {best.config_id}
     by_id = final.set_index("trial_id")
     for ot in study:
@@ -121,7 +123,7 @@ def test_final_phase_reruns_the_best_config_with_fresh_seeds(ewc_sweep):
 def test_sweep_json_records_the_run(ewc_sweep):
     spec, folder = ewc_sweep
     doc = json.loads((folder / "sweep.json").read_text())
-    assert doc["schema_version"] == 1 and doc["name"] == spec.name
+    assert doc["schema_version"] == 2 and doc["name"] == spec.name
     assert doc["space"]["budget"]["trials"] == 4
     assert doc["searched"][0]["column"] == "hp_lambda"
     assert doc["objective"] == {"metrics": ["val_avg_acc"], "modes": ["max"]}
