@@ -21,7 +21,6 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from analysis.importance import param_importances
 from analysis.load import CELL_KEYS, COMPLETED, STUDY, AnalysisError, Param, Results
 from analysis.tables import METHOD_ORDER, chosen_trials, method_order, params_text, sem
-from cl_core.metrics import average_accuracy
 
 STATUS_STYLE = {
     "stopped": {"marker": "v", "color": "0.55", "label": "stopped early (last value)"},
@@ -333,6 +332,16 @@ def plot_search_progress(results: Results, sweep: str) -> Figure:
         fontsize=10,
     )
     return fig
+
+
+def average_accuracy(R: np.ndarray) -> np.ndarray:
+    """Average accuracy after each task i: mean over j <= i of R[i][j] (REFERENCE.md R5).
+
+    The same formula as ``cl_core.metrics.average_accuracy`` (a test checks they agree); analysis
+    keeps its own copy so that it runs without the core (and torch) installed.
+    """
+    R = np.asarray(R, dtype=float)
+    return np.array([R[i, : i + 1].mean() for i in range(len(R))])
 
 
 def _trial_title(results: Results, trial: pd.Series, what: str) -> str:

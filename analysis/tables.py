@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import CELL_KEYS, AnalysisError, Results
+from contract import METRICS as REGISTRY
 
-METRICS = ("avg_acc", "forgetting", "bwt", "fwt", "plasticity")
-"""The R5 metrics (REFERENCE.md) reported per table row, on the test split."""
+METRICS = tuple(REGISTRY)
+"""The R5 metrics (REFERENCE.md, contract.metrics) reported per table row, on the test split."""
 METHOD_ORDER = ("finetune", "ewc", "si", "lwf", "joint")
 """Lower bound first and the joint-training upper bound last, as in the three-scenario tables."""
 SCENARIO_LABELS = {"task": "Task-IL", "domain": "Domain-IL", "class": "Class-IL"}
@@ -42,18 +43,19 @@ def best_configs(results: Results, select_on: str = "val_avg_acc") -> pd.DataFra
     used the same way (``source = search``), usually with n = 1 and so no SEM.
     Columns: the cell keys, ``sweep``, ``config_id``, ``params`` (the searched values), ``source``,
     ``n``, ``select_on``, ``val_score`` and ``test_<metric>_mean`` / ``test_<metric>_sem`` for each
-    R5 metric. Higher ``select_on`` is better, except for forgetting.
+    R5 metric. Whether higher or lower ``select_on`` is better is read from the sweeps'
+    sweep.json (the objective's recorded mode, else the metric registry it recorded).
     """
     if not select_on.startswith("val_"):
         raise AnalysisError(
             f"select_on={select_on!r}: configurations are chosen on validation; use a val_ metric"
         )
-    lower_is_better = select_on.endswith("forgetting")
     done = results.require_completed()
     if select_on not in done.columns:
         raise AnalysisError(f"trials have no column {select_on!r}; try val_avg_acc")
     rows = []
     for cell, trials in done.groupby(CELL_KEYS, sort=False):
+        lower_is_better = results.direction(select_on, trials["sweep"].unique()) == "min"
         phase = "final" if (trials["phase"] == "final").any() else "search"
         trials = trials[trials["phase"] == phase]
         scores = trials.groupby(["sweep", "config_id"], sort=True)[select_on].mean()

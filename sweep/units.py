@@ -215,7 +215,8 @@ class SweepState:
         ready = [u for u in self.units if self._can_launch(u)]
         if not ready:
             return None
-        unit = min(ready, key=lambda u: (len(u.running), u.launched, u.index))
+        # Fewest running first; interrupted trials before new ones; then round robin.
+        unit = min(ready, key=lambda u: (len(u.running), not u.reruns, u.launched, u.index))
         plan = self._take(unit)
         unit.running[plan.trial_id] = plan
         unit.launched += 1
