@@ -3,8 +3,9 @@
 Runs the whole engine (space -> one Tune run -> Optuna -> Parquet parts -> compaction) with a
 trainer stand-in that yields its reports at once, so every second measured is the engine's.
 The cost per trial over a window of trials is the time between the window's first and last trial
-ends (driver clock, from trials.parquet's ``ended_at``) divided by the trials in it. A flat engine
-gives the same cost for the last hundred trials as for the first hundred.
+ends divided by the trials in it: wall time (what a user waits), and the driver process's CPU time
+(the engine's own work, which the load of other processes on a shared machine does not change).
+A flat engine gives the same cost for the last hundred trials as for the first hundred.
 
     python benchmarks/trial_overhead.py --trials 1000 [--sampler random] [--profile out.prof]
 
@@ -32,6 +33,7 @@ import ray  # noqa: E402
 import ray.cloudpickle  # noqa: E402
 
 from cl_core.trainer import TaskReport  # noqa: E402
+from sweep import units  # noqa: E402
 from sweep.runner import Options, run_sweep  # noqa: E402
 from sweep.space import load_space  # noqa: E402
 
@@ -59,10 +61,24 @@ def trivial_trainer(cfg, dataset=None):
         yield TaskReport(learned, acc, acc, None if learned == 0 else 0.1, 0.0)
 
 
-def per_trial_costs(folder: Path) -> pd.Series:
+ENDS: list[tuple[float, float]] = []  # (wall, driver CPU) when each trial was recorded
+
+
+def _timed_on_end(on_end):
+    def wrapper(self, *args, **kwargs):
+        row = on_end(self, *args, **kwargs)
+        ENDS.append((time.perf_counter(), time.process_time()))
+        return row
+
+    return wrapper
+
+
+units.SweepState.on_end = _timed_on_end(units.SweepState.on_end)
+
+
+def per_trial_costs(stamps: list[float]) -> pd.Series:
     """Seconds per trial over consecutive windows of WINDOW trials, in end order."""
-    ends = pd.to_datetime(pd.read_parquet(folder / "trials.parquet").ended_at).sort_values()
-    seconds = (ends - ends.iloc[0]).dt.total_seconds().to_numpy()
+    seconds = [s - stamps[0] for s in stamps]
     costs = {}
     for start in range(0, len(seconds) - WINDOW, WINDOW):
         span = seconds[start + WINDOW] - seconds[start]
@@ -111,18 +127,23 @@ def main() -> None:
         profile.disable()
         profile.dump_stats(args.profile)
     wall = time.perf_counter() - start
-    costs = per_trial_costs(folder)
+    recorded = len(pd.read_parquet(folder / "trials.parquet"))
+    assert recorded == args.trials == len(ENDS), (recorded, len(ENDS))
+    table = pd.DataFrame(
+        {
+            "wall ms/trial": per_trial_costs([w for w, _ in ENDS]) * 1000,
+            "driver CPU ms/trial": per_trial_costs([c for _, c in ENDS]) * 1000,
+        }
+    ).round(1)
     print(
         f"{args.trials} trials ({args.sampler}, {args.tasks + 1} reports each, "
-        f"{args.concurrent} at once): {wall:.1f} s wall including Ray start-up"
+        f"{args.concurrent} at once, loggers [{args.loggers}]): {wall:.1f} s wall "
+        "including Ray start-up"
     )
-    print("ms per trial by window of trial ends:")
-    print((costs * 1000).round(1).to_string())
-    first, last = costs.iloc[0], costs.iloc[-1]
-    print(
-        f"first {WINDOW}: {first * 1000:.1f} ms/trial; last {WINDOW}: {last * 1000:.1f} ms/trial; "
-        f"ratio {last / first:.2f}"
-    )
+    print(table.to_string())
+    for column in table:
+        first, last = table[column].iloc[0], table[column].iloc[-1]
+        print(f"{column}: first {WINDOW} {first}, last {WINDOW} {last}, ratio {last / first:.2f}")
 
 
 if __name__ == "__main__":

@@ -356,7 +356,7 @@ def suggest(name: str, valid: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     if close:
         return f"did you mean '{close[0]}'?"
-    return f"valid keys: {', '.join(valid)}"
+    return f"choose one of: {', '.join(valid)}"
 
 
 class _Validator:
@@ -453,6 +453,7 @@ class _Validator:
         high: float | None = None,
         fix: str = "",
         why: str = "",
+        high_fix: str = "",
     ) -> Any:
         """``value`` if it is a finite number (an integer if asked) within [low, high].
 
@@ -478,7 +479,7 @@ class _Validator:
             self.fail(
                 key,
                 f"{shown(value)} is more than {high:g}{why}",
-                fix or f"use a value <= {high:g}",
+                high_fix or fix or f"use a value <= {high:g}",
             )
         return value
 
@@ -566,7 +567,7 @@ class _Validator:
             self.fail(
                 key,
                 f"expected {origin.__name__}, got {type(value).__name__} {shown(value)}",
-                f"write a {origin.__name__} value for {name}",
+                f"write {'an' if origin is int else 'a'} {origin.__name__} value for {name}",
             )
         if origin in (int, float):
             limits = {"epochs": MAX_EPOCHS, "iterations": MAX_ITERATIONS}
@@ -918,7 +919,7 @@ class _Validator:
             low=1,
             high=MAX_TRIALS,
             why=" per cell, more than one sweep should hold",
-            fix="split the search into several sweeps (--name), or narrow the grid",
+            high_fix="split the search into several sweeps (--name), or narrow the grid",
         )
         limit = budget.get("time_limit_s")
         if limit is not None:
@@ -1040,7 +1041,14 @@ class _Validator:
                         "write one `- name: {settings}` per logger",
                     )
                 ((entry, settings),) = entry.items()
-                settings = self.section({"loggers": settings}, "loggers")
+                if settings is None:
+                    settings = {}
+                if not isinstance(settings, dict):
+                    self.fail(
+                        f"loggers.{entry}",
+                        f"expected settings as a mapping, got {shown(settings)}",
+                        "write e.g. `- wandb: {project: my-project}`",
+                    )
             if isinstance(entry, list):
                 self.fail("loggers", f"{shown(entry)} is a list in a list", "list logger names")
             name = self.name_list("loggers", entry, LOGGERS, "logger")[0]

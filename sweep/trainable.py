@@ -93,10 +93,8 @@ class _Tracker:
         self.reports: list[TaskReport] = []
         self.started_at = now_iso()
         self.start = time.perf_counter()
-        try:
-            node = ray.get_runtime_context().get_node_id()[:12]
-        except Exception:  # outside Ray (unit use): the host alone
-            node = ""
+        # Outside Ray (unit use): the host alone. (get_runtime_context would start a Ray.)
+        node = ray.get_runtime_context().get_node_id()[:12] if ray.is_initialized() else ""
         self.node = f"{socket.gethostname()}/{node}" if node else socket.gethostname()
 
     def metrics(self, error: BaseException | None = None) -> dict[str, Any]:
