@@ -150,14 +150,11 @@ def _ended_in_study(path: Path) -> int:
         return 0
     storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
     try:
-        return sum(
-            sum(
-                1
-                for t in storage.get_all_trials(s._study_id, deepcopy=False)
-                if t.state.is_finished()
-            )
-            for s in storage.get_all_studies()
-        )
+        ended = 0
+        for name in optuna.get_all_study_names(storage):
+            study = optuna.load_study(study_name=name, storage=storage)
+            ended += sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+        return ended
     finally:
         storage.remove_session()
         storage.engine.dispose()

@@ -19,9 +19,9 @@ import warnings
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from contract import METRICS, SPLITS
+from contract import METRICS
 from contract.schema import (
     ATTR_CONFIG_ID,
     ATTR_FINAL_RANK,
@@ -170,16 +170,6 @@ class UnitStudies:
         trial.set_user_attr(ATTR_STATUS, why)
         self.search.tell(trial, state=TrialState.FAIL)
 
-    def unfinished(self) -> list[FrozenTrial]:
-        return self.search.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-
-    def finished_ids(self) -> set[str]:
-        return {
-            t.user_attrs[ATTR_TRIAL_ID]
-            for t in self.search.get_trials(deepcopy=False)
-            if t.state.is_finished() and ATTR_TRIAL_ID in t.user_attrs
-        }
-
     def _storage_id(self, number: int | None) -> int:
         """Optuna's storage id of trial ``number`` of the search study."""
         return self.search._storage.get_trial_id_from_study_id_trial_number(
@@ -213,6 +203,3 @@ class UnitStudies:
 
     def final_ids(self) -> set[str]:
         return {t.user_attrs.get(ATTR_TRIAL_ID) for t in self.final.get_trials(deepcopy=False)}
-
-
-__all__ = ["SPLITS", "UnitStudies", "outcome", "result_attrs", "storage"]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contract import tables
 from contract.schema import ATTR_TRIAL_ID, FAILED_STATUSES, STUDY_FILE, TASKS_FILE
 from sweep.asha import Asha
 from sweep.results import ResultsStore, avg_acc_curve, trial_rows
@@ -170,8 +171,6 @@ class SweepState:
         late = [r for r in rows if r["trial_id"] not in told]
         if not late:
             return
-        from contract import tables
-
         tasks = tables.read_table(self.folder, TASKS_FILE).to_pylist()
         for row in late:
             plan = TrialPlan(

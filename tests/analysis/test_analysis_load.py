@@ -103,10 +103,12 @@ def test_zero_completed_trials_is_a_clear_error(sweep_copy: Path):
 
 
 def test_analysis_needs_neither_ray_nor_optuna_to_import():
-    """DESIGN.md: analysis reads Parquet only; optuna is imported lazily, for importance."""
+    """DESIGN.md: analysis reads Parquet and the contract only (so it installs without torch and
+    Ray); optuna is imported lazily, for importance."""
     code = (
         "import sys, analysis.report, analysis.__main__\n"
-        "print(sorted(m for m in ('ray', 'sweep', 'optuna', 'torch') if m in sys.modules))"
+        "print(sorted(m for m in ('ray', 'sweep', 'optuna', 'torch', 'torchvision', 'cl_core')"
+        " if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

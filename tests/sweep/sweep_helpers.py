@@ -49,7 +49,7 @@ def study_trials(folder: Path, method: str, cell: str, phase: str = "search") ->
     return study.trials
 
 
-def finished_sweep(folder: Path, space: Path) -> Path:
+def finished_sweep(folder: Path, space: Path, compact: bool = True) -> Path:
     """A finished sweep of ``space`` under ``folder`` without Ray: the driver's state fed the
     reports the trainable would send (a quality that falls with each task), then compacted,
     with its sweep.json; the same files a real run writes. Returns the sweep folder."""
@@ -77,7 +77,8 @@ def finished_sweep(folder: Path, space: Path) -> Path:
             tracker.reports.append(TaskReport(i, acc, acc, 1.0, 0.01))
             state.on_report(plan, tracker.metrics())
         state.on_end(plan, tracker.metrics())
-    store.compact()
+    if compact:
+        store.compact()
     write_sweep_json(spec, out, "python -m sweep", "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z")
     return out
 

@@ -41,6 +41,24 @@ def ewc_sweep(local_ray, tmp_path_factory):
     return spec, folder
 
 
+def test_tensorboard_logs_by_default_one_folder_per_trial(ewc_sweep):
+    _, folder = ewc_sweep
+    trials = pd.read_parquet(folder / "trials.parquet")
+    (run,) = (folder / "ray").glob("run-*")
+    for trial_id in trials.trial_id:
+        assert list((run / trial_id).glob("events.out.tfevents.*")), trial_id
+    assert not list(run.rglob("progress.csv"))  # csv is not on unless the space says so
+
+
+def test_loggers_from_the_space(local_ray, tmp_path):
+    text = TINY_SPACE.replace("budget: {trials: 4}", "budget: {trials: 1}") + "loggers: [csv]\n"
+    spec = load_space(write_space(tmp_path, text, "logs.yaml"))
+    folder = run_sweep(spec, Options(out=tmp_path / "out", quiet=True))
+    (run,) = (folder / "ray").glob("run-*")
+    assert len(list(run.rglob("progress.csv"))) == 1
+    assert not list(run.rglob("events.out.tfevents.*"))
+
+
 def test_files_have_the_documented_columns(ewc_sweep):
     _, folder = ewc_sweep
     trials = pd.read_parquet(folder / "trials.parquet")

@@ -43,9 +43,7 @@ scalars = st.one_of(
 keys = st.one_of(st.sampled_from(KNOWN_KEYS), st.text(max_size=10), st.integers(-3, 3))
 structures = st.recursive(
     scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=5)
-    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=5)),
     max_leaves=25,
 )
 SPECIAL = [":", "-", "[", "]", "{", "}", "&a", "*a", "!!", "#", "\t", "'", '"', "\n", " ", "<<",
