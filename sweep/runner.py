@@ -183,19 +183,26 @@ def run_sweep(spec: SweepSpec, options: Options) -> Path:
             _remove_if_empty(folder)
         raise
     started = False
+    owns_ray = False
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our status block says it all
     try:
         check_folder(spec, folder, options.resume)
         tables.clean_tmp(folder)
         store = open_store(spec, folder)
         datasets = _load_datasets(spec, options)
-        capacity = None
         if not options.address:
             capacity = resources.Capacity(
                 options.num_cpus or resources.local_cpus(), resources.local_gpus()
             )
             resources.check_local(spec, capacity)
-        state = SweepState(spec, folder, store, capacity.trials_at_once(spec) if capacity else 1)
+        else:  # only a connected cluster says what it offers (it may still grow)
+            owns_ray = _init_ray(options, None)
+            import ray
+
+            capacity = resources.wait_for_cluster(
+                spec, ray.cluster_resources, options.wait_for_resources_s
+            )
+        state = SweepState(spec, folder, store, capacity.trials_at_once(spec))
         start_time = now_iso()
         write_sweep_json(spec, folder, options.command, start_time, None)
         started = True
@@ -206,6 +213,10 @@ def run_sweep(spec: SweepSpec, options: Options) -> Path:
         write_sweep_json(spec, folder, options.command, start_time, now_iso())
         _remove_if_empty(folder / tables.TMP_DIR)
     finally:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
         lock.release()
         if created and not started:
             _remove_if_empty(folder)
@@ -237,6 +248,7 @@ def _run_on_ray(
     loaded: dict[str, Any],
     capacity: resources.Capacity | None,
 ) -> None:
+    """Start a local Ray (or use the one connected) and run the sweep."""
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = CHECKPOINT_PERIOD_S
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # loggers come from the space
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -247,11 +259,6 @@ def _run_on_ray(
 
     owns_ray = _init_ray(options, capacity)
     try:
-        if options.address:
-            total = resources.wait_for_cluster(
-                spec, ray.cluster_resources, options.wait_for_resources_s
-            )
-            state.capacity = total.trials_at_once(spec)
         _fit(spec, options, folder, state, {k: ray.put(v) for k, v in loaded.items()})
     finally:
         if owns_ray:
