@@ -3,9 +3,10 @@
 All units run concurrently inside one Tune run, limited only by the trials that fit at once.
 Each unit keeps its own Optuna studies (:mod:`sweep.studies`), its own early-stopping rungs
 (:mod:`sweep.asha`), its own budget and time limit, and starts its final phase the moment its
-own search has ended, while other units may still be searching. The next trial goes to the unit
-with the fewest trials running (then the fewest started), so every cell progresses and none
-waits for another to finish.
+own search has ended, while other units may still be searching. A free slot goes to the unit
+with the fewest trials running, then to the one that has had the least slot time so far (fair
+share: a cell of short trials is not held back behind a cell of long ones, and finishes early), so
+every cell progresses and none waits for another to finish.
 
 Nothing here imports Ray: the Tune glue (:mod:`sweep.tune_glue`) calls :meth:`SweepState.next_plan`
 when a slot is free, :meth:`SweepState.decide` on every report (continue or stop),
@@ -57,6 +58,8 @@ class Unit:
     running: dict[str, TrialPlan] = field(default_factory=dict)
     curves: dict[str, dict[int, float]] = field(default_factory=dict)
     launched: int = 0
+    busy_s: float = 0.0  # run time of ended trials (as the workers measured it)
+    run_starts: dict[str, float] = field(default_factory=dict)  # running: start, driver clock
     search_ended: bool = False
     end_reason: str = ""
     clock_start: float | None = None
@@ -74,6 +77,11 @@ class Unit:
     @property
     def done(self) -> bool:
         return self.search_ended and not self.finals and not self.running
+
+    def slot_time(self, now: float) -> float:
+        """Run time used so far: ended trials, plus running ones up to ``now`` (from their first
+        report on; time spent waiting for a worker to start is not the unit's use)."""
+        return self.busy_s + sum(now - t for t in self.run_starts.values())
 
     def elapsed(self) -> float:
         running = 0.0 if self.clock_start is None else time.monotonic() - self.clock_start
@@ -214,8 +222,9 @@ class SweepState:
         ready = [u for u in self.units if self._can_launch(u)]
         if not ready:
             return None
-        # Fewest running first; interrupted trials before new ones; then round robin.
-        unit = min(ready, key=lambda u: (len(u.running), not u.reruns, u.launched, u.index))
+        # Fewest running first; interrupted trials before new ones; then the least slot time.
+        now = time.monotonic()
+        unit = min(ready, key=lambda u: (len(u.running), not u.reruns, u.slot_time(now), u.index))
         plan = self._take(unit)
         unit.running[plan.trial_id] = plan
         unit.launched += 1
@@ -272,9 +281,12 @@ class SweepState:
 
     def on_report(self, plan: TrialPlan, result: dict[str, Any]) -> None:
         """Every report, the one that stopped the trial included, reaches its Optuna trial."""
+        unit = self.units[plan.unit]
+        if plan.trial_id not in unit.run_starts:
+            started = time.monotonic() - float(result.get("run_wall_s") or 0.0)
+            unit.run_starts[plan.trial_id] = started
         if result.get("status") in FAILED_STATUSES:
             return  # repeats the last learned step; the trial is told FAIL when it ends
-        unit = self.units[plan.unit]
         step = int(result.get("tasks_learned", 0))
         value = result.get(self.spec.metrics[0])
         if plan.phase == "search":
@@ -288,6 +300,8 @@ class SweepState:
         """Record an ended trial: Parquet first, then Optuna; then move its unit on."""
         unit = self.units[plan.unit]
         unit.running.pop(plan.trial_id, None)
+        unit.run_starts.pop(plan.trial_id, None)
+        unit.busy_s += float(result.get("run_wall_s") or 0.0)
         row, tasks = trial_rows(self.spec, unit.base, plan, result, error)
         recorded = self.store.add(row, tasks)
         if recorded:

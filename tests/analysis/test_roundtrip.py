@@ -46,7 +46,13 @@ def written(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("roundtrip")
     spec = load_space(write_space(tmp, SPACE, "roundtrip.yaml"))
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+    )
     try:
         folder = run_sweep(spec, Options(out=tmp / "out", command="pytest", quiet=True))
     finally:

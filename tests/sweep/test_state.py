@@ -221,3 +221,18 @@ def test_study_db_names_its_metrics(tmp_path):
         assert unit.studies.search.metric_names == ["val_avg_acc"]
         assert unit.studies.final.metric_names == ["val_avg_acc"]
     assert optuna.get_all_study_names(state.storage)
+
+
+def test_a_free_slot_goes_to_the_cell_that_used_the_least_run_time(tmp_path):
+    """Fair share: a cell of short trials is not held back behind a cell of long ones."""
+    state = make_state(tmp_path, TWO_CELLS.replace("trials: 3", "trials: 5"), capacity=1)
+    seconds = {0: 1.0, 1: 30.0}  # cell 0's trials take a second, cell 1's half a minute
+    picked = []
+    for _ in range(5):
+        plan = state.next_plan()
+        picked.append(plan.unit)
+        result = reports(state, plan)[-1]
+        result["run_wall_s"] = seconds[plan.unit]
+        state.on_end(plan, result)
+    assert picked == [0, 1, 0, 0, 0]
+    assert state.units[0].busy_s == 4.0 and state.units[1].busy_s == 30.0
