@@ -77,15 +77,17 @@ units.SweepState.on_end = _timed_on_end(units.SweepState.on_end)
 
 
 def per_trial_costs(stamps: list[float]) -> pd.Series:
-    """Seconds per trial over consecutive windows of WINDOW trials, in end order."""
+    """Seconds per trial over consecutive windows of WINDOW trials, in end order (one window of
+    all but the first trial when there are not more than WINDOW)."""
     seconds = [s - stamps[0] for s in stamps]
+    window = min(WINDOW, len(seconds) - 1)
     costs = {}
-    for start in range(0, len(seconds) - WINDOW, WINDOW):
-        span = seconds[start + WINDOW] - seconds[start]
-        costs[f"{start + 1}-{start + WINDOW}"] = span / WINDOW
+    for start in range(0, len(seconds) - window - 1, window):
+        span = seconds[start + window] - seconds[start]
+        costs[f"{start + 1}-{start + window}"] = span / window
     last = len(seconds) - 1
-    span = seconds[last] - seconds[last - WINDOW]
-    costs[f"{last - WINDOW + 2}-{last + 1} (last)"] = span / WINDOW
+    span = seconds[last] - seconds[last - window]
+    costs[f"{last - window + 2}-{last + 1} (last)"] = span / window
     return pd.Series(costs)
 
 
@@ -99,8 +101,8 @@ def main() -> None:
     parser.add_argument("--profile", help="write a cProfile of the driver here")
     parser.add_argument("--out", help="keep the sweep folder here (default: a temporary one)")
     args = parser.parse_args()
-    if args.trials <= WINDOW:
-        parser.error(f"--trials must exceed {WINDOW}")
+    if args.trials < 10:
+        parser.error("--trials must be at least 10")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="overhead-"))
     space = out / "overhead.yaml"
     out.mkdir(parents=True, exist_ok=True)
