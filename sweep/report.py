@@ -49,7 +49,8 @@ def plan_text(spec: SweepSpec, address: str | None) -> str:
         f"loggers: {', '.join(lg.name for lg in spec.loggers) or 'none'}",
         f"ray: {address or f'local ({os.cpu_count()} CPUs here)'}",
         f"trials in all: {per_cell * len(spec.units)} "
-        f"({len(spec.units)} studies (method x cell) x ({spec.trials} search + "
+        f"({len(spec.units)} {'study' if len(spec.units) == 1 else 'studies'} (method x cell) "
+        f"x ({spec.trials} search + "
         f"{spec.final_top_k * spec.final_seeds} final))",
     ]
     return "\n".join(lines)

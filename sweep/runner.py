@@ -28,7 +28,7 @@ import optuna
 
 from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
-from contract import tables
+from contract import SCHEMA_VERSION, tables
 from contract.schema import META_FILE, STUDY_FILE, TASKS_FILE, TRIALS_FILE
 from sweep import resources
 from sweep.lock import SweepLock
@@ -114,6 +114,12 @@ def check_folder(spec: SweepSpec, folder: Path, resume: bool) -> None:
             f"--resume: {meta} is not readable ({exc}); restore it from a backup, or start a "
             "new sweep with --name NEW (nothing was changed)"
         ) from None
+    if recorded.get("schema_version") != SCHEMA_VERSION:
+        raise ClsweepError(
+            f"--resume: {folder.name} was written with results schema "
+            f"{recorded.get('schema_version')} (an older clsweep); resume it with that version, "
+            f"or start a new sweep with --name NEW (its results stay readable by analysis)"
+        )
     previous = recorded.get("fingerprint")
     if previous is not None and previous != spec.fingerprint():
         raise ClsweepError(

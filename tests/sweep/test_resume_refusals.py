@@ -82,6 +82,16 @@ def test_unreadable_sweep_json_is_refused(sweep, capsys):
     assert snapshot(folder) == before
 
 
+def test_a_sweep_of_an_older_schema_is_refused(sweep, capsys):
+    space, out, folder = sweep
+    meta = json.loads((folder / "sweep.json").read_text())
+    meta["schema_version"] = 1
+    (folder / "sweep.json").write_text(json.dumps(meta))
+    before = snapshot(folder)
+    assert "written with results schema 1" in refused(resume(space, out), capsys)
+    assert snapshot(folder) == before
+
+
 def test_a_changed_space_is_refused(sweep, capsys, tmp_path):
     space, out, folder = sweep
     text = space.read_text().replace("high: 1.0e4", "high: 1.0e6")
