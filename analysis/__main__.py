@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
-from cl_core.errors import ClsweepError
+from analysis.load import AnalysisError
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is one line on stderr and exit 2, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"error: {text}; see python -m analysis report --help\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, build the report, print the paths written; return the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m analysis", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     report = commands.add_parser(
         "report", help="HTML + PDF report and tables from one or more sweep folders"
     )
@@ -35,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         written = build_report(args.results, args.out, select_on=args.select_on)
-    except ClsweepError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except AnalysisError as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     print(f"HTML report: {written.html}")
     print(f"PDF report:  {written.pdf}")

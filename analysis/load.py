@@ -1,9 +1,12 @@
 """Sweep folders (the Parquet contract of docs/results-schema.md) -> tidy pandas frames.
 
-analysis reads only these files, never ``ray`` or ``sweep``, so that results copied from a cluster
-can be studied on a laptop. Every problem a user can cause (a wrong path, a folder that is not a
-sweep, a schema written by a newer clsweep) raises :class:`AnalysisError` with a message that names
-the fix; the CLI turns it into one line and exit code 2.
+analysis reads only these files and the :mod:`contract` module, never ``ray``, ``torch``, ``sweep``
+or ``cl_core``, so that results copied from a cluster can be studied on a laptop with only the
+analysis installed. Every problem a user can cause (a wrong path, a folder that is not a sweep, a
+schema written by a newer clsweep) raises :class:`AnalysisError` with a message that names the
+fix; the CLI turns it into one line and exit code 2. Which way a metric is better is read from
+each sweep's sweep.json (its objective's recorded mode, and the metric registry it was written
+with), never guessed from a name.
 """
 
 from __future__ import annotations
@@ -19,21 +22,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cl_core.errors import ClsweepError
+from contract import METRICS, READABLE_VERSIONS, SearchParam
+from contract import tables as parquet
+from contract.metrics import metric as registered_metric
+from contract.schema import (
+    COMPLETED,
+    META_FILE,
+    TASK_KEY_COLUMNS,
+    TASKS_FILE,
+    TRIAL_KEY_COLUMNS,
+    TRIALS_FILE,
+)
 
-SCHEMA_VERSION = 1
-TRIALS_FILE = "trials.parquet"
-TASKS_FILE = "tasks.parquet"
-META_FILE = "sweep.json"
 SWEEP_FILES = (TRIALS_FILE, TASKS_FILE, META_FILE)
-
-# Columns analysis relies on; a file without them is not a schema-1 sweep.
-TRIAL_COLUMNS = (
-    "schema_version", "sweep", "trial_id", "phase", "cell", "config_id", "method", "benchmark",
-    "scenario", "n_tasks", "data_seed", "train_seed", "status", "tasks_completed", "val_avg_acc",
-    "test_avg_acc", "objective",
-)  # fmt: skip
-TASK_COLUMNS = ("sweep", "trial_id", "tasks_learned", "task", "split", "accuracy")
+TRIAL_COLUMNS = TRIAL_KEY_COLUMNS
+"""Columns analysis relies on; a table without them was not written by python -m sweep."""
+TASK_COLUMNS = TASK_KEY_COLUMNS
 CELL_KEYS = ["method", "benchmark", "scenario", "n_tasks"]
 """A table row: one method in one scenario cell (benchmark, scenario, task count)."""
 STUDY = "study"
@@ -41,40 +45,28 @@ STUDY = "study"
 Optuna study), so search plots and importance work per study."""
 TRIAL_KEY = ["sweep", "trial_id"]
 """``trial_id`` is unique only within its sweep (docs/results-schema.md)."""
-COMPLETED = "completed"
 
 
-class AnalysisError(ClsweepError):
-    """Bad input (not a sweep, wrong schema, nothing to analyse); the message says why."""
+class AnalysisError(Exception):
+    """Bad input (not a sweep, wrong schema, nothing to analyse); the message says why.
+
+    The CLI prints it as one line and exits with code 2, as every clsweep CLI does."""
 
 
 @dataclass(frozen=True)
-class Param:
-    """One searched hyperparameter as recorded in ``sweep.json``'s ``searched`` list.
+class Param(SearchParam):
+    """One searched parameter as sweep.json's ``searched`` list records it (the contract's
+    description), plus how analysis treats its values.
 
     ``column`` is its column in trials.parquet; ``log`` says the space is logarithmic, so plots use
     a log axis and importance uses a log distribution.
     """
 
-    name: str
-    column: str
-    distribution: str = "uniform"
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: tuple[Any, ...] = ()
-
     def is_categorical(self, values: pd.Series) -> bool:
         """Whether the tried ``values`` are unordered categories (a choice space, bools, strings):
         plotted as evenly spaced categories and given to Optuna as a categorical distribution."""
         numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-        declared = bool(self.choices) or self.distribution in {"choice", "categorical", "grid"}
-        return declared or not numeric
-
-    @property
-    def integer(self) -> bool:
-        """Integer spaces (``randint``, ``lograndint``, ``int``) become Optuna int distributions."""
-        return "int" in self.distribution
+        return bool(self.choices) or self.categorical or not numeric
 
 
 @dataclass
@@ -93,6 +85,26 @@ class SweepInfo:
         metrics = objective.get("metrics") or ["val_avg_acc"]
         modes = objective.get("modes") or ["max"]
         return str(metrics[0]), str(modes[0])
+
+    def direction(self, column: str) -> str:
+        """ "max" or "min" for a metric column, as this sweep recorded it: the objective's mode if
+        it is an objective, else the metric registry written into sweep.json (schema 1 sweeps,
+        which lack it, get the registry of this version)."""
+        objective = self.meta.get("objective") or {}
+        pairs = zip(objective.get("metrics") or [], objective.get("modes") or [], strict=False)
+        for name, mode in pairs:
+            if name == column:
+                return str(mode)
+        recorded = (self.meta.get("metrics") or {}).get(column)
+        if recorded and recorded.get("direction") in ("max", "min"):
+            return str(recorded["direction"])
+        try:
+            return registered_metric(column).direction
+        except KeyError:
+            raise AnalysisError(
+                f"{column!r} is not a metric of sweep {self.name}; use one of "
+                f"{', '.join(m.column('val') for m in METRICS.values())}"
+            ) from None
 
 
 @dataclass
@@ -139,6 +151,18 @@ class Results:
             )
         table = rows.pivot(index="tasks_learned", columns="task", values="accuracy")
         return table.sort_index().sort_index(axis=1).to_numpy(dtype=float)
+
+    def direction(self, column: str, sweeps: Iterable[str] | None = None) -> str:
+        """The direction of a metric in the given sweeps (all loaded ones by default); sweeps
+        that recorded opposite directions for it cannot be ranked together."""
+        names = sorted(set(sweeps) if sweeps is not None else self.sweeps)
+        found = {self.sweeps[name].direction(column) for name in names}
+        if len(found) > 1:
+            raise AnalysisError(
+                f"sweeps {', '.join(names)} record opposite directions for {column}; "
+                "analyse them separately"
+            )
+        return found.pop() if found else registered_metric(column).direction
 
     def require_completed(self) -> pd.DataFrame:
         """The completed trials, or an error that says per sweep what happened instead."""
@@ -207,12 +231,12 @@ def _sweeps_at(path: Path, strict: bool = True) -> list[Path]:
         raise AnalysisError(
             f"{path} does not exist; pass a sweep folder written by python -m sweep"
         )
-    if path.is_file() and path.name in SWEEP_FILES:
+    if path.name in SWEEP_FILES:
         path = path.parent
-    if (path / TRIALS_FILE).is_file():
+    if (path / TRIALS_FILE).exists():
         return [path]
     children = (
-        sorted(c for c in path.iterdir() if (c / TRIALS_FILE).is_file()) if path.is_dir() else []
+        sorted(c for c in path.iterdir() if (c / TRIALS_FILE).exists()) if path.is_dir() else []
     )
     if not children and strict:
         raise AnalysisError(
@@ -225,8 +249,10 @@ def _sweeps_at(path: Path, strict: bool = True) -> list[Path]:
 def _load_one(folder: Path) -> tuple[SweepInfo, pd.DataFrame, pd.DataFrame]:
     meta = _read_meta(folder)
     _check_version(meta.get("schema_version"), folder / META_FILE)
-    trials = _read_parquet(folder / TRIALS_FILE, TRIAL_COLUMNS)
-    tasks = _read_parquet(folder / TASKS_FILE, TASK_COLUMNS)
+    trials = _read_parquet(folder, TRIALS_FILE, TRIAL_COLUMNS)
+    tasks = _read_parquet(folder, TASKS_FILE, TASK_COLUMNS)
+    # Rows of trials whose trials row never landed (a driver killed in between) are not results.
+    tasks = tasks[tasks["trial_id"].isin(trials["trial_id"])].reset_index(drop=True)
     for version in trials["schema_version"].dropna().unique():
         _check_version(version, folder / TRIALS_FILE)
     name = str(meta.get("name") or (trials["sweep"].iloc[0] if len(trials) else folder.name))
@@ -234,7 +260,7 @@ def _load_one(folder: Path) -> tuple[SweepInfo, pd.DataFrame, pd.DataFrame]:
     trials["sweep"] = name
     tasks["sweep"] = name
     trials[STUDY] = trials["method"] + " on " + trials["cell"]
-    params = [_param(spec) for spec in meta.get("searched") or []]
+    params = [_param(entry) for entry in meta.get("searched") or []]
     params = [p for p in params if p.column in trials.columns] or _infer_params(trials)
     return SweepInfo(name=name, path=folder, meta=meta, params=params), trials, tasks
 
@@ -255,41 +281,39 @@ def _read_meta(folder: Path) -> dict[str, Any]:
 
 
 def _check_version(version: Any, where: Path) -> None:
-    if version is None or int(version) != SCHEMA_VERSION:
+    try:
+        readable = version is not None and int(version) in READABLE_VERSIONS
+    except (TypeError, ValueError):
+        readable = False
+    if not readable:
+        versions = "-".join(str(v) for v in (READABLE_VERSIONS[0], READABLE_VERSIONS[-1]))
         raise AnalysisError(
             f"{where} has schema_version {version}, this analysis reads schema_version "
-            f"{SCHEMA_VERSION}; use the clsweep version that wrote the sweep"
+            f"{versions}; use the clsweep version that wrote the sweep"
         )
 
 
-def _read_parquet(path: Path, required: Iterable[str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise AnalysisError(f"{path.parent} is not a complete sweep: {path.name} is missing")
+def _read_parquet(folder: Path, name: str, required: Iterable[str]) -> pd.DataFrame:
+    """A table of the sweep (a folder of parts, or a schema-1 single file)."""
+    path = folder / name
+    if not path.exists():
+        raise AnalysisError(f"{folder} is not a complete sweep: {name} is missing")
     try:
-        frame = pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several types for a damaged file
-        raise AnalysisError(f"{path} is not a readable Parquet file ({err})") from None
+        frame = parquet.read_table(folder, name).to_pandas()
+    except (parquet.TableError, FileNotFoundError) as err:
+        raise AnalysisError(f"{err}; was it copied completely?") from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise AnalysisError(
-            f"{path} lacks the column(s) {', '.join(missing)} of results schema {SCHEMA_VERSION}; "
+            f"{path} lacks the column(s) {', '.join(missing)} of the results schema; "
             "it was not written by python -m sweep"
         )
     return frame
 
 
-def _param(spec: dict[str, Any]) -> Param:
-    name = str(spec["name"])
-    choices = tuple(spec.get("choices") or spec.get("values") or ())
-    return Param(
-        name=name,
-        column=str(spec.get("column") or f"hp_{name}"),
-        distribution=str(spec.get("distribution") or ("choice" if choices else "uniform")),
-        low=spec.get("low"),
-        high=spec.get("high"),
-        log=bool(spec.get("log", False)),
-        choices=choices,
-    )
+def _param(entry: dict[str, Any]) -> Param:
+    described = SearchParam.from_json(entry)
+    return Param(**described.__dict__)
 
 
 def _infer_params(trials: pd.DataFrame) -> list[Param]:
@@ -305,14 +329,13 @@ def _infer_params(trials: pd.DataFrame) -> list[Param]:
             continue
         name = column.removeprefix("hp_")
         if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
-            params.append(
-                Param(name, column, "choice", choices=tuple(sorted(values.unique(), key=str)))
-            )
+            choices = tuple(sorted(values.unique(), key=str))
+            params.append(Param(name, column, "categorical", choices=choices))
             continue
         low, high = float(values.min()), float(values.max())
         log = low > 0 and math.log10(high / low) >= 2
         kind = "int" if pd.api.types.is_integer_dtype(values) else "uniform"
-        params.append(Param(name, column, kind, low, high, log))
+        params.append(Param(name, column, kind, low=low, high=high, log=log))
     return params
 
 

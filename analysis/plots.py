@@ -30,8 +30,7 @@ from analysis.order import (
     ordered_studies,
 )
 from analysis.tables import chosen_trials, params_text
-from cl_core.formatting import sem
-from cl_core.metrics import average_accuracy
+from contract.formatting import sem
 
 STATUS_STYLE = {
     "stopped": {"marker": "v", "color": "0.45", "label": "stopped early by the scheduler"},
@@ -383,6 +382,16 @@ def plot_search_progress(results: Results, sweep: str) -> Figure:
     _figure_legend(fig, ncols=4)
     _suptitle(fig, f"Search progress — sweep {sweep} ({mode} {metric})")
     return fig
+
+
+def average_accuracy(R: np.ndarray) -> np.ndarray:
+    """Average accuracy after each task i: mean over j <= i of R[i][j] (REFERENCE.md R5).
+
+    The same formula as ``cl_core.metrics.average_accuracy`` (a test checks they agree); analysis
+    keeps its own copy so that it runs without the core (and torch) installed.
+    """
+    R = np.asarray(R, dtype=float)
+    return np.array([R[i, : i + 1].mean() for i in range(len(R))])
 
 
 def _progress_lines(ax, rows: pd.DataFrame, mode: str, color: str, method: str, named: bool):

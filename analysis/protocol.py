@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis.load import Param, Results, SweepInfo
 from analysis.order import cell_sort_key, method_order, ordered_studies, scenario_label
-from cl_core.formatting import format_param
+from contract.formatting import format_param
 
 OUTCOME_COLUMNS = {
     "schema_version", "sweep", "trial_id", "phase", "cell", "config_id", "final_rank", "method",

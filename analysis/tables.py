@@ -3,7 +3,7 @@
 Selection follows the project's protocol (DESIGN.md, Data): configurations are chosen on validation,
 test accuracy is only reported. Numbers are mean ± SEM over seeds, SEM = sample standard deviation
 (ddof=1) / sqrt(n), as in the three-scenario literature (REFERENCE.md R4). Frames keep fractions;
-what a reader sees is percent in one format (:mod:`cl_core.formatting`), and the CSV files hold
+what a reader sees is percent in one format (:mod:`contract.formatting`), and the CSV files hold
 the same numbers in percent at full precision, one number per column.
 """
 
@@ -23,7 +23,7 @@ from analysis.order import (  # noqa: F401 - re-exported: older notebooks import
     scenario_rank,
     sort_rows,
 )
-from cl_core.formatting import format_param, format_pm, sem
+from contract.formatting import format_param, format_pm, sem
 
 __all__ = [
     "METRICS",
@@ -69,19 +69,20 @@ def best_configs(results: Results, select_on: str = "val_avg_acc") -> pd.DataFra
     ``n``, ``select_on``, ``val_score`` / ``val_sem`` (the selection score over the chosen trials),
     ``search_val`` (the chosen configuration's ``select_on`` in the search: the number it won the
     search with), ``configs_searched`` and ``test_<metric>_mean`` / ``test_<metric>_sem`` for each
-    R5 metric. Higher ``select_on`` is better, except for forgetting.
+    R5 metric. Whether higher or lower ``select_on`` is better is read from the sweeps'
+    sweep.json (the objective's recorded mode, else the metric registry it recorded).
     """
     if not select_on.startswith("val_"):
         raise AnalysisError(
             f"select_on={select_on!r}: configurations are chosen on validation; use a val_ metric"
         )
-    lower_is_better = select_on.endswith("forgetting")
     done = results.require_completed()
     if select_on not in done.columns:
         raise AnalysisError(f"trials have no column {select_on!r}; try val_avg_acc")
     rows = []
     for cell, trials in done.groupby(CELL_KEYS, sort=False):
         search = trials[trials["phase"] == "search"]
+        lower_is_better = results.direction(select_on, trials["sweep"].unique()) == "min"
         phase = "final" if (trials["phase"] == "final").any() else "search"
         trials = trials[trials["phase"] == phase]
         scores = trials.groupby(["sweep", "config_id"], sort=True)[select_on].mean()

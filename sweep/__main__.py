@@ -1,7 +1,8 @@
 """`python -m sweep --space ewc.yaml`: validate a space, run it on Ray, land results in Parquet.
 
-Usage errors (a bad space file, a missing dataset, a sweep folder that exists) print one line on
-stderr and exit with code 2, before Ray starts wherever possible.
+Usage errors (bad arguments, a bad space file, a missing dataset, a folder in use or holding a
+sweep, results that cannot be resumed, resources the machine lacks) print one line on stderr and
+exit with code 2, before Ray starts wherever possible.
 """
 
 from __future__ import annotations
@@ -10,14 +11,23 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from cl_core.errors import ClsweepError
+from sweep.errors import one_line
 from sweep.report import best_table, plan_text
 from sweep.space import load_space
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr (and exit 2), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {one_line(message)}; see python -m sweep --help\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m sweep",
         description="Search a continual-learning space with Ray Tune + Optuna; write Parquet.",
     )
@@ -49,12 +59,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="print the resolved plan (cells, trials, resources) and exit",
     )
     parser.add_argument(
+        "--wait-for-resources",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="with --address: seconds to wait for nodes offering a trial's CPUs/GPUs (300)",
+    )
+    parser.add_argument(
         "--set",
         dest="sets",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a space key, e.g. --set train.epochs=1 (repeatable)",
+        help="override a space key, e.g. --set train.epochs=1 (repeatable; read as YAML)",
     )
     return parser.parse_args(argv)
 
@@ -82,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print(plan_text(spec, args.address))
             return 0
+        if not (args.wait_for_resources >= 0):
+            raise ClsweepError("--wait-for-resources: give a number of seconds >= 0")
         if not args.address:
             stay_on_loopback()
-        from sweep.runner import Options, SweepInterrupted, run_sweep  # imports Ray
+        from sweep.runner import Options, SweepInterrupted, run_sweep  # imports Ray lazily
 
         try:
             folder = run_sweep(
@@ -94,14 +113,15 @@ def main(argv: list[str] | None = None) -> int:
                     address=args.address,
                     data_root=args.data_root,
                     resume=args.resume,
+                    wait_for_resources_s=args.wait_for_resources,
                 ),
             )
         except (SweepInterrupted, KeyboardInterrupt) as exc:
             message = str(exc) or "interrupted; run the same command with --resume to continue"
-            print(message, file=sys.stderr)
+            print(one_line(message), file=sys.stderr)
             return 130
     except ClsweepError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     print(best_table(spec, folder))
     return 0

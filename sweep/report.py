@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from cl_core.formatting import format_param, format_pm, sem
+from contract import tables
+from contract.formatting import format_param, format_pm, sem
+from contract.schema import META_FILE, STUDY_FILE, TASKS_FILE, TRIALS_FILE
 from sweep.space import SweepSpec
 
 TOP = 5
@@ -18,7 +20,7 @@ def plan_text(spec: SweepSpec, address: str | None) -> str:
     per_cell = spec.trials + spec.final_top_k * spec.final_seeds
     lines = [
         f"sweep {spec.name} ({spec.file}): method {', '.join(spec.methods)}",
-        f"cells ({len(spec.cells)}), each searched on its own:",
+        f"cells ({len(spec.cells)}), run at the same time, each searched on its own:",
         *(f"  {c.key}" for c in spec.cells),
         "searched:",
         *(f"  {p.column}: {_dist(p)}{_only(spec, p)}" for p in spec.params),
@@ -46,10 +48,11 @@ def plan_text(spec: SweepSpec, address: str | None) -> str:
         ),
         f"per trial: {spec.cpus:g} CPU, {spec.gpus:g} GPU"
         + (f"; at most {spec.max_concurrent} at once" if spec.max_concurrent else ""),
+        f"loggers: {', '.join(lg.name for lg in spec.loggers) or 'none'}",
         f"ray: {address or f'local ({os.cpu_count()} CPUs here)'}",
-        f"trials in all: {per_cell * len(spec.cells) * len(spec.methods)} "
-        + (f"({len(spec.methods)} methods x " if len(spec.methods) > 1 else "(")
-        + f"{len(spec.cells)} cells x ({spec.trials} search + "
+        f"trials in all: {per_cell * len(spec.units)} "
+        f"({len(spec.units)} {'study' if len(spec.units) == 1 else 'studies'} (method x cell) "
+        f"x ({spec.trials} search + "
         f"{spec.final_top_k * spec.final_seeds} final))",
     ]
     return "\n".join(lines)
@@ -72,10 +75,9 @@ def _dist(p) -> str:
 def best_table(spec: SweepSpec, folder: Path) -> str:
     """Best search configs per cell (on the objective) and the final phase's means, in the
     report's number format: percent, mean ± SEM (n), parameter values exact."""
-    path = folder / "trials.parquet"
-    if not path.exists():
+    if not tables.exists(folder, TRIALS_FILE):
         return f"no trial finished; nothing written in {folder}"
-    df = pd.read_parquet(path)
+    df = tables.read_table(folder, TRIALS_FILE).to_pandas()
     names = {p.column: p.name for p in spec.params}
     metric, mode = spec.metrics[0], spec.modes[0]
     lines = ["numbers in percent; final phase: mean ± SEM over its fresh seeds (n seeds)"]
@@ -101,7 +103,7 @@ def best_table(spec: SweepSpec, folder: Path) -> str:
             table = _final_table(final, columns, names, metric)
             lines.append(_indent(table.to_string(index=False)))
     lines.append("\nwritten:")
-    for name in ("trials.parquet", "tasks.parquet", "sweep.json", "study.db"):
+    for name in (TRIALS_FILE, TASKS_FILE, META_FILE, STUDY_FILE):
         lines.append(f"  {folder / name}")
     lines.append(f"report: clsweep report {folder} --out {folder / 'report'}")
     return "\n".join(lines)

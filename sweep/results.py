@@ -1,107 +1,52 @@
-"""Finished Tune trials -> trials.parquet, tasks.parquet and sweep.json (docs/results-schema.md).
+"""Ended trials -> trials.parquet and tasks.parquet parts, and sweep.json (docs/results-schema.md).
 
-The writer runs in the driver, called from a Tune callback as each trial ends, and rewrites each
-file atomically (temporary file in the same folder, then ``os.replace``): a crash at any moment
-leaves the previous complete file, so a finished trial is never lost. Rows are keyed by trial id;
-a trial seen again after a resume keeps the row written first.
+The store runs in the driver. Recording a trial writes its tasks part, then its trials part (the
+trials row is the commit: tasks rows of a trial without one are dropped on load and compaction),
+each atomically (:mod:`contract.tables`); only then is Optuna told. So a crash at any moment
+leaves every recorded trial whole, and the cost of recording does not depend on how many trials
+came before. The store keeps in memory only what the runner needs: the ids recorded and, per
+study, the completed search configs (to choose the final phase's) and the best value so far.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import subprocess
-import tempfile
+from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from ray import tune
 
 from cl_core.methods import get_method
 from cl_core.params import resolve
-from sweep.interrupt import sigint_received
+from contract import METRICS, SCHEMA_VERSION, SPLITS
+from contract import tables as parquet
+from contract.schema import (
+    COMPLETED,
+    ERROR,
+    META_FILE,
+    SETTINGS,
+    STOPPED,
+    TASKS_FILE,
+    TASKS_SCHEMA,
+    TRIALS_FILE,
+    trials_schema,
+)
 from sweep.protocol import protocol_record
 from sweep.space import SweepSpec
-from sweep.trial_config import run_config, searched_values, trial_config_id
-
-SCHEMA_VERSION = 1
-SPLITS = ("val", "test")
-METRICS = ("avg_acc", "bwt", "fwt", "forgetting", "plasticity")
-HP_TYPES = {"float": pa.float64(), "int": pa.int64(), "bool": pa.bool_(), "choice": pa.string()}
-SETTINGS = (
-    ("data_seed", pa.int64()),
-    ("train_seed", pa.int64()),
-    ("optimizer", pa.string()),
-    ("lr", pa.float64()),
-    ("weight_decay", pa.float64()),
-    ("momentum", pa.float64()),
-    ("batch_size", pa.int64()),
-    ("epochs", pa.int64()),
-    ("iterations", pa.int64()),
-    ("model", pa.string()),
-    ("hidden", pa.string()),
-    ("conv_weights", pa.string()),
-    ("freeze_conv", pa.bool_()),
-    ("reset_optimizer", pa.bool_()),
-    ("val_fraction", pa.float64()),
-    ("class_il_units", pa.string()),
-    ("first_task_unpermuted", pa.bool_()),
-    ("pad32", pa.bool_()),
-)
-TASKS_SCHEMA = pa.schema(
-    [
-        ("schema_version", pa.int64()),
-        ("sweep", pa.string()),
-        ("trial_id", pa.string()),
-        ("phase", pa.string()),
-        ("tasks_learned", pa.int64()),
-        ("task", pa.int64()),
-        ("split", pa.string()),
-        ("accuracy", pa.float64()),
-        ("train_loss", pa.float64()),
-        ("task_seconds", pa.float64()),
-    ]
-)
+from sweep.trial_config import TrialPlan, run_config
 
 
-def trials_schema(methods: tuple[str, ...]) -> pa.Schema:
-    """Columns of trials.parquet for a sweep of ``methods`` (hp_* columns: all of theirs)."""
-    declared = {p.name: p for m in methods for p in get_method(m).hyperparams.values()}
-    hps = [(f"hp_{p.name}", HP_TYPES[p.kind]) for p in declared.values()]
-    metrics = [(f"{s}_{m}", pa.float64()) for m in METRICS for s in SPLITS]
-    return pa.schema(
-        [
-            ("schema_version", pa.int64()),
-            ("sweep", pa.string()),
-            ("trial_id", pa.string()),
-            ("phase", pa.string()),
-            ("cell", pa.string()),
-            ("config_id", pa.string()),
-            ("final_rank", pa.int64()),
-            ("method", pa.string()),
-            ("benchmark", pa.string()),
-            ("scenario", pa.string()),
-            ("n_tasks", pa.int64()),
-            *SETTINGS,
-            *hps,
-            ("status", pa.string()),
-            ("message", pa.string()),
-            ("tasks_completed", pa.int64()),
-            *metrics,
-            ("objective", pa.float64()),
-            ("wall_time_s", pa.float64()),
-            ("device", pa.string()),
-            ("node", pa.string()),
-            ("started_at", pa.string()),
-            ("ended_at", pa.string()),
-        ]
-    )
+def sweep_trials_schema(methods: Iterable[str]) -> pa.Schema:
+    """trials.parquet's columns for a sweep of ``methods`` (hp_* columns: all of theirs)."""
+    declared = {p.name: p.kind for m in methods for p in get_method(m).hyperparams.values()}
+    return trials_schema(declared.items())
 
 
 def _finite(value: Any) -> float | None:
@@ -113,8 +58,8 @@ def _finite(value: Any) -> float | None:
 
 def trial_rows(
     spec: SweepSpec,
-    trial_id: str,
-    config: dict[str, Any],
+    base: dict[str, Any],
+    plan: TrialPlan,
     result: dict[str, Any],
     error_message: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -123,22 +68,22 @@ def trial_rows(
     ``result`` is the trial's last report (empty if it died before reporting); ``error_message``
     is set when Tune saw the trial fail outside the trainable's own error handling.
     """
-    cfg = run_config(config)
-    meta = config["meta"]
-    status = result.get("status", "error")
+    cfg = run_config(base, plan)
+    cell = spec.units[plan.unit][1]
+    status = result.get("status", ERROR)
     if error_message is not None:
-        status = "error"
+        status = ERROR
     elif status == "running":
-        status = "stopped"
-    completed = status == "completed"
+        status = STOPPED
+    completed = status == COMPLETED
     row: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "sweep": spec.name,
-        "trial_id": trial_id,
-        "phase": meta["phase"],
-        "cell": meta["cell"],
-        "config_id": trial_config_id(config),
-        "final_rank": config["final"]["rank"] if "final" in config else None,
+        "trial_id": plan.trial_id,
+        "phase": plan.phase,
+        "cell": cell.key,
+        "config_id": plan.config_id,
+        "final_rank": plan.final_rank,
         "method": cfg.method,
         "benchmark": cfg.benchmark,
         "scenario": cfg.scenario,
@@ -153,16 +98,17 @@ def trial_rows(
     row["status"] = status
     row["message"] = error_message or result.get("message")
     row["tasks_completed"] = int(result.get("tasks_completed", 0))
-    for split in SPLITS:
-        for metric in METRICS:
-            value = _finite(result.get(f"{split}_{metric}"))
-            row[f"{split}_{metric}"] = value if completed or metric == "avg_acc" else None
+    for metric in METRICS.values():
+        for split in SPLITS:
+            value = _finite(result.get(metric.column(split)))
+            keep = completed or metric.before_last_task
+            row[metric.column(split)] = value if keep else None
     primary = spec.metrics[0]
-    row["objective"] = _finite(result.get(primary)) if status in ("completed", "stopped") else None
+    row["objective"] = _finite(result.get(primary)) if status in (COMPLETED, STOPPED) else None
     row["wall_time_s"] = float(result.get("run_wall_s", 0.0))
     for key in ("device", "node", "started_at", "ended_at"):
         row[key] = result.get(key)
-    return row, _task_rows(spec.name, trial_id, meta["phase"], result)
+    return row, _task_rows(spec.name, plan.trial_id, plan.phase, result)
 
 
 def _task_rows(sweep: str, trial_id: str, phase: str, result: dict[str, Any]) -> list[dict]:
@@ -190,142 +136,86 @@ def _task_rows(sweep: str, trial_id: str, phase: str, result: dict[str, Any]) ->
     return rows
 
 
-def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write next to ``path`` and rename over it: readers see the old or the new file, whole."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def avg_acc_curve(task_rows: list[dict[str, Any]], split: str = "val") -> dict[int, float]:
+    """{tasks learned: average accuracy over the tasks learned so far} from tasks rows (R5)."""
+    by_step: dict[int, list[float]] = defaultdict(list)
+    for r in task_rows:
+        if r["split"] == split and r["tasks_learned"] > 0 and r["task"] < r["tasks_learned"]:
+            by_step[r["tasks_learned"]].append(r["accuracy"])
+    return {step: sum(v) / len(v) for step, v in sorted(by_step.items())}
+
+
+@dataclass
+class StudyRecord:
+    """What the store keeps per study (method, cell): ended search configs and counts."""
+
+    completed: list[tuple[float, str, str, dict[str, Any]]] = field(default_factory=list)
+    """(objective, trial_id, config_id, values) of completed search trials."""
+    search_done: int = 0
+    final_done: int = 0
+    best: float | None = None
 
 
 class ResultsStore:
-    """The sweep's Parquet files, loaded once and rewritten after each added trial."""
+    """The sweep's Parquet tables, written one part per trial (see the module docstring)."""
 
     def __init__(self, spec: SweepSpec, folder: Path) -> None:
         self.spec = spec
-        self.folder = folder
-        self.trials_path = folder / "trials.parquet"
-        self.tasks_path = folder / "tasks.parquet"
-        self.trials_schema = trials_schema(spec.methods)
-        self.trials: list[dict[str, Any]] = []
-        self.tasks: list[dict[str, Any]] = []
-        if self.trials_path.exists():
-            self.trials = pq.read_table(self.trials_path).to_pylist()
-        ids = self.ids()
-        if self.tasks_path.exists():
-            # tasks.parquet is written first: rows of a trial missing from trials.parquet are
-            # from a write interrupted in between, and are written again with that trial.
-            self.tasks = [
-                r for r in pq.read_table(self.tasks_path).to_pylist() if r["trial_id"] in ids
-            ]
+        self.folder = Path(folder)
+        self.schema = sweep_trials_schema(spec.methods)
+        self.ids: set[str] = set()
+        self.studies: dict[tuple[str, str], StudyRecord] = defaultdict(StudyRecord)
+        self.rows_read: list[dict[str, Any]] = []
+        if parquet.exists(self.folder, TRIALS_FILE):
+            self.rows_read = parquet.read_table(self.folder, TRIALS_FILE).to_pylist()
+            for row in self.rows_read:
+                self._remember(row)
 
-    def ids(self) -> set[str]:
-        return {r["trial_id"] for r in self.trials}
+    def _remember(self, row: dict[str, Any]) -> None:
+        self.ids.add(row["trial_id"])
+        record = self.studies[(row["method"], row["cell"])]
+        if row["phase"] != "search":
+            record.final_done += 1
+            return
+        record.search_done += 1
+        if row["status"] == COMPLETED and row["objective"] is not None:
+            values = {p.name: row[p.column] for p in self.spec.params_for(row["method"])}
+            item = (row["objective"], row["trial_id"], row["config_id"], values)
+            record.completed.append(item)
+            better = max if self.spec.modes[0] == "max" else min
+            record.best = (
+                row["objective"] if record.best is None else better(record.best, row["objective"])
+            )
 
     def add(self, row: dict[str, Any], task_rows: list[dict[str, Any]]) -> bool:
-        """Add one trial; False (and nothing written) if its id is already recorded."""
-        if row["trial_id"] in self.ids():
+        """Record one trial; False (and nothing written) if its id is already recorded."""
+        if row["trial_id"] in self.ids:
             return False
-        self.trials.append(row)
-        self.tasks.extend(task_rows)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(pa.Table.from_pylist(self.tasks, schema=TASKS_SCHEMA), self.tasks_path)
-        write_atomic(pa.Table.from_pylist(self.trials, schema=self.trials_schema), self.trials_path)
+        part = row["trial_id"]
+        tasks = pa.Table.from_pylist(task_rows, schema=TASKS_SCHEMA)
+        parquet.write_part(self.folder, TASKS_FILE, tasks, part)
+        trials = pa.Table.from_pylist([row], schema=self.schema)
+        parquet.write_part(self.folder, TRIALS_FILE, trials, part)
+        self._remember(row)
         return True
 
-    def recorded_reports(self) -> dict[str, dict[str, Any]]:
-        """For each recorded trial, a final report equivalent to the one it made (for resume)."""
-        out = {}
-        for row in self.trials:
-            report = {
-                k: row[k]
-                for k in (
-                    "status",
-                    "message",
-                    "tasks_completed",
-                    "device",
-                    "node",
-                    "started_at",
-                    "ended_at",
-                )
-            }
-            report["tasks_learned"] = row["tasks_completed"]
-            report["done_all_tasks"] = row["status"] == "completed"
-            report["run_wall_s"] = row["wall_time_s"]
-            for split in SPLITS:
-                for metric in METRICS:
-                    value = row[f"{split}_{metric}"]
-                    report[f"{split}_{metric}"] = float("nan") if value is None else value
-            out[row["trial_id"]] = report
-        return out
+    def compact(self) -> None:
+        """Merge the parts of both tables (end of a run; also before a resumed run starts)."""
+        parquet.compact(self.folder, TRIALS_FILE, self.schema)
+        parquet.compact(self.folder, TASKS_FILE, TASKS_SCHEMA, keep=self.ids)
 
+    def top_configs(self, method: str, cell: str, k: int) -> list[tuple[str, dict[str, Any]]]:
+        """The ``k`` best distinct completed search configs of a study: (config_id, values).
 
-def record_cut_trials(spec: SweepSpec, folder: Path, results: Iterable[Any]) -> None:
-    """Rows for trials that Tune's time limit stopped without telling the callbacks.
-
-    ``results`` are Tune ``Result`` objects of one phase; a trial that reported at least once is
-    recorded from its last report (as ``stopped``); one that never reported has nothing to record.
-    """
-    store = ResultsStore(spec, folder)
-    for result in results:
-        report = dict(result.metrics or {})
-        if "tasks_learned" in report and report.get("trial_id") not in store.ids():
-            store.add(*trial_rows(spec, report["trial_id"], report["config"], report))
-
-
-class ResultsCallback(tune.Callback):
-    """Writes each trial's rows the moment Tune reports it ended, and prints a progress line.
-
-    Tune pickles its callbacks into the experiment state; the store (with the rows) is left out
-    and re-read from the Parquet files in ``setup``, so a resumed run starts from the files.
-    """
-
-    def __init__(self, spec: SweepSpec, folder: str, total: int, label: str) -> None:
-        self.spec, self.folder, self.total, self.label = spec, folder, total, label
-        self.store: ResultsStore | None = None
-        self.seen = 0
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "store": None}
-
-    def setup(self, **info: Any) -> None:
-        self.store = ResultsStore(self.spec, Path(self.folder))
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._record(trial, None)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if sigint_received():  # killed by Ctrl-C, not failed: --resume runs it again
-            return
-        error = trial.get_error()
-        lines = [ln for ln in str(error or "trial failed").splitlines() if ln.strip()]
-        self._record(trial, lines[-1].strip() if lines else "trial failed")
-
-    def _record(self, trial: Any, error_message: str | None) -> None:
-        if self.store is None:
-            self.setup()
-        row, tasks = trial_rows(
-            self.spec, trial.trial_id, trial.config, dict(trial.last_result or {}), error_message
-        )
-        if not self.store.add(row, tasks):
-            return
-        self.seen += 1
-        values = ", ".join(f"{k}={_fmt(v)}" for k, v in searched_values(trial.config).items())
-        objective = "-" if row["objective"] is None else f"{row['objective']:.4f}"
-        print(
-            f"[{self.label} {self.seen}/{self.total}] {trial.trial_id} {row['status']:<9} "
-            f"tasks {row['tasks_completed']}/{row['n_tasks']} {self.spec.metrics[0]}={objective} "
-            f"{values} ({row['wall_time_s']:.1f}s)",
-            flush=True,
-        )
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+        Ranked on the first objective; ties keep the order of trial ids (stable across resumes).
+        """
+        items = sorted(self.studies[(method, cell)].completed, key=lambda item: item[1])
+        items.sort(key=lambda item: item[0], reverse=self.spec.modes[0] == "max")
+        best: dict[str, dict[str, Any]] = {}
+        for _, _, cid, values in items:
+            if cid not in best and len(best) < k:
+                best[cid] = values
+        return list(best.items())
 
 
 def versions() -> dict[str, str | None]:
@@ -352,11 +242,16 @@ def git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def read_sweep_json(folder: Path) -> dict[str, Any]:
+    return json.loads((Path(folder) / META_FILE).read_text())
+
+
 def write_sweep_json(
     spec: SweepSpec, folder: Path, command: str, started_at: str, ended_at: str | None
 ) -> None:
-    """sweep.json: what was run, by which command and code, when. Keeps the first start time."""
-    path = folder / "sweep.json"
+    """sweep.json: what was run, by which command and code, when; the objective's directions and
+    every metric's, so that analysis never guesses one. Keeps the first start time."""
+    path = Path(folder) / META_FILE
     previous = json.loads(path.read_text()) if path.exists() else {}
     resumed = list(previous.get("resumed", []))
     if previous and ended_at is None:
@@ -366,10 +261,15 @@ def write_sweep_json(
         "name": spec.name,
         "space_file": spec.file,
         "space": spec.raw,
+        "fingerprint": spec.fingerprint(),
+        "methods": list(spec.methods),
         "searched": [p.to_json() for p in spec.params],
         "objective": {"metrics": list(spec.metrics), "modes": list(spec.modes)},
+        "metrics": {m.column("val"): m.to_json() for m in METRICS.values()}
+        | {m.column("test"): m.to_json() for m in METRICS.values()},
         "cells": [c.key for c in spec.cells],
         "protocol": protocol_record(spec),
+        "loggers": [logger.name for logger in spec.loggers],
         "command": previous.get("command", command),
         "versions": versions(),
         "git_commit": git_commit(),
@@ -377,8 +277,5 @@ def write_sweep_json(
         "ended_at": ended_at,
         "resumed": resumed,
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".sweep.json.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(doc, handle, indent=2, default=str)
-    os.replace(tmp, path)
+    text = json.dumps(doc, indent=2, default=str)
+    parquet.atomic_write_bytes(Path(folder), path, text.encode())

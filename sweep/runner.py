@@ -1,15 +1,23 @@
-"""Runs a validated sweep on Ray Tune: one Tuner per scenario cell and phase, resumable.
+"""Runs a validated sweep: every cell at once in one Ray Tune run; resumable; one sweep per folder.
 
-Each cell is searched on its own (its own Optuna study in study.db and its own Tune experiment
-under ``<out>/<name>/ray/``); then the final phase re-runs each cell's top-k configs with fresh
-seeds. ``resume`` restores every experiment Tune can restore (finished ones return at once) and
-starts the rest, so killing the driver at any point and re-running with ``--resume`` continues.
+Before Ray starts: the folder is locked (:mod:`sweep.lock`), a resume is checked (the space must
+match, the results must be readable, nothing is overwritten), the datasets are loaded and the
+trial's resources checked against the machine. Then one Tune run executes every unit (a method in
+a cell) concurrently (:mod:`sweep.units`, :mod:`sweep.tune_glue`); each trial lands in Parquet as
+it ends. At the end the Parquet parts are compacted and sweep.json gets its end time.
+
+Resuming never restores Tune's experiment state: the sweep's state is what the folder holds
+(Parquet rows and study.db), so a fresh Tune run continues it, in a new ``ray/run-*`` folder.
+Tune's experiment checkpoint, whose cost grows with every trial run, is therefore written only at
+the end of a run.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,23 +25,22 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import ray
-from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
-from sweep import searcher as searchers
-from sweep.final_study import FinalStudyCallback
-from sweep.interrupt import sigint_received, watching_sigint
-from sweep.results import ResultsCallback, ResultsStore, record_cut_trials, write_sweep_json
-from sweep.space import Cell, SweepSpec
-from sweep.trainable import TrainFn, load_datasets, now_iso, run_trial
-from sweep.trial_config import final_point, param_space
+from contract import SCHEMA_VERSION, tables
+from contract.schema import META_FILE, STUDY_FILE, TASKS_FILE, TRIALS_FILE
+from sweep import resources
+from sweep.lock import SweepLock
+from sweep.results import ResultsStore, read_sweep_json, write_sweep_json
+from sweep.space import SweepSpec
+from sweep.trainable import TrainFn, load_datasets, now_iso
+from sweep.units import SweepState
 
-# Tune checkpoints its experiment state every 10 s or more by default; a driver killed in that
-# window would re-run trials on resume. Every 2 s costs little for sweeps of this size.
-CHECKPOINT_PERIOD_S = "2"
+# Tune's experiment state is not used to resume (see the module docstring); writing it every few
+# seconds costs time proportional to the trials run so far.
+CHECKPOINT_PERIOD_S = str(10**9)
+WAIT_FOR_RESOURCES_S = 300.0
 
 
 class SweepInterrupted(Exception):
@@ -51,214 +58,316 @@ class Options:
     command: str = field(
         default_factory=lambda: shlex.join(["python", "-m", "sweep", *sys.argv[1:]])
     )
-    num_cpus: int | None = None  # local Ray only; None = the machine's
+    num_cpus: int | None = None  # local Ray only; None = the CPUs this process may use
     train_fn: TrainFn | None = None  # tests and benchmarks swap the cl_core trainer
+    wait_for_resources_s: float = WAIT_FOR_RESOURCES_S
+    quiet: bool = False  # no status block (benchmarks)
 
 
 def sweep_folder(spec: SweepSpec, options: Options) -> Path:
-    return Path(options.out).resolve() / spec.name
+    return Path(options.out).expanduser().resolve() / spec.name
 
 
-def check_folder(spec: SweepSpec, options: Options) -> Path:
-    """Refuse to overwrite a sweep without --resume, and to resume one that does not exist."""
-    folder = sweep_folder(spec, options)
-    exists = (folder / "sweep.json").exists()
-    if exists and not options.resume:
+def make_folder(folder: Path) -> bool:
+    """Create the sweep folder; True if it was created now. Unwritable: a usage error."""
+    if folder.exists() and not folder.is_dir():
+        raise ClsweepError(f"{folder} is a file, not a folder; choose another --out or --name")
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ClsweepError(
+            f"cannot write to {folder} ({exc.strerror or exc}); choose a writable --out"
+        ) from None
+    return created
+
+
+def check_folder(spec: SweepSpec, folder: Path, resume: bool) -> None:
+    """Refuse to overwrite a sweep without --resume, and to resume what cannot be resumed.
+
+    Runs under the lock and before Ray. A resume needs the same space (its fingerprint in
+    sweep.json), readable results, and results wherever study.db says trials ended; otherwise
+    it stops with the reason and the fix, leaving every file as it was.
+    """
+    meta = folder / META_FILE
+    if meta.exists() and not resume:
         raise ClsweepError(
             f"{folder} already holds a sweep; add --resume to continue it or "
             "--name NEW to start another"
         )
-    if options.resume and not exists:
-        raise ClsweepError(f"--resume: no sweep in {folder}; run without --resume to start it")
+    if not meta.exists():
+        if resume:
+            raise ClsweepError(f"--resume: no sweep in {folder}; run without --resume to start it")
+        if tables.exists(folder, TRIALS_FILE) or (folder / STUDY_FILE).exists():
+            raise ClsweepError(
+                f"{folder} holds results but no {META_FILE}; it was not started by this "
+                "command: choose another --name, or move those files away"
+            )
+        return
+    try:
+        recorded = read_sweep_json(folder)
+    except (OSError, ValueError) as exc:
+        raise ClsweepError(
+            f"--resume: {meta} is not readable ({exc}); restore it from a backup, or start a "
+            "new sweep with --name NEW (nothing was changed)"
+        ) from None
+    if recorded.get("schema_version") != SCHEMA_VERSION:
+        raise ClsweepError(
+            f"--resume: {folder.name} was written with results schema "
+            f"{recorded.get('schema_version')} (an older clsweep); resume it with that version, "
+            f"or start a new sweep with --name NEW (its results stay readable by analysis)"
+        )
+    previous = recorded.get("fingerprint")
+    if previous is not None and previous != spec.fingerprint():
+        raise ClsweepError(
+            f"--resume: the space differs from the one {folder.name} was started with "
+            f"({recorded.get('space_file')}): methods, fixed settings, searched parameters, "
+            "cells, objective, sampler and final phase must match; resume with that file "
+            "(budgets and resources may change), or start a new sweep with --name NEW"
+        )
+    for name in (TRIALS_FILE, TASKS_FILE):
+        tables.recover(folder, name)
+    ended = _ended_in_study(folder / STUDY_FILE)
+    has_trials = tables.exists(folder, TRIALS_FILE)
+    if ended and not has_trials:
+        raise ClsweepError(
+            f"--resume: {folder / TRIALS_FILE} is missing but study.db records {ended} ended "
+            "trial(s); restore trials.parquet and tasks.parquet from a backup, or start a new "
+            "sweep with --name NEW (nothing was changed)"
+        )
+    if has_trials and not tables.exists(folder, TASKS_FILE):
+        raise ClsweepError(
+            f"--resume: {folder / TASKS_FILE} is missing while trials.parquet holds trials; "
+            "restore it from a backup, or start a new sweep with --name NEW (nothing was changed)"
+        )
+    if has_trials and not (folder / STUDY_FILE).exists():
+        raise ClsweepError(
+            f"--resume: {folder / STUDY_FILE} is missing while trials.parquet holds trials; "
+            "restore it from a backup, or start a new sweep with --name NEW (nothing was changed)"
+        )
+
+
+def _ended_in_study(path: Path) -> int:
+    """Trials study.db records as ended (0 if there is no study.db)."""
+    if not path.exists():
+        return 0
+    storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
+    try:
+        ended = 0
+        for name in optuna.get_all_study_names(storage):
+            study = optuna.load_study(study_name=name, storage=storage)
+            ended += sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+        return ended
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
+
+
+def open_store(spec: SweepSpec, folder: Path) -> ResultsStore:
+    """The sweep's Parquet tables; a damaged part is a usage error that names it."""
+    try:
+        return ResultsStore(spec, folder)
+    except tables.TableError as exc:
+        raise ClsweepError(
+            f"--resume: {exc}; restore it from a backup, or move it away to give up its trial "
+            "(it will not be run again), then resume; nothing was changed"
+        ) from None
+
+
+def run_sweep(spec: SweepSpec, options: Options) -> Path:
+    """Run (or resume) every unit of the sweep; return the sweep folder."""
+    folder = sweep_folder(spec, options)
+    created = make_folder(folder)
+    lock = SweepLock(folder)
+    try:
+        lock.acquire()
+    except ClsweepError:
+        if created:
+            _remove_if_empty(folder)
+        raise
+    started = False
+    owns_ray = False
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our status block says it all
+    try:
+        check_folder(spec, folder, options.resume)
+        tables.clean_tmp(folder)
+        store = open_store(spec, folder)
+        datasets = _load_datasets(spec, options)
+        if not options.address:
+            capacity = resources.Capacity(
+                options.num_cpus or resources.local_cpus(), resources.local_gpus()
+            )
+            resources.check_local(spec, capacity)
+        else:  # only a connected cluster says what it offers (it may still grow)
+            owns_ray = _init_ray(options, None)
+            import ray
+
+            capacity = resources.wait_for_cluster(
+                spec, ray.cluster_resources, options.wait_for_resources_s
+            )
+        state = SweepState(spec, folder, store, capacity.trials_at_once(spec))
+        start_time = now_iso()
+        write_sweep_json(spec, folder, options.command, start_time, None)
+        started = True
+        try:
+            _run_on_ray(spec, options, folder, state, datasets, capacity)
+        finally:
+            store.compact()
+        write_sweep_json(spec, folder, options.command, start_time, now_iso())
+        _remove_if_empty(folder / tables.TMP_DIR)
+    finally:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
+        lock.release()
+        if created and not started:
+            _remove_if_empty(folder)
     return folder
 
 
-def init_ray(options: Options) -> bool:
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` (and an empty .tmp inside) if nothing else is in it."""
+    tmp = folder / tables.TMP_DIR
+    if tmp.is_dir() and not any(tmp.iterdir()):
+        tmp.rmdir()
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def _load_datasets(spec: SweepSpec, options: Options) -> dict[str, Any]:
+    """Each dataset once, in the driver, before Ray (a missing one is a one-line error)."""
+    data_root = options.data_root or os.environ.get("CLSWEEP_DATA")
+    data_root = str(Path(data_root).expanduser().resolve()) if data_root else None
+    configs = [RunConfig.from_dict(spec.base_config(m, c)) for m, c in spec.units]
+    return load_datasets(configs, data_root)
+
+
+def _run_on_ray(
+    spec: SweepSpec,
+    options: Options,
+    folder: Path,
+    state: SweepState,
+    loaded: dict[str, Any],
+    capacity: resources.Capacity | None,
+) -> None:
+    """Start a local Ray (or use the one connected) and run the sweep."""
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = CHECKPOINT_PERIOD_S
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # loggers come from the space
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if state.finished():
+        print(f"{spec.name}: every trial is recorded; nothing to run", flush=True)
+        return
+    import ray
+
+    owns_ray = _init_ray(options, capacity)
+    try:
+        _fit(spec, options, folder, state, {k: ray.put(v) for k, v in loaded.items()})
+    finally:
+        if owns_ray:
+            ray.shutdown()
+
+
+def _init_ray(options: Options, capacity: resources.Capacity | None) -> bool:
     """Connect to ``--address`` or start a local Ray on loopback; False if one was running."""
+    import ray
+
     if ray.is_initialized():
         return False
     if options.address:
         ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
         return True
+    start_watchdog()
     # Loopback is chosen by the environment, read when Ray is imported (see stay_on_loopback).
-    ray.init(num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False)
+    # address="local": always a new instance, never another user's Ray found on this machine.
+    ray.init(
+        address="local",
+        num_cpus=int(capacity.cpus) if capacity else options.num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
     return True
 
 
-def run_sweep(spec: SweepSpec, options: Options) -> Path:
-    """Run (or resume) every phase of every cell; return the sweep folder."""
-    folder = check_folder(spec, options)
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", CHECKPOINT_PERIOD_S)
-    # Progress is one line per ended trial (ResultsCallback); Tune's own tables and Optuna's
-    # per-study log lines would bury it.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    data_root = options.data_root or os.environ.get("CLSWEEP_DATA")
-    data_root = str(Path(data_root).expanduser().resolve()) if data_root else None
-    configs = [RunConfig.from_dict(spec.base_config(m, c)) for m, c in _units(spec)]
-    loaded = load_datasets(configs, data_root)
-    started = now_iso()
-    write_sweep_json(spec, folder, options.command, started, None)
-    owns_ray = init_ray(options)
-    try:
-        # Once per dataset into the object store: every node reads it from there.
-        datasets = {key: ray.put(dataset) for key, dataset in loaded.items()}
-        del loaded
-        for method, cell in _units(spec):
-            _run_phase(spec, options, folder, method, cell, "search", datasets)
-            if spec.final_top_k:
-                _run_phase(spec, options, folder, method, cell, "final", datasets)
-    finally:
-        if owns_ray:
-            ray.shutdown()
-    write_sweep_json(spec, folder, options.command, started, now_iso())
-    return folder
+_WATCHDOG: subprocess.Popen | None = None
 
 
-def _units(spec: SweepSpec) -> list[tuple[str, Cell]]:
-    """(method, cell) pairs, each searched on its own."""
-    return [(method, cell) for method in spec.methods for cell in spec.cells]
+def start_watchdog() -> None:
+    """One watchdog per driver process (Linux): it ends the Ray processes this driver started
+    if the driver dies without shutting Ray down (:mod:`sweep.watchdog`)."""
+    global _WATCHDOG
+    if _WATCHDOG is not None and _WATCHDOG.poll() is None:
+        return
+    if not Path("/proc/self/stat").exists():
+        return
+    _WATCHDOG = subprocess.Popen(
+        [sys.executable, "-m", "sweep.watchdog", str(os.getpid())],
+        cwd=str(Path(__file__).resolve().parent.parent),
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=True,
+    )
 
 
-def _run_phase(
-    spec: SweepSpec,
-    options: Options,
-    folder: Path,
-    method: str,
-    cell: Cell,
-    phase: str,
-    datasets: dict[str, Any],
+def _fit(
+    spec: SweepSpec, options: Options, folder: Path, state: SweepState, datasets: dict[str, Any]
 ) -> None:
-    store = ResultsStore(spec, folder)
-    name = f"{method}-{cell.slug}-{phase}"
-    label = f"{method} {cell.key} {phase}"
-    storage = folder / "ray"
-    path = storage / name
+    from ray import tune
+
+    from sweep.interrupt import sigint_received, watching_sigint
+    from sweep.loggers import logger_callbacks
+    from sweep.trainable import run_trial
+    from sweep.tune_glue import Recorder, UnitScheduler, UnitSearcher
+
     trainable = tune.with_resources(
         tune.with_parameters(
             run_trial,
             datasets=datasets,
-            recorded=store.recorded_reports(),
+            bases=[unit.base for unit in state.units],
             train_fn=options.train_fn,
         ),
         {"cpu": spec.cpus, "gpu": spec.gpus},
     )
-    total = spec.trials if phase == "search" else len(_final_points(spec, method, cell, store))
-    if tune.Tuner.can_restore(path):
-        print(f"== {label}: resuming {path}", flush=True)
-        # Errored trials run again unless recorded: a Ctrl-C also kills the running trials,
-        # which then count as errored; a recorded one re-reports its row instead (run_trial).
-        tuner = tune.Tuner.restore(
-            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
-        )
-    else:
-        space, tune_config = _phase_setup(spec, method, cell, phase, folder, store)
-        if total == 0:
-            print(f"== {label}: no completed search trial to re-run", flush=True)
-            return
-        print(f"== {label}: {total} trials", flush=True)
-        tuner = tune.Tuner(
-            trainable,
-            param_space=space,
-            tune_config=tune_config,
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=str(storage),
-                verbose=0,
-                callbacks=_callbacks(spec, method, cell, phase, folder, total, label),
-                failure_config=tune.FailureConfig(max_failures=0),
-            ),
-        )
-    start = time.monotonic()
+    run = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    tuner = tune.Tuner(
+        trainable,
+        param_space={},
+        tune_config=tune.TuneConfig(
+            search_alg=UnitSearcher(state),
+            scheduler=UnitScheduler(state),
+            num_samples=-1,
+            reuse_actors=True,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=run,
+            storage_path=str(folder / "ray"),
+            verbose=0,
+            callbacks=[Recorder(state, quiet=options.quiet), *logger_callbacks(spec, folder)],
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+    # Tune lets a custom searcher have one pending trial at a time: trials would start one by one,
+    # and a slow-starting worker would never get one. The state caps live trials itself.
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max(state.capacity, 1))
+    # Tune's result grid looks for per-trial result files that only its csv/json loggers write;
+    # the sweep's results are in Parquet, so its "failed to fetch metrics" warning is noise.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     with watching_sigint():
-        grid = tuner.fit()
+        tuner.fit()
         interrupted = sigint_received()
-    out_of_time = (
-        phase == "search"
-        and spec.time_limit_s is not None
-        and (time.monotonic() - start >= spec.time_limit_s)
-    )
-    if out_of_time:
-        record_cut_trials(spec, folder, grid)
-    elif interrupted or grid.num_terminated + grid.num_errors < total:
-        # Tune turns SIGINT into a graceful stop that returns: fewer ended trials than planned.
+    if interrupted or not state.finished():
         raise SweepInterrupted(
-            f"interrupted during {label}; finished trials are saved in "
-            f"{folder}; run the same command with --resume to continue"
+            f"interrupted; finished trials are saved in {folder}; "
+            "run the same command with --resume to continue"
         )
-    if phase == "search":
-        reports = ResultsStore(spec, folder).recorded_reports()
-        searchers.close_study(spec, method, cell.key, str(folder / "study.db"), reports)
-
-
-def _callbacks(
-    spec: SweepSpec, method: str, cell: Cell, phase: str, folder: Path, total: int, label: str
-) -> list[tune.Callback]:
-    """Parquet rows for every phase; the final phase also records its runs in study.db."""
-    callbacks: list[tune.Callback] = [ResultsCallback(spec, str(folder), total, label)]
-    if phase == "final":
-        callbacks.append(FinalStudyCallback(spec, method, cell.key, str(folder / "study.db")))
-    return callbacks
-
-
-def _phase_setup(
-    spec: SweepSpec, method: str, cell: Cell, phase: str, folder: Path, store: ResultsStore
-) -> tuple[dict[str, Any], tune.TuneConfig]:
-    space = param_space(spec, method, cell, phase)
-    common: dict[str, Any] = {
-        "reuse_actors": True,
-        "max_concurrent_trials": spec.max_concurrent,
-        "trial_dirname_creator": _trial_dirname,
-    }
-    if phase == "final":
-        points = _final_points(spec, method, cell, store)
-        space["final"] = tune.grid_search(points)
-        return space, tune.TuneConfig(num_samples=1, **common)
-    scheduler = FIFOScheduler()
-    if spec.early_stopping:
-        scheduler = ASHAScheduler(
-            time_attr="tasks_learned",
-            metric=spec.metrics[0],
-            mode=spec.modes[0],
-            max_t=cell.n_tasks,
-            grace_period=spec.early_stopping["grace_tasks"],
-            reduction_factor=spec.early_stopping["reduction_factor"],
-        )
-    config = tune.TuneConfig(
-        search_alg=searchers.make_searcher(spec, method, cell.key, str(folder / "study.db")),
-        scheduler=scheduler,
-        num_samples=spec.trials,
-        time_budget_s=spec.time_limit_s,
-        **common,
-    )
-    return space, config
-
-
-def _final_points(
-    spec: SweepSpec, method: str, cell: Cell, store: ResultsStore
-) -> list[dict[str, Any]]:
-    """The top-k distinct completed search configs, each with ``final_seeds`` fresh seeds."""
-    rows = [
-        r
-        for r in store.trials
-        if r["method"] == method
-        and r["cell"] == cell.key
-        and r["phase"] == "search"
-        and r["status"] == "completed"
-        and r["objective"] is not None
-    ]
-    rows.sort(key=lambda r: r["objective"], reverse=spec.modes[0] == "max")
-    best: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        if row["config_id"] not in best and len(best) < spec.final_top_k:
-            best[row["config_id"]] = {p.name: row[p.column] for p in spec.params_for(method)}
-    return [
-        final_point(values, cid, rank, spec.final_seed_base + seed)
-        for rank, (cid, values) in enumerate(best.items(), start=1)
-        for seed in range(spec.final_seeds)
-    ]
 
 
 def _trial_dirname(trial: Any) -> str:
-    """Short trial folder names (Tune's default embeds the whole config)."""
-    return trial.trial_id
+    """Trial folders named by the Parquet trial id (Tune's default embeds the whole config)."""
+    return str(trial.config.get("trial_id", trial.trial_id))

@@ -1,8 +1,14 @@
 """YAML search space -> a validated, immutable sweep spec.
 
 Every mistake a user can make in a space file is caught here, before Ray starts, and reported as
-one line naming the file, the key and the fix (``SpaceError``). Nothing in this module imports Ray,
-so validating a space (and ``--dry-run``) costs a fraction of a second.
+one line naming the file, the key and the fix (``SpaceError``): unreadable or binary files,
+YAML that is malformed, repeats a key, nests too deep or expands through aliases
+(:mod:`sweep.yaml_safe`), wrong types (a boolean is never a number), non-finite numbers, names
+that are not names, values outside what the trainer accepts, and budgets, task counts or seeds
+beyond what a sweep can run or record. ``--set`` values go through the same reader and checks.
+Nothing in this module imports Ray, so validating a space (and ``--dry-run``) costs a fraction of
+a second. What the machine or the cluster can give (CPUs, GPUs) is checked by
+:mod:`sweep.resources`, also before Ray starts.
 """
 
 from __future__ import annotations
@@ -10,23 +16,28 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import hashlib
+import importlib.util
+import json
 import math
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
 from cl_core.config import RunConfig
 from cl_core.data import BENCHMARKS, SCENARIOS
 from cl_core.errors import ClsweepError
 from cl_core.methods import METHODS
 from cl_core.params import HyperParam
-from sweep.errors import SpaceError
+from contract import METRICS, SearchParam, objective_metrics
+from sweep.errors import SpaceError, shown
+from sweep.yaml_safe import YamlRefused, load_yaml
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 
@@ -44,6 +55,7 @@ TOP_KEYS = (
     "early_stopping",
     "resources",
     "final",
+    "loggers",
 )
 # RunConfig fields a space may not set under `train:`: the grid, the method and the resources
 # decide them, and the data root is a property of the machine (--data-root / CLSWEEP_DATA).
@@ -64,14 +76,8 @@ DIST_KEYS = {
     "int": ("type", "low", "high", "step", "log"),
     "categorical": ("type", "choices"),
 }
-# Only these metrics are defined from validation data; searches never select on test.
-OBJECTIVE_METRICS = {
-    "val_avg_acc": "max",
-    "val_bwt": "max",
-    "val_fwt": "max",
-    "val_forgetting": "min",
-    "val_plasticity": "max",
-}
+# Only metrics of validation data; searches never select on test (contract.metrics).
+OBJECTIVE_METRICS = objective_metrics()
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2", "grid")
 SCHEDULERS = ("asha",)
 SECTION_KEYS = {
@@ -83,63 +89,62 @@ SECTION_KEYS = {
     "final": ("top_k", "seeds", "seed_base"),
     "grid": ("benchmark", "scenario", "n_tasks"),
 }
+LOGGERS = {
+    "tensorboard": ("tensorboardX", ()),
+    "csv": (None, ()),
+    "json": (None, ()),
+    "wandb": ("wandb", ("project", "group", "entity", "mode")),
+    "mlflow": ("mlflow", ("experiment_name", "tracking_uri")),
+}
+"""Tune logger callbacks a space may switch on: name -> (package it needs, its settings)."""
+DEFAULT_LOGGERS = ("tensorboard",)
+
+# Limits of what one sweep can run and record. Beyond them a sweep would not end in any useful
+# time (or its numbers would not fit the Parquet columns); the messages say how to split it.
+MAX_FILE_BYTES = 1_000_000
+MAX_NAME = 100
+MAX_TRIALS = 100_000  # search trials per cell
+MAX_TRIALS_TOTAL = 1_000_000  # all trials of the sweep
+MAX_TASKS = 100
+MAX_EPOCHS = 10_000
+MAX_ITERATIONS = 100_000_000
+MAX_FINAL_SEEDS = 100
+MAX_INT = 2**63 - 1  # Parquet int64 columns (seeds, batch sizes)
+MAX_SAMPLER_SEED = 2**32 - 1  # numpy's RandomState, which Optuna's samplers use
+MAX_TIME_LIMIT_S = 365 * 24 * 3600.0
+MIN_CPUS = 0.01
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+Param = SearchParam
+"""A searched parameter (the contract's description of it, also written to sweep.json)."""
+
+
+def optuna_distribution(param: SearchParam) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution ``param`` is sampled from."""
+    if param.categorical:
+        return optuna.distributions.CategoricalDistribution(list(param.choices))
+    if param.integer:
+        return optuna.distributions.IntDistribution(
+            int(param.low), int(param.high), log=param.log, step=int(param.step or 1)
+        )
+    return optuna.distributions.FloatDistribution(
+        param.low, param.high, log=param.distribution == "loguniform", step=param.step
+    )
+
+
+def make_param(name: str, is_hyperparam: bool, distribution: str, **values: Any) -> SearchParam:
+    column = f"hp_{name}" if is_hyperparam else name
+    log = bool(values.pop("log", False)) or distribution == "loguniform"
+    return SearchParam(name, column, distribution, log=log, **values)
 
 
 @dataclass(frozen=True)
-class Param:
-    """One searched parameter: a method hyperparameter (column ``hp_<name>``) or a train setting.
-
-    ``methods`` lists the space's methods it applies to: all of them for a train setting, those
-    that declare it for a hyperparameter (with ``method: [er, derpp]``, ``alpha`` is searched for
-    DER++ only). Empty means all (a Param built by hand).
-    """
+class LoggerSpec:
+    """A Tune logger callback the space switches on, with its settings."""
 
     name: str
-    is_hyperparam: bool
-    distribution: str
-    low: float | None = None
-    high: float | None = None
-    step: float | None = None
-    log: bool = False
-    choices: tuple[Any, ...] = ()
-    methods: tuple[str, ...] = ()
-
-    def applies_to(self, method: str) -> bool:
-        return not self.methods or method in self.methods
-
-    @property
-    def column(self) -> str:
-        return f"hp_{self.name}" if self.is_hyperparam else self.name
-
-    def optuna_distribution(self) -> optuna.distributions.BaseDistribution:
-        """The Optuna distribution this parameter is sampled from."""
-        if self.distribution == "categorical":
-            return optuna.distributions.CategoricalDistribution(list(self.choices))
-        if self.distribution == "int":
-            return optuna.distributions.IntDistribution(
-                int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
-            )
-        return optuna.distributions.FloatDistribution(
-            self.low, self.high, log=self.distribution == "loguniform", step=self.step
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "column": self.column,
-            "distribution": self.distribution,
-        }
-        if self.methods:
-            out["methods"] = list(self.methods)
-        if self.distribution == "categorical":
-            out["choices"] = list(self.choices)
-        else:
-            out.update(
-                low=self.low, high=self.high, log=self.log or self.distribution == "loguniform"
-            )
-            if self.step is not None:
-                out["step"] = self.step
-        return out
+    settings: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,30 @@ class SweepSpec:
     final_top_k: int
     final_seeds: int
     final_seed_base: int
+    loggers: tuple[LoggerSpec, ...] = tuple(LoggerSpec(n) for n in DEFAULT_LOGGERS)
+
+    @property
+    def units(self) -> list[tuple[str, Cell]]:
+        """(method, cell) pairs, each searched on its own (its own study and early stopping)."""
+        return [(method, cell) for method in self.methods for cell in self.cells]
+
+    def fingerprint(self) -> str:
+        """What a resumed sweep must share with the one it continues: the methods, fixed
+        settings, searched parameters, cells, objective, sampler and final-phase seeds. Budgets,
+        resources and loggers may change on resume (e.g. --trials 40 --resume to search on)."""
+        doc = {
+            "methods": self.methods,
+            "train": self.train,
+            "hyperparams": self.hyperparams,
+            "params": [p.to_json() for p in self.params],
+            "cells": [c.key for c in self.cells],
+            "objective": [self.metrics, self.modes],
+            "sampler": [self.sampler, self.sampler_seed],
+            "early_stopping": self.early_stopping,
+            "final": [self.final_top_k, self.final_seeds, self.final_seed_base],
+        }
+        text = json.dumps(doc, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def base_config(self, method: str, cell: Cell) -> dict[str, Any]:
         """The RunConfig dict of ``method`` on ``cell`` before searched values are filled in."""
@@ -220,7 +249,9 @@ class SweepSpec:
 def find_space_file(path: str | Path) -> Path:
     """``path`` as given, else the file of that name shipped in ``search_spaces/``."""
     given = Path(path)
-    if given.is_file():
+    if given.exists():
+        if given.is_dir():
+            raise SpaceError(str(path), "", "is a folder, not a file", "give a YAML file")
         return given
     shipped = SPACES_DIR / given.name
     if given.parent == Path(".") and shipped.is_file():
@@ -234,24 +265,51 @@ def find_space_file(path: str | Path) -> Path:
     )
 
 
+def read_space_text(file: Path, label: str) -> str:
+    """The file's text, refusing what is not a small UTF-8 text file."""
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SpaceError(
+            label, "", f"cannot be read ({exc.strerror or exc})", "check the path and permissions"
+        ) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SpaceError(
+            label,
+            "",
+            f"larger than {MAX_FILE_BYTES // 1000} kB, too large for a space file",
+            "give the YAML search space, not a data or log file",
+        )
+    if b"\x00" in data:
+        raise SpaceError(label, "", "is a binary file", "give a YAML text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpaceError(
+            label,
+            f"byte {exc.start}",
+            "is not UTF-8 text",
+            "save the file as UTF-8 (most editors offer it under 'encoding')",
+        ) from None
+
+
+def parse_space_yaml(text: str, label: str, key: str = "") -> Any:
+    """YAML through the bounded reader; errors name ``key`` (e.g. a --set) or the line."""
+    try:
+        return load_yaml(text)
+    except YamlRefused as exc:
+        where = f"{key} ({exc.where})" if key else exc.where
+        raise SpaceError(label, where, exc.problem, exc.fix) from None
+
+
 def load_space(
     path: str | Path, overrides: dict[str, Any] | None = None, sets: list[str] | tuple = ()
 ) -> SweepSpec:
     """Read, override (``--set key=value`` and CLI flags as dotted keys), validate."""
     file = find_space_file(path)
     label = file.name
-    try:
-        raw = parse_yaml(file.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}" if mark else "YAML"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpaceError(
-            label,
-            line,
-            f"cannot parse YAML ({problem})",
-            "fix the syntax (indentation, colons, brackets)",
-        ) from None
+    raw = parse_space_yaml(read_space_text(file, label), label)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -263,20 +321,31 @@ def load_space(
         )
     given = copy.deepcopy(raw)  # sweep.json keeps the file as given, before overrides
     for text in sets:
-        key, sep, value = text.partition("=")
+        key, sep, value = str(text).partition("=")
+        key = key.strip()
         if not sep or not key:
             raise SpaceError(
-                label, "--set", f"{text!r} is not key=value", "write it like --set budget.trials=10"
+                label,
+                "--set",
+                f"{shown(text)} is not key=value",
+                "write it like --set budget.trials=10",
             )
-        _set_dotted(raw, key.strip(), parse_yaml(value), label)
+        _set_dotted(raw, key, parse_space_yaml(value, label, f"--set {key}"), label, "--set ")
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(raw, key, value, label)
     return _Validator(label, given).validate(raw, default_name=file.stem, path=str(file))
 
 
-def _set_dotted(raw: dict[str, Any], key: str, value: Any, label: str) -> None:
+def _set_dotted(raw: dict[str, Any], key: str, value: Any, label: str, via: str = "") -> None:
     parts = key.split(".")
+    if any(not part for part in parts):
+        raise SpaceError(
+            label,
+            f"{via}{key}",
+            "is not a dotted key",
+            "name a key by its path, e.g. budget.trials=10",
+        )
     node = raw
     for part in parts[:-1]:
         child = node.get(part)
@@ -285,7 +354,7 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any, label: str) -> None:
         if not isinstance(child, dict):
             raise SpaceError(
                 label,
-                key,
+                f"{via}{key}",
                 f"{part!r} is not a section",
                 "override a key inside a section, e.g. budget.trials=10",
             )
@@ -299,7 +368,7 @@ def suggest(name: str, valid: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     if close:
         return f"did you mean '{close[0]}'?"
-    return f"valid keys: {', '.join(valid)}"
+    return f"choose one of: {', '.join(valid)}"
 
 
 class _Validator:
@@ -314,12 +383,13 @@ class _Validator:
 
     def validate(self, raw: dict[str, Any], default_name: str, path: str) -> SweepSpec:
         self.keys("", raw, TOP_KEYS)
-        name = raw.get("name", default_name)
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        name = self.name(raw.get("name", default_name))
+        description = raw.get("description")
+        if description is not None and not isinstance(description, str):
             self.fail(
-                "name",
-                f"{name!r} is not a usable folder name",
-                "use letters, digits, '-', '_' or '.'",
+                "description",
+                f"expected text, got {type(description).__name__}",
+                "write free text (or remove the key)",
             )
         methods = self.methods(raw.get("method"))
         train = self.train(self.section(raw, "train"))
@@ -339,7 +409,9 @@ class _Validator:
         resources = self.resources(self.section(raw, "resources"))
         trials, time_limit = self.budget(self.section(raw, "budget"), sampler, params)
         early = self.early_stopping(raw.get("early_stopping"), metrics, cells)
-        final = self.final(self.section(raw, "final"))
+        final = self.final(self.section(raw, "final"), trials)
+        self.total(len(methods) * len(cells), trials, final)
+        loggers = self.loggers(raw.get("loggers", list(DEFAULT_LOGGERS)))
         return SweepSpec(
             name=name,
             file=path,
@@ -362,6 +434,7 @@ class _Validator:
             final_top_k=final[0],
             final_seeds=final[1],
             final_seed_base=final[2],
+            loggers=loggers,
         )
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -380,7 +453,7 @@ class _Validator:
         if not isinstance(value, dict):
             self.fail(
                 name,
-                f"expected a mapping, got {type(value).__name__} {value!r}",
+                f"expected a mapping, got {type(value).__name__} {shown(value)}",
                 f"write `{name}:` followed by indented `key: value` lines",
             )
         if name in SECTION_KEYS:
@@ -395,28 +468,67 @@ class _Validator:
         integer: bool = False,
         low: float | None = None,
         low_open: bool = False,
+        high: float | None = None,
         fix: str = "",
+        why: str = "",
+        high_fix: str = "",
     ) -> Any:
+        """``value`` if it is a finite number (an integer if asked) within [low, high].
+
+        Booleans are refused (YAML reads `true` as a boolean, Python would take it as 1), and so
+        are NaN and infinities; integers must fit the int64 columns of trials.parquet.
+        """
         kind = "an integer" if integer else "a number"
         ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok or (not integer and math.isnan(value)):
+        if isinstance(value, bool) or not ok:
             self.fail(
                 key,
-                f"expected {kind}, got {type(value).__name__} {value!r}",
+                f"expected {kind}, got {type(value).__name__} {shown(value)}",
                 fix or f"write {kind}",
             )
+        if not math.isfinite(value):
+            self.fail(key, f"must be finite, got {value!r}", fix or f"write a finite {kind[2:]}")
+        if integer and abs(value) > MAX_INT:
+            self.fail(key, f"{shown(value)} does not fit a 64-bit integer", fix or "use less")
         if low is not None and (value < low or (low_open and value == low)):
             bound = f"> {low:g}" if low_open else f">= {low:g}"
-            self.fail(key, f"must be {bound}, got {value!r}", fix or f"use a value {bound}")
+            self.fail(key, f"must be {bound}, got {shown(value)}", fix or f"use a value {bound}")
+        if high is not None and value > high:
+            self.fail(
+                key,
+                f"{shown(value)} is more than {high:g}{why}",
+                high_fix or fix or f"use a value <= {high:g}",
+            )
         return value
 
-    def name_list(self, key: str, value: Any, valid: typing.Iterable[str]) -> list[str]:
+    def text(self, key: str, value: Any, fix: str) -> str:
+        if not isinstance(value, str):
+            self.fail(key, f"expected a name, got {type(value).__name__} {shown(value)}", fix)
+        return value
+
+    def name(self, name: Any) -> str:
+        """The sweep's folder name: a plain name, never '.', '..' or a path."""
+        fix = f"use up to {MAX_NAME} letters, digits, '-', '_' or '.', starting with a letter/digit"
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or len(name) > MAX_NAME:
+            self.fail("name", f"{shown(name)} is not a usable folder name", fix)
+        return name
+
+    def name_list(
+        self, key: str, value: Any, valid: typing.Iterable[str], what: str = "value"
+    ) -> list[str]:
+        valid = tuple(valid)
         values = value if isinstance(value, list) else [value]
         if not values:
             self.fail(key, "empty list", f"list at least one of: {', '.join(valid)}")
         for item in values:
+            if not isinstance(item, str):
+                self.fail(
+                    key,
+                    f"expected a name, got {type(item).__name__} {shown(item)}",
+                    f"write one of: {', '.join(valid)} (or a list of them)",
+                )
             if item not in valid:
-                self.fail(key, f"unknown value {item!r}", suggest(str(item), valid))
+                self.fail(key, f"unknown {what} {shown(item)}", suggest(item, valid))
         return values
 
     # -- sections --------------------------------------------------------------------------------
@@ -425,14 +537,9 @@ class _Validator:
         """One method, or a list (e.g. the finetune and joint bounds), each searched on its own."""
         if method is None:
             self.fail("method", "missing", f"add `method: <one of {', '.join(METHODS)}>`")
-        methods = method if isinstance(method, list) else [method]
-        if not methods or len(set(map(str, methods))) != len(methods):
-            self.fail(
-                "method", f"{method!r} is empty or lists a method twice", "name each method once"
-            )
-        for name in methods:
-            if name not in METHODS:
-                self.fail("method", f"unknown method {name!r}", suggest(str(name), METHODS))
+        methods = self.name_list("method", method, METHODS, "method")
+        if len(set(methods)) != len(methods):
+            self.fail("method", f"{shown(method)} lists a method twice", "name each method once")
         return tuple(methods)
 
     def owners(self, methods: tuple[str, ...], name: str) -> tuple[str, ...]:
@@ -474,7 +581,8 @@ class _Validator:
         return dict(train)
 
     def setting_type(self, key: str, name: str, value: Any, hint: Any) -> None:
-        """Refuse a value whose YAML type cannot be the RunConfig field's type."""
+        """Refuse a value whose YAML type cannot be the RunConfig field's type, a non-finite
+        number, and a training length beyond MAX_EPOCHS / MAX_ITERATIONS."""
         base, optional = _field_type(hint)
         if value is None:
             if not optional:
@@ -492,9 +600,12 @@ class _Validator:
         if wrong:
             self.fail(
                 key,
-                f"expected {origin.__name__}, got {type(value).__name__} {value!r}",
-                f"write a {origin.__name__} value for {name}",
+                f"expected {origin.__name__}, got {type(value).__name__} {shown(value)}",
+                f"write {'an' if origin is int else 'a'} {origin.__name__} value for {name}",
             )
+        if origin in (int, float):
+            limits = {"epochs": MAX_EPOCHS, "iterations": MAX_ITERATIONS}
+            self.number(key, value, integer=origin is int, high=limits.get(name))
 
     def run_config(self, settings: dict[str, Any], key: str) -> None:
         try:
@@ -509,11 +620,27 @@ class _Validator:
             if not owners:
                 self.no_owner(f"hyperparams.{key}", methods, key, settings=False)
             for method in owners:
+                hp = METHODS[method].hyperparams[key]
+                self.hyperparam_value(f"hyperparams.{key}", hp, value)
                 try:
-                    METHODS[method].hyperparams[key].check(value, method)
+                    hp.check(value, method)
                 except ClsweepError as exc:
                     self.fail(f"hyperparams.{key}", str(exc), "use a value in the valid range")
         return dict(given)
+
+    def hyperparam_value(self, key: str, hp: HyperParam, value: Any) -> None:
+        """The YAML type must be the declared kind's: true/false only for a bool, a finite
+        number (not a boolean) for a float or an int, a name for a choice."""
+        if hp.kind == "bool" and not isinstance(value, bool):
+            self.fail(key, f"expected true or false, got {shown(value)}", "write true or false")
+        elif hp.kind in ("float", "int"):
+            self.number(key, value, integer=hp.kind == "int")
+        elif hp.kind == "choice" and not isinstance(value, str):
+            self.fail(
+                key,
+                f"expected a name, got {type(value).__name__} {shown(value)}",
+                f"use one of {list(hp.choices)}",
+            )
 
     def grid(self, grid: dict[str, Any], methods: tuple[str, ...]) -> tuple[Cell, ...]:
         for key in SECTION_KEYS["grid"]:
@@ -529,7 +656,14 @@ class _Validator:
         if not counts:
             self.fail("grid.n_tasks", "empty list", "list at least one task count")
         for n in counts:
-            self.number("grid.n_tasks", n, integer=True, low=1)
+            self.number(
+                "grid.n_tasks",
+                n,
+                integer=True,
+                low=1,
+                high=MAX_TASKS,
+                why=" (an accuracy matrix grows with the square of the task count)",
+            )
         cells = []
         for method in methods:
             for scenario in scenarios:
@@ -595,32 +729,20 @@ class _Validator:
         if not isinstance(dist, dict):
             self.fail(
                 key,
-                f"expected a mapping, got {dist!r}",
+                f"expected a mapping, got {shown(dist)}",
                 "write e.g. `{type: loguniform, low: 1, high: 1e7}`",
             )
         kind = dist.get("type")
-        if kind not in DISTRIBUTIONS:
+        if not isinstance(kind, str) or kind not in DISTRIBUTIONS:
             fix = (
                 suggest(str(kind), DISTRIBUTIONS)
-                if kind
+                if kind is not None
                 else "add `type: " + "|".join(DISTRIBUTIONS) + "`"
             )
-            self.fail(f"{key}.type", f"unknown distribution {kind!r}", fix)
+            self.fail(f"{key}.type", f"unknown distribution {shown(kind)}", fix)
         self.keys(key, dist, DIST_KEYS[kind])
         if kind == "categorical":
-            choices = dist.get("choices")
-            if not isinstance(choices, list) or not choices:
-                self.fail(f"{key}.choices", "missing or empty", "list at least one value")
-            for choice in choices:
-                if not (choice is None or isinstance(choice, (bool, int, float, str))):
-                    self.fail(
-                        f"{key}.choices",
-                        f"{choice!r} is not a plain value",
-                        "use numbers, strings or booleans (hidden sizes as '400,400')",
-                    )
-            if len(set(map(repr, choices))) != len(choices):
-                self.fail(f"{key}.choices", "a value appears twice", "list each value once")
-            return Param(name, is_hp, kind, choices=tuple(choices))
+            return self.categorical(key, name, dist.get("choices"), is_hp)
         for bound in ("low", "high"):
             if bound not in dist:
                 self.fail(f"{key}.{bound}", "missing", f"give the {bound} end of the range")
@@ -635,7 +757,10 @@ class _Validator:
                 f"empty range: low = high = {low:g}",
                 f"widen it, or fix the value under {'hyperparams' if is_hp else 'train'}",
             )
-        log = kind == "loguniform" or bool(dist.get("log", False))
+        log = dist.get("log", False)
+        if not isinstance(log, bool):
+            self.fail(f"{key}.log", f"expected true or false, got {shown(log)}", "write true")
+        log = log or kind == "loguniform"
         if log and low <= 0:
             self.fail(
                 f"{key}.low",
@@ -651,7 +776,43 @@ class _Validator:
                     "a step cannot be combined with a log scale",
                     "remove step or log",
                 )
-        return Param(name, is_hp, kind, low=low, high=high, step=step, log=log)
+            if step > high - low:
+                self.fail(
+                    f"{key}.step",
+                    f"step {step:g} is larger than the range {high - low:g}",
+                    "use a smaller step or a categorical list",
+                )
+        param = make_param(name, is_hp, kind, low=low, high=high, step=step, log=log)
+        self.optuna_accepts(key, param)
+        return param
+
+    def categorical(self, key: str, name: str, choices: Any, is_hp: bool) -> Param:
+        if not isinstance(choices, list) or not choices:
+            self.fail(f"{key}.choices", "missing or empty", "list at least one value")
+        for choice in choices:
+            plain = choice is None or isinstance(choice, (bool, int, float, str))
+            if not plain:
+                self.fail(
+                    f"{key}.choices",
+                    f"{shown(choice)} is not a plain value",
+                    "use numbers, strings or booleans (hidden sizes as '400,400')",
+                )
+            if isinstance(choice, (int, float)) and not isinstance(choice, bool):
+                self.number(f"{key}.choices", choice)
+        if len(set(map(repr, choices))) != len(choices):
+            self.fail(f"{key}.choices", "a value appears twice", "list each value once")
+        param = make_param(name, is_hp, "categorical", choices=tuple(choices))
+        self.optuna_accepts(key, param)
+        return param
+
+    def optuna_accepts(self, key: str, param: Param) -> None:
+        """Optuna would adjust a range silently (a warning) or raise later, after Ray started."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                optuna_distribution(param)
+        except (ValueError, TypeError, OverflowError, UserWarning) as exc:
+            self.fail(key, f"not a valid distribution ({exc})", "adjust the bounds or the step")
 
     def check_hyperparam_range(self, key: str, param: Param, hp: HyperParam, method: str) -> None:
         expected = {
@@ -724,13 +885,10 @@ class _Validator:
             if isinstance(m, str) and m.startswith("test_"):
                 self.fail(
                     "objective.metric",
-                    f"{m!r} selects on test data",
+                    f"{shown(m)} selects on test data",
                     f"select on validation: use {m.replace('test_', 'val_', 1)!r}",
                 )
-            if m not in OBJECTIVE_METRICS:
-                self.fail(
-                    "objective.metric", f"unknown metric {m!r}", suggest(str(m), OBJECTIVE_METRICS)
-                )
+        self.name_list("objective.metric", metrics, OBJECTIVE_METRICS, "metric")
         if len(set(metrics)) != len(metrics):
             self.fail("objective.metric", "a metric appears twice", "list each metric once")
         mode = objective.get("mode", [OBJECTIVE_METRICS[m] for m in metrics])
@@ -742,8 +900,8 @@ class _Validator:
                 "give one mode (max or min) per metric",
             )
         for m in modes:
-            if m not in ("max", "min"):
-                self.fail("objective.mode", f"unknown mode {m!r}", "use max or min")
+            if not isinstance(m, str) or m not in ("max", "min"):
+                self.fail("objective.mode", f"unknown mode {shown(m)}", "use max or min")
         if train.get("val_fraction", RunConfig.val_fraction) == 0:
             self.fail(
                 "train.val_fraction",
@@ -758,16 +916,16 @@ class _Validator:
         if not isinstance(sampler, dict):
             self.fail(
                 "sampler",
-                f"expected a name or a mapping, got {sampler!r}",
+                f"expected a name or a mapping, got {shown(sampler)}",
                 f"write e.g. `sampler: tpe` (one of {', '.join(SAMPLERS)})",
             )
         self.keys("sampler", sampler, SECTION_KEYS["sampler"])
-        name = sampler.get("name", "tpe")
-        if name not in SAMPLERS:
-            self.fail("sampler", f"unknown sampler {name!r}", suggest(str(name), SAMPLERS))
+        if isinstance(sampler.get("name"), list):
+            self.fail("sampler", "expected one sampler, got a list", "name one sampler")
+        name = self.name_list("sampler", sampler.get("name", "tpe"), SAMPLERS, "sampler")[0]
         seed = sampler.get("seed", 0)
         if seed is not None:
-            self.number("sampler.seed", seed, integer=True, low=0)
+            self.number("sampler.seed", seed, integer=True, low=0, high=MAX_SAMPLER_SEED)
         if not params:
             self.fail("search", "nothing to search", "add at least one parameter under search:")
         if name == "cmaes":
@@ -800,10 +958,22 @@ class _Validator:
             default = max(
                 math.prod(len(p.choices) for p in params if p.applies_to(m)) for m in methods
             )
-        trials = self.number("budget.trials", budget.get("trials", default), integer=True, low=1)
+        trials = self.number(
+            "budget.trials",
+            budget.get("trials", default),
+            integer=True,
+            low=1,
+            high=MAX_TRIALS,
+            why=" per cell, more than one sweep should hold",
+            high_fix="split the search into several sweeps (--name), or narrow the grid",
+        )
         limit = budget.get("time_limit_s")
         if limit is not None:
-            limit = float(self.number("budget.time_limit_s", limit, low=0, low_open=True))
+            limit = float(
+                self.number(
+                    "budget.time_limit_s", limit, low=0, low_open=True, high=MAX_TIME_LIMIT_S
+                )
+            )
         return trials, limit
 
     def early_stopping(self, early: Any, metrics: tuple, cells: tuple[Cell, ...]) -> dict | None:
@@ -812,23 +982,23 @@ class _Validator:
         if not isinstance(early, dict):
             self.fail(
                 "early_stopping",
-                f"expected a mapping or false, got {early!r}",
+                f"expected a mapping or false, got {shown(early)}",
                 "write `early_stopping: {scheduler: asha, grace_tasks: 1}` or false",
             )
         self.keys("early_stopping", early, SECTION_KEYS["early_stopping"])
         scheduler = early.get("scheduler", "asha")
-        if scheduler not in SCHEDULERS:
-            self.fail(
-                "early_stopping.scheduler",
-                f"unknown scheduler {scheduler!r}",
-                suggest(str(scheduler), SCHEDULERS),
-            )
-        if metrics[0] != "val_avg_acc":
+        scheduler = self.name_list("early_stopping.scheduler", scheduler, SCHEDULERS, "scheduler")
+        if len(scheduler) != 1:
+            self.fail("early_stopping.scheduler", "expected one scheduler", "name one scheduler")
+        scheduler = scheduler[0]
+        first = METRICS[metrics[0].removeprefix("val_")]
+        if not first.before_last_task:
+            defined = [f"val_{m.name}" for m in METRICS.values() if m.before_last_task]
             self.fail(
                 "objective.metric",
                 f"early stopping compares {metrics[0]} after each task, "
-                "but only val_avg_acc is defined before the last task",
-                "put val_avg_acc first or set early_stopping: false",
+                f"but only {', '.join(defined)} is defined before the last task",
+                f"put {defined[0]} first or set early_stopping: false",
             )
         grace = self.number(
             "early_stopping.grace_tasks", early.get("grace_tasks", 1), integer=True, low=1
@@ -845,22 +1015,108 @@ class _Validator:
             early.get("reduction_factor", 2),
             low=1,
             low_open=True,
+            high=1000,
         )
         return {"scheduler": scheduler, "grace_tasks": grace, "reduction_factor": float(factor)}
 
     def resources(self, resources: dict[str, Any]) -> tuple[float, float, int | None]:
-        cpus = self.number("resources.cpus", resources.get("cpus", 1), low=0, low_open=True)
+        cpus = self.number(
+            "resources.cpus",
+            resources.get("cpus", 1),
+            low=MIN_CPUS,
+            fix=f"give each trial at least {MIN_CPUS} CPU (Ray's resolution)",
+        )
         gpus = self.number("resources.gpus", resources.get("gpus", 0), low=0)
+        if 0 < gpus < MIN_CPUS:
+            self.fail("resources.gpus", f"{gpus!r} is below Ray's resolution", "use 0 or >= 0.01")
+        if gpus > 1 and gpus != int(gpus):
+            self.fail(
+                "resources.gpus",
+                f"{gpus!r}: more than one GPU per trial must be a whole number",
+                "use a fraction below 1 or a whole number of GPUs",
+            )
         concurrent = resources.get("max_concurrent")
         if concurrent is not None:
             self.number("resources.max_concurrent", concurrent, integer=True, low=1)
         return float(cpus), float(gpus), concurrent
 
-    def final(self, final: dict[str, Any]) -> tuple[int, int, int]:
-        top_k = self.number("final.top_k", final.get("top_k", 0), integer=True, low=0)
-        seeds = self.number("final.seeds", final.get("seeds", 3), integer=True, low=1)
-        base = self.number("final.seed_base", final.get("seed_base", 1000), integer=True, low=0)
+    def final(self, final: dict[str, Any], trials: int) -> tuple[int, int, int]:
+        top_k = self.number(
+            "final.top_k",
+            final.get("top_k", 0),
+            integer=True,
+            low=0,
+            high=trials,
+            why=f", the search budget (budget.trials: {trials})",
+        )
+        seeds = self.number(
+            "final.seeds", final.get("seeds", 3), integer=True, low=1, high=MAX_FINAL_SEEDS
+        )
+        base = self.number(
+            "final.seed_base",
+            final.get("seed_base", 1000),
+            integer=True,
+            low=0,
+            high=MAX_INT - seeds,
+        )
         return top_k, seeds, base
+
+    def total(self, units: int, trials: int, final: tuple[int, int, int]) -> None:
+        total = units * (trials + final[0] * final[1])
+        if total > MAX_TRIALS_TOTAL:
+            self.fail(
+                "budget.trials",
+                f"{units} cells x {trials + final[0] * final[1]} trials = {total} trials, more "
+                f"than {MAX_TRIALS_TOTAL} in one sweep",
+                "split the grid into several sweeps (--name) or lower the budget",
+            )
+
+    def loggers(self, loggers: Any) -> tuple[LoggerSpec, ...]:
+        """``loggers: [tensorboard, csv, {wandb: {project: p}}]``; [] or false for none."""
+        if loggers is None or loggers is False:
+            return ()
+        entries = loggers if isinstance(loggers, list) else [loggers]
+        out: list[LoggerSpec] = []
+        for entry in entries:
+            settings: dict[str, Any] = {}
+            if isinstance(entry, dict):
+                if len(entry) != 1:
+                    self.fail(
+                        "loggers",
+                        f"{shown(entry)} names {len(entry)} loggers in one entry",
+                        "write one `- name: {settings}` per logger",
+                    )
+                ((entry, settings),) = entry.items()
+                if settings is None:
+                    settings = {}
+                if not isinstance(settings, dict):
+                    self.fail(
+                        f"loggers.{entry}",
+                        f"expected settings as a mapping, got {shown(settings)}",
+                        "write e.g. `- wandb: {project: my-project}`",
+                    )
+            if isinstance(entry, list):
+                self.fail("loggers", f"{shown(entry)} is a list in a list", "list logger names")
+            name = self.name_list("loggers", entry, LOGGERS, "logger")[0]
+            package, keys = LOGGERS[name]
+            self.keys(f"loggers.{name}", settings, keys)
+            for key, value in settings.items():
+                if not isinstance(value, str):
+                    self.fail(
+                        f"loggers.{name}.{key}",
+                        f"expected text, got {shown(value)}",
+                        "write the value as text",
+                    )
+            if package and importlib.util.find_spec(package) is None:
+                self.fail(
+                    "loggers",
+                    f"{name} needs the '{package}' package, which is not installed",
+                    f"pip install {package}, or remove {name} from loggers",
+                )
+            if any(o.name == name for o in out):
+                self.fail("loggers", f"{name} is listed twice", "list each logger once")
+            out.append(LoggerSpec(name, tuple(sorted(settings.items()))))
+        return tuple(out)
 
 
 def _field_type(hint: Any) -> tuple[type, bool]:
@@ -872,21 +1128,6 @@ def _field_type(hint: Any) -> tuple[type, bool]:
     return typing.get_origin(hint) or hint, False
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML follows YAML 1.1, which reads `1e7` and `1e-3` as strings; read them as floats."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-    |[0-9][0-9_]*[eE][-+]?[0-9]+|\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN)$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
 def parse_yaml(text: str) -> Any:
-    """Parse YAML with scientific notation as numbers (space files and --set values)."""
-    return yaml.load(text, Loader=_Loader)
+    """Parse YAML the way space files are read (scientific notation as numbers, bounded)."""
+    return load_yaml(text)

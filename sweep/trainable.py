@@ -25,10 +25,11 @@ from ray import tune
 from cl_core.config import RunConfig
 from cl_core.data import Dataset, dataset_key, load_dataset
 from cl_core.trainer import RunResult, TaskReport, train
-from sweep.trial_config import run_config
+from contract import METRICS, SPLITS
+from contract.schema import COMPLETED, ERROR
+from sweep.trial_config import TrialPlan, run_config
 
 TrainFn = Callable[..., Iterator[TaskReport]]
-METRIC_NAMES = ("avg_acc", "bwt", "fwt", "forgetting", "plasticity")
 
 # Datasets this worker process has already taken out of the object store, by ObjectRef id: a
 # reused worker (reuse_actors) deserializes each dataset once, not once per trial.
@@ -60,23 +61,15 @@ def now_iso() -> str:
 def run_trial(
     config: dict[str, Any],
     datasets: dict[str, ray.ObjectRef],
-    recorded: dict[str, dict[str, Any]],
+    bases: list[dict[str, Any]],
     train_fn: TrainFn | None = None,
 ) -> None:
-    """One trial. ``recorded`` maps trial ids already written to Parquet to their last report.
-
-    After a driver crash, Tune may restart a trial whose rows had already landed in Parquet (its
-    end was not yet in Tune's experiment checkpoint); such a trial re-reports what it reported
-    instead of running again.
-    """
-    trial_id = tune.get_context().get_trial_id()
-    if trial_id in recorded:
-        tune.report(dict(recorded[trial_id]))
-        return
+    """One trial: the plan in ``config`` on its unit's base RunConfig (``bases[plan.unit]``)."""
     torch.set_num_threads(1)
-    tracker = _Tracker(config)
+    plan = TrialPlan.from_config(config)
+    tracker = _Tracker(bases[plan.unit]["n_tasks"])
     try:
-        cfg = tracker.cfg = run_config(config)
+        cfg = tracker.cfg = run_config(bases[plan.unit], plan)
         dataset = _shared_dataset(datasets[dataset_key(cfg)])
         for report in (train_fn or train)(cfg, dataset=dataset):
             tracker.reports.append(report)
@@ -89,35 +82,33 @@ def run_trial(
 class _Tracker:
     """Turns the reports seen so far into one flat, JSON-safe metrics dict for Tune."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
+    def __init__(self, n_tasks: int) -> None:
+        self.n_tasks = n_tasks
         self.cfg: RunConfig | None = None
         self.reports: list[TaskReport] = []
         self.started_at = now_iso()
         self.start = time.perf_counter()
-        try:
-            node = ray.get_runtime_context().get_node_id()[:12]
-        except Exception:  # outside Ray (unit use): the host alone
-            node = ""
+        # Outside Ray (unit use): the host alone. (get_runtime_context would start a Ray.)
+        node = ray.get_runtime_context().get_node_id()[:12] if ray.is_initialized() else ""
         self.node = f"{socket.gethostname()}/{node}" if node else socket.gethostname()
 
     def metrics(self, error: BaseException | None = None) -> dict[str, Any]:
         ok = [r for r in self.reports if r.status == "ok"]
         last = self.reports[-1] if self.reports else None
-        n_tasks = self.cfg.n_tasks if self.cfg else int(self.config["base"]["n_tasks"])
+        n_tasks = self.n_tasks
         learned = ok[-1].tasks_learned if ok else 0
         if error is not None:
-            status = "error"
+            status = ERROR
             message = "".join(traceback.format_exception_only(error)).strip().splitlines()[-1]
         elif last is not None and last.status != "ok":
             status, message = last.status, last.message
         else:
-            status = "completed" if learned == n_tasks else "running"
+            status = COMPLETED if learned == n_tasks else "running"
             message = None
         out: dict[str, Any] = {
             "tasks_learned": learned,
             "tasks_completed": learned,
-            "done_all_tasks": status == "completed",
+            "done_all_tasks": status == COMPLETED,
             "status": status,
             "message": message,
             "device": self._device(),
@@ -139,11 +130,11 @@ class _Tracker:
 
     def _summary(self, ok: list[TaskReport]) -> dict[str, float]:
         nan = float("nan")
-        out = {f"{split}_{m}": nan for split in ("val", "test") for m in METRIC_NAMES}
+        out = {m.column(split): nan for split in SPLITS for m in METRICS.values()}
         if self.cfg is None or len(ok) < 2:
             return out
         result = RunResult.from_reports(self.cfg, ok)
-        for split in ("val", "test"):
+        for split in SPLITS:
             for name, value in result.metrics(split).items():
                 out[f"{split}_{name}"] = float(value) if math.isfinite(value) else nan
         return out

@@ -1,34 +1,48 @@
 """What a Tune trial's config holds, and how it becomes a cl_core RunConfig.
 
-A trial config is ``{"base": <RunConfig dict of the cell>, "meta": {"cell", "phase"}, ...}`` plus,
-in the search phase, the searched values at the top level (as Optuna suggests them) or, in the
-final phase, a ``"final"`` entry naming the re-run config, its rank and its seeds. The trainable
-and the Parquet writer both read configs through this module, so they agree on every value.
+A trial runs one :class:`TrialPlan`: the study unit it belongs to (a method in a scenario cell),
+its phase, its trial id (the Parquet ``trial_id``), the searched values and, in the final phase,
+its fresh seed. Tune sees the plan as a small JSON-safe dict (:meth:`TrialPlan.to_config`); the
+unit's base RunConfig travels once to the workers (``tune.with_parameters``), not in every config,
+so Tune's per-trial state stays small however many trials run. The trainable and the Parquet writer
+both build the RunConfig through :func:`run_config`, so they agree on every value.
+
+A later population trainer would run several plans in one Tune trial (a config holding a list of
+plans, one report entry per member); every plan would still be its own Optuna trial and Parquet row.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cl_core.config import RunConfig
 from cl_core.methods import get_method
-from sweep.space import Cell, SweepSpec
-
-RESERVED = ("base", "meta", "final")
 
 
-def param_space(spec: SweepSpec, method: str, cell: Cell, phase: str) -> dict[str, Any]:
-    """The constant part of every trial's config for one method, cell and phase."""
-    return {"base": spec.base_config(method, cell), "meta": {"cell": cell.key, "phase": phase}}
+@dataclass(frozen=True)
+class TrialPlan:
+    """One trial: ``unit`` indexes ``SweepSpec.units``; ``number`` is its Optuna trial number
+    (search phase); ``final_rank`` and ``seed`` say which search config it re-runs with which
+    fresh data and training seed (final phase)."""
 
+    trial_id: str
+    unit: int
+    phase: str
+    values: dict[str, Any] = field(default_factory=dict)
+    config_id: str = ""
+    number: int | None = None
+    final_rank: int | None = None
+    seed: int | None = None
 
-def searched_values(config: dict[str, Any]) -> dict[str, Any]:
-    """The searched values of a trial (for a final-phase trial: those of the config it re-runs)."""
-    if "final" in config:
-        return dict(config["final"]["values"])
-    return {k: v for k, v in config.items() if k not in RESERVED}
+    def to_config(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TrialPlan:
+        return cls(**{k: config[k] for k in cls.__dataclass_fields__ if k in config})
 
 
 def config_id(values: dict[str, Any]) -> str:
@@ -37,29 +51,17 @@ def config_id(values: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def final_point(values: dict[str, Any], cid: str, rank: int, seed: int) -> dict[str, Any]:
-    """One final-phase run: search config ``cid`` re-run with a fresh data and training seed."""
-    return {"values": values, "config_id": cid, "rank": rank, "seed": seed}
-
-
-def trial_config_id(config: dict[str, Any]) -> str:
-    """The config_id of a trial; a final-phase trial carries the one of the config it re-runs."""
-    if "final" in config:
-        return config["final"]["config_id"]
-    return config_id(searched_values(config))
-
-
-def run_config(config: dict[str, Any]) -> RunConfig:
-    """The RunConfig of a trial: the cell's base with searched values and final seeds applied."""
-    settings = dict(config["base"])
+def run_config(base: dict[str, Any], plan: TrialPlan) -> RunConfig:
+    """The RunConfig of a trial: its unit's base with searched values and final seeds applied."""
+    settings = dict(base)
     method_params = dict(settings.get("method_params", {}))
     names = get_method(settings["method"]).hyperparams
-    for name, value in searched_values(config).items():
+    for name, value in plan.values.items():
         if name in names:
             method_params[name] = value
         else:
             settings[name] = value
     settings["method_params"] = method_params
-    if "final" in config:
-        settings["data_seed"] = settings["train_seed"] = int(config["final"]["seed"])
+    if plan.seed is not None:
+        settings["data_seed"] = settings["train_seed"] = int(plan.seed)
     return RunConfig.from_dict(settings)

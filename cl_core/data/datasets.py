@@ -13,6 +13,7 @@ import gzip
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,13 +167,18 @@ def _read_idx(raw: Path, stem: str) -> torch.Tensor:
     path = raw / stem
     opener = open if path.exists() else gzip.open
     path = path if path.exists() else raw / f"{stem}.gz"
-    with opener(path, "rb") as f:
-        data = f.read()
-    n_dims = data[3]
-    dims = np.frombuffer(data, dtype=">i4", count=n_dims, offset=4)
-    values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * n_dims)
+    damaged = f"{path} is truncated or corrupt; replace it with the original file"
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+        n_dims = data[3]
+        dims = np.frombuffer(data, dtype=">i4", count=n_dims, offset=4)
+        values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * n_dims)
+    except (OSError, EOFError, zlib.error, IndexError, ValueError):
+        # a cut .gz (EOFError), a damaged one (BadGzipFile, zlib.error), a header cut short
+        raise ClsweepError(damaged) from None
     if values.size != int(np.prod(dims)):
-        raise ClsweepError(f"{path} is truncated or corrupt; replace it with the original file")
+        raise ClsweepError(damaged)
     return torch.from_numpy(values.reshape(*dims).copy())
 
 

@@ -13,6 +13,8 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "analysis" / "notebooks" / "exp
 
 def test_notebook_executes(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("CLSWEEP_RESULTS", str(FIXTURES))  # the kernel inherits the environment
+    # ... and imports this checkout's analysis (not another install's, e.g. in a git worktree)
+    monkeypatch.setenv("PYTHONPATH", str(NOTEBOOK.parents[2]))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(
         notebook,

@@ -15,7 +15,7 @@ import pytest
 from analysis_fixtures import FIXTURES
 
 from analysis.protocol import sweep_protocol
-from cl_core.formatting import format_param
+from contract.formatting import format_param
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,7 +22,7 @@ from analysis.tables import (
     sem,
     write_table,
 )
-from cl_core.formatting import format_param
+from contract.formatting import format_param
 
 CELL = ["method", "benchmark", "scenario", "n_tasks"]
 

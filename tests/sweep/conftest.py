@@ -15,6 +15,12 @@ def local_ray():
     """One local Ray per test module (starting one costs seconds), shut down afterwards."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    ray.init(
+        address="local",  # a Ray of its own, never another one found running on this machine
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+    )
     yield ray
     ray.shutdown()

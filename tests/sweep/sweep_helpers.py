@@ -47,3 +47,48 @@ def study_trials(folder: Path, method: str, cell: str, phase: str = "search") ->
         study_name=f"{name}:{method}:{cell}:{phase}", storage=f"sqlite:///{folder / 'study.db'}"
     )
     return study.trials
+
+
+def finished_sweep(folder: Path, space: Path, compact: bool = True) -> Path:
+    """A finished sweep of ``space`` under ``folder`` without Ray: the driver's state fed the
+    reports the trainable would send (a quality that falls with each task), then compacted,
+    with its sweep.json; the same files a real run writes. Returns the sweep folder."""
+    from cl_core.trainer import TaskReport
+    from sweep.results import ResultsStore, write_sweep_json
+    from sweep.space import load_space
+    from sweep.trainable import _Tracker
+    from sweep.trial_config import run_config
+    from sweep.units import FINISHED, SweepState
+
+    spec = load_space(space)
+    out = folder / spec.name
+    out.mkdir(parents=True)
+    store = ResultsStore(spec, out)
+    state = SweepState(spec, out, store, capacity=1, say=lambda _: None)
+    write_sweep_json(spec, out, "python -m sweep", "2026-01-01T00:00:00Z", None)
+    while (plan := state.next_plan()) not in (None, FINISHED):
+        base = state.units[plan.unit].base
+        tracker = _Tracker(base["n_tasks"])
+        tracker.cfg = run_config(base, plan)
+        n = tracker.cfg.n_tasks
+        tracker.reports.append(TaskReport(0, [0.1] * n, [0.1] * n, None, 0.0))
+        for i in range(1, n + 1):
+            acc = [0.9 - 0.1 * i if j < i else 0.1 for j in range(n)]
+            tracker.reports.append(TaskReport(i, acc, acc, 1.0, 0.01))
+            state.on_report(plan, tracker.metrics())
+        state.on_end(plan, tracker.metrics())
+    if compact:
+        store.compact()
+    write_sweep_json(spec, out, "python -m sweep", "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z")
+    return out
+
+
+def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file under ``folder``: its sha256 and mode (to prove nothing was touched)."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

@@ -10,6 +10,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.cluster_utils import Cluster
 from sweep_helpers import REPO, TINY_SPACE, write_space
 
+from cl_core.errors import ClsweepError
 from sweep.runner import Options, run_sweep
 from sweep.space import load_space
 
@@ -31,7 +32,8 @@ def test_cluster_yaml_passes_ray_validation():
     assert raw["provider"]["type"] == "aws"
     assert config["available_node_types"]["head"]["resources"] == {"CPU": 0}
     assert config["available_node_types"]["gpu_worker"]["max_workers"] >= 1
-    assert any("pip install" in c and "clsweep" in c for c in raw["setup_commands"])
+    # the sweep extra: the base install is the analysis alone (no torch, no Ray)
+    assert any("pip install" in c and "clsweep[sweep]" in c for c in raw["setup_commands"])
 
 
 def test_commented_gcp_and_onprem_blocks_are_valid_too():
@@ -68,3 +70,14 @@ def test_sweep_spreads_trials_over_two_nodes(two_nodes, tmp_path):
     assert len(trials) == 6 and set(trials.status) == {"completed"}
     assert trials.node.nunique() == 2  # both nodes ran trials (data from the object store)
     assert (trials.tasks_completed == 3).all()
+
+
+def test_gpus_the_cluster_lacks_are_waited_for_then_refused(two_nodes, tmp_path, capsys):
+    text = TINY_SPACE.replace("resources: {cpus: 1}", "resources: {cpus: 1, gpus: 1}")
+    spec = load_space(write_space(tmp_path, text, "gpus.yaml"))
+    options = Options(out=tmp_path / "out", address=two_nodes.address, wait_for_resources_s=1)
+    with pytest.raises(ClsweepError, match="resources.gpus: each trial asks for 1 GPU but the "
+                       "cluster has none.*waited 1 s"):  # fmt: skip
+        run_sweep(spec, options)
+    assert "waiting up to 1 s for the cluster" in capsys.readouterr().err
+    assert not list((tmp_path / "out" / "gpus").rglob("*.parquet"))

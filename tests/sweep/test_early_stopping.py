@@ -10,53 +10,33 @@ from __future__ import annotations
 import sys
 import time
 
-import optuna
 import pandas as pd
 import pytest
 import ray.cloudpickle
 from optuna.trial import TrialState
-from ray.tune.search.optuna import OptunaSearch
-from sweep_helpers import study_trials, write_space
+from sweep_helpers import TINY_SPACE, study_trials, write_space
 
 from cl_core.trainer import TaskReport
 from sweep.runner import Options, run_sweep
-from sweep.searcher import TruthfulOptunaSearch
 from sweep.space import load_space
+from sweep.studies import outcome
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-SPACE = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
-STOPPED_EARLY = {
-    "val_avg_acc": 0.9,
-    "tasks_learned": 1,
-    "done_all_tasks": False,
-    "status": "running",
-}
+
+def row(status: str, tasks: int, val: float | None = 0.5) -> dict:
+    return {"status": status, "tasks_completed": tasks, "val_avg_acc": val, "val_forgetting": 0.1}
 
 
-def told_state(searcher_cls, result: dict) -> TrialState:
-    searcher = searcher_cls(space=SPACE, metric="val_avg_acc", mode="max")
-    searcher.suggest("t1")
-    searcher.on_trial_complete("t1", result=result)
-    return searcher._ot_study.trials[0].state
-
-
-def test_stock_searcher_has_the_trap_and_ours_does_not():
-    assert told_state(OptunaSearch, STOPPED_EARLY) == TrialState.COMPLETE  # the trap
-    assert told_state(TruthfulOptunaSearch, STOPPED_EARLY) == TrialState.PRUNED
-
-
-def test_nan_leaves_stock_trial_running_and_ours_failed():
-    nan_result = {
-        **STOPPED_EARLY,
-        "val_avg_acc": float("nan"),
-        "done_all_tasks": True,
-        "status": "completed",
-    }
-    assert told_state(OptunaSearch, nan_result) == TrialState.RUNNING  # the second trap
-    assert told_state(TruthfulOptunaSearch, nan_result) == TrialState.FAIL
-    diverged = {**STOPPED_EARLY, "status": "diverged"}
-    assert told_state(TruthfulOptunaSearch, diverged) == TrialState.FAIL
+def test_outcome_is_the_truth(tmp_path):
+    """Stopped early -> PRUNED (never COMPLETE with a short run's value); diverged, failed or
+    NaN -> FAIL (Ray's stock searcher would leave a NaN trial RUNNING forever)."""
+    spec = load_space(write_space(tmp_path, TINY_SPACE))
+    assert outcome(spec, row("completed", 3)) == (TrialState.COMPLETE, [0.5])
+    assert outcome(spec, row("stopped", 1)) == (TrialState.PRUNED, None)
+    assert outcome(spec, row("diverged", 1)) == (TrialState.FAIL, None)
+    assert outcome(spec, row("error", 0, None)) == (TrialState.FAIL, None)
+    assert outcome(spec, row("completed", 3, float("nan"))) == (TrialState.FAIL, None)
 
 
 def forgetting_trainer(cfg, dataset=None):
@@ -87,11 +67,11 @@ resources: {max_concurrent: 1}
     spec = load_space(write_space(tmp, text, "asha.yaml"))
     folder = run_sweep(spec, Options(out=tmp / "out", train_fn=forgetting_trainer))
     trials = pd.read_parquet(folder / "trials.parquet").set_index("trial_id")
-    return trials, study_trials(folder, "finetune", "permuted-digits/domain/4")
+    return trials, study_trials(folder, "finetune", "permuted-digits/domain/4"), folder
 
 
 def test_scheduler_stopped_some_trials(stopped_sweep):
-    trials, _ = stopped_sweep
+    trials, _, _ = stopped_sweep
     assert len(trials) == 6
     assert (trials.status == "stopped").sum() >= 1
     assert (trials.status == "completed").sum() >= 1
@@ -102,7 +82,7 @@ def test_scheduler_stopped_some_trials(stopped_sweep):
 
 
 def test_stopped_trials_are_pruned_in_the_study(stopped_sweep):
-    trials, study = stopped_sweep
+    trials, study, _ = stopped_sweep
     assert len(study) == 6
     for ot in study:
         row = trials.loc[ot.user_attrs["trial_id"]]
@@ -114,8 +94,44 @@ def test_stopped_trials_are_pruned_in_the_study(stopped_sweep):
             assert ot.value == pytest.approx(row.val_avg_acc)
 
 
+def test_every_report_reaches_optuna_at_its_step_the_stopping_one_included(stopped_sweep):
+    """Each pruned trial's last intermediate value in study.db is its Parquet value at the tasks
+    it reached; every earlier report is there too, equal to the accuracy matrix's average."""
+    trials, study, folder = stopped_sweep
+    tasks = pd.read_parquet(folder / "tasks.parquet")
+    val = tasks[(tasks.split == "val") & (tasks.task < tasks.tasks_learned)]
+    average = val.groupby(["trial_id", "tasks_learned"]).accuracy.mean()
+    pruned = [ot for ot in study if ot.state == TrialState.PRUNED]
+    assert pruned
+    for ot in study:
+        row = trials.loc[ot.user_attrs["trial_id"]]
+        steps = sorted(ot.intermediate_values)
+        assert steps == list(range(1, row.tasks_completed + 1))
+        assert ot.intermediate_values[steps[-1]] == pytest.approx(row.objective)
+        for step in steps:
+            expected = average.loc[(ot.user_attrs["trial_id"], step)]
+            assert ot.intermediate_values[step] == pytest.approx(expected)
+        assert ot.user_attrs["status"] == row.status
+        assert ot.user_attrs["tasks_completed"] == row.tasks_completed
+        if row.status == "completed":
+            assert ot.user_attrs["test_avg_acc"] == pytest.approx(row.test_avg_acc)
+    for ot in pruned:
+        assert ot.value == pytest.approx(trials.loc[ot.user_attrs["trial_id"]].objective)
+
+
+def test_study_names_its_metric(stopped_sweep):
+    _, study, folder = stopped_sweep
+    import optuna
+
+    loaded = optuna.load_study(
+        study_name="asha:finetune:permuted-digits/domain/4:search",
+        storage=f"sqlite:///{folder / 'study.db'}",
+    )
+    assert loaded.metric_names == ["val_avg_acc"]
+
+
 def test_best_trial_of_the_study_is_a_full_length_run(stopped_sweep):
-    trials, study = stopped_sweep
+    trials, study, _ = stopped_sweep
     complete = [t for t in study if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value)
     completed = trials[trials.status == "completed"]

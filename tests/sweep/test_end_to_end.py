@@ -42,6 +42,24 @@ def ewc_sweep(local_ray, tmp_path_factory):
     return spec, folder
 
 
+def test_tensorboard_logs_by_default_one_folder_per_trial(ewc_sweep):
+    _, folder = ewc_sweep
+    trials = pd.read_parquet(folder / "trials.parquet")
+    (run,) = (folder / "ray").glob("run-*")
+    for trial_id in trials.trial_id:
+        assert list((run / trial_id).glob("events.out.tfevents.*")), trial_id
+    assert not list(run.rglob("progress.csv"))  # csv is not on unless the space says so
+
+
+def test_loggers_from_the_space(local_ray, tmp_path):
+    text = TINY_SPACE.replace("budget: {trials: 4}", "budget: {trials: 1}") + "loggers: [csv]\n"
+    spec = load_space(write_space(tmp_path, text, "logs.yaml"))
+    folder = run_sweep(spec, Options(out=tmp_path / "out", quiet=True))
+    (run,) = (folder / "ray").glob("run-*")
+    assert len(list(run.rglob("progress.csv"))) == 1
+    assert not list(run.rglob("events.out.tfevents.*"))
+
+
 def test_files_have_the_documented_columns(ewc_sweep):
     _, folder = ewc_sweep
     trials = pd.read_parquet(folder / "trials.parquet")
@@ -111,7 +129,9 @@ def test_final_phase_reruns_the_best_config_with_fresh_seeds(ewc_sweep):
     assert sorted(final.train_seed) == [1000, 1001] and sorted(final.data_seed) == [1000, 1001]
     assert search.final_rank.isna().all()
     study = study_trials(folder, "ewc", "permuted-digits/domain/3", "final")
-    assert sorted(t.params["seed"] for t in study) == [1000, 1001]
+    # The seed is recorded, not posed as a searched parameter.
+    assert sorted(t.user_attrs["seed"] for t in study) == [1000, 1001]
+    assert all(set(t.params) == {"lambda"} for t in study)
     assert {t.user_attrs["config_id"] for t in study} == {best.config_id}
     by_id = final.set_index("trial_id")
     for ot in study:
@@ -122,7 +142,7 @@ def test_final_phase_reruns_the_best_config_with_fresh_seeds(ewc_sweep):
 def test_sweep_json_records_the_run(ewc_sweep):
     spec, folder = ewc_sweep
     doc = json.loads((folder / "sweep.json").read_text())
-    assert doc["schema_version"] == 1 and doc["name"] == spec.name
+    assert doc["schema_version"] == 2 and doc["name"] == spec.name
     assert doc["space"]["budget"]["trials"] == 4
     assert doc["searched"][0]["column"] == "hp_lambda"
     assert doc["objective"] == {"metrics": ["val_avg_acc"], "modes": ["max"]}

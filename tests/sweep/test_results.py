@@ -1,20 +1,29 @@
-"""The Parquet writer on its own: typed columns, one row per trial id, atomic rewrites."""
+"""The Parquet writer on its own: typed columns, one part per trial, atomic parts, compaction,
+tables readable as one by pandas, pyarrow, polars and DuckDB, group-readable files."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 
-import pyarrow as pa
+import duckdb
+import pandas as pd
+import polars as pl
 import pyarrow.parquet as pq
+import pytest
 from sweep_helpers import TINY_SPACE, write_space
 
-from sweep.results import TASKS_SCHEMA, ResultsStore, trial_rows, trials_schema, write_atomic
+from contract import tables
+from contract.schema import TASKS_FILE, TASKS_SCHEMA, TRIALS_FILE
+from sweep.results import ResultsStore, sweep_trials_schema, trial_rows
 from sweep.space import load_space
-from sweep.trial_config import param_space
+from sweep.trial_config import TrialPlan
 
 
-def ended_trial(spec, lam: float) -> tuple[dict, dict]:
-    config = {**param_space(spec, "ewc", spec.cells[0], "search"), "lambda": lam}
+def ended_trial(spec, trial_id: str, lam: float) -> tuple[dict, TrialPlan, dict]:
+    base = spec.base_config(*spec.units[0])
+    plan = TrialPlan(trial_id, 0, "search", {"lambda": lam}, config_id="c", number=0)
     val = [[0.1, 0.1, 0.1], [0.9, 0.2, 0.1], [0.8, 0.9, 0.1]]
     result = {
         "status": "running", "tasks_completed": 2, "val_avg_acc": 0.85, "test_avg_acc": 0.8,
@@ -23,49 +32,126 @@ def ended_trial(spec, lam: float) -> tuple[dict, dict]:
         "matrix": json.dumps({"val": val, "test": val, "loss": [None, 0.5, 0.4],
                               "seconds": [0.0, 1.0, 1.0]}),
     }  # fmt: skip
-    return config, result
+    return base, plan, result
 
 
-def test_store_writes_typed_rows_once_per_trial(tmp_path):
-    spec = load_space(write_space(tmp_path, TINY_SPACE))
-    store = ResultsStore(spec, tmp_path / "out")
-    config, result = ended_trial(spec, 10.0)
-    row, tasks = trial_rows(spec, "t1", config, result)
+@pytest.fixture
+def spec(tmp_path):
+    return load_space(write_space(tmp_path, TINY_SPACE))
+
+
+def test_store_writes_typed_rows_once_per_trial(spec, tmp_path):
+    out = tmp_path / "out"
+    store = ResultsStore(spec, out)
+    row, tasks = trial_rows(spec, *ended_trial(spec, "t1", 10.0))
     assert row["status"] == "stopped" and row["objective"] == 0.85
     assert row["val_bwt"] is None and row["hp_lambda"] == 10.0 and row["hp_fisher"] == "empirical"
     assert (row["model"], row["conv_weights"], row["freeze_conv"]) == ("mlp", None, False)
     assert len(tasks) == 3 * 3 * 2 and tasks[0]["train_loss"] is None
     assert store.add(row, tasks)
     assert not store.add(row, tasks)  # the same trial id again: kept once
-    table = pq.read_table(tmp_path / "out" / "trials.parquet")
-    assert table.schema == trials_schema(("ewc",)) and table.num_rows == 1
-    assert pq.read_table(tmp_path / "out" / "tasks.parquet").num_rows == 18
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
+    assert [p.name for p in tables.parts(out, TRIALS_FILE)] == ["t1.parquet"]
+    table = tables.read_table(out, TRIALS_FILE)
+    assert table.schema == sweep_trials_schema(("ewc",)) and table.num_rows == 1
+    assert tables.read_table(out, TASKS_FILE).num_rows == 18
+    assert not list((out / tables.TMP_DIR).iterdir())  # nothing half-written left behind
 
 
-def test_tasks_rows_of_an_unrecorded_trial_are_dropped_on_load(tmp_path):
-    spec = load_space(write_space(tmp_path, TINY_SPACE))
-    store = ResultsStore(spec, tmp_path / "out")
-    config, result = ended_trial(spec, 10.0)
-    store.add(*trial_rows(spec, "t1", config, result))
-    # A crash between the two writes: tasks.parquet has t2, trials.parquet does not.
-    store.tasks.extend(trial_rows(spec, "t2", config, result)[1])
-    write_atomic(pa.Table.from_pylist(store.tasks, schema=TASKS_SCHEMA), store.tasks_path)
-    reloaded = ResultsStore(spec, tmp_path / "out")
-    assert {r["trial_id"] for r in reloaded.tasks} == {"t1"}
-    assert reloaded.add(*trial_rows(spec, "t2", config, result))
-    assert len(reloaded.tasks) == 36
+def test_cost_of_recording_does_not_depend_on_earlier_trials(spec, tmp_path):
+    """Each trial adds its own part; earlier parts are never rewritten."""
+    out = tmp_path / "out"
+    store = ResultsStore(spec, out)
+    for i in range(5):
+        store.add(*trial_rows(spec, *ended_trial(spec, f"t{i}", 10.0 + i)))
+    first = tables.parts(out, TRIALS_FILE)[0]
+    mtime = first.stat().st_mtime_ns
+    store.add(*trial_rows(spec, *ended_trial(spec, "t9", 99.0)))
+    assert first.stat().st_mtime_ns == mtime
+    assert len(tables.parts(out, TRIALS_FILE)) == 6
 
 
-def test_error_from_tune_overrides_the_last_report(tmp_path):
-    spec = load_space(write_space(tmp_path, TINY_SPACE))
-    config, result = ended_trial(spec, 10.0)
-    row, _ = trial_rows(spec, "t1", config, result, error_message="worker died")
+def test_tables_read_as_one_by_pandas_pyarrow_polars_and_duckdb(spec, tmp_path):
+    out = tmp_path / "out"
+    store = ResultsStore(spec, out)
+    for i in range(3):
+        store.add(*trial_rows(spec, *ended_trial(spec, f"t{i}", 1.0 + i)))
+    path = str(out / TRIALS_FILE)
+    for when in ("mid-sweep", "compacted"):
+        assert sorted(pd.read_parquet(path).trial_id) == ["t0", "t1", "t2"], when
+        assert pq.read_table(path).num_rows == 3, when
+        assert pl.read_parquet(path).height == 3, when
+        assert duckdb.sql(f"SELECT count(*) FROM '{path}'").fetchall() == [(3,)], when
+        store.compact()
+    assert [p.name for p in tables.parts(out, TRIALS_FILE)] == [tables.COMPACTED]
+    assert len(pd.read_parquet(out / TASKS_FILE)) == 54
+
+
+def test_tasks_rows_of_an_unrecorded_trial_are_dropped_on_compaction(spec, tmp_path):
+    out = tmp_path / "out"
+    store = ResultsStore(spec, out)
+    store.add(*trial_rows(spec, *ended_trial(spec, "t1", 10.0)))
+    # A crash between the two parts of t2: its tasks part landed, its trials part did not.
+    _, t2_tasks = trial_rows(spec, *ended_trial(spec, "t2", 10.0))
+    tables.write_part(out, TASKS_FILE, pd.DataFrame(t2_tasks).pipe(_arrow), "t2")
+    reloaded = ResultsStore(spec, out)
+    assert reloaded.ids == {"t1"}
+    reloaded.compact()
+    assert set(pd.read_parquet(out / TASKS_FILE).trial_id) == {"t1"}
+
+
+def _arrow(frame: pd.DataFrame):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, schema=TASKS_SCHEMA, preserve_index=False)
+
+
+def test_an_interrupted_compaction_is_finished_or_undone(spec, tmp_path):
+    out = tmp_path / "out"
+    store = ResultsStore(spec, out)
+    for i in range(3):
+        store.add(*trial_rows(spec, *ended_trial(spec, f"t{i}", 1.0 + i)))
+    # Crash after the old folder moved aside, before the compacted one moved in.
+    tmp = out / tables.TMP_DIR
+    new = tmp / f"{TRIALS_FILE}.new-x"
+    new.mkdir()
+    tables.write_file(out, tables.read_table(out, TRIALS_FILE), new / tables.COMPACTED)
+    os.replace(out / TRIALS_FILE, tmp / f"{TRIALS_FILE}.old-x")
+    assert not tables.exists(out, TRIALS_FILE)
+    tables.recover(out, TRIALS_FILE)
+    assert tables.read_table(out, TRIALS_FILE).num_rows == 3
+    assert not list(tmp.glob(f"{TRIALS_FILE}.*"))
+
+
+def test_a_damaged_part_is_named(spec, tmp_path):
+    out = tmp_path / "out"
+    store = ResultsStore(spec, out)
+    store.add(*trial_rows(spec, *ended_trial(spec, "t1", 10.0)))
+    (out / TRIALS_FILE / "t1.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(tables.TableError, match=r"t1\.parquet is not readable Parquet"):
+        ResultsStore(spec, out)
+
+
+def test_files_follow_the_umask(spec, tmp_path):
+    """Results on shared storage must be readable by the lab's group (no 0600 temp files)."""
+    old = os.umask(0o002)
+    try:
+        store = ResultsStore(spec, tmp_path / "out")
+        store.add(*trial_rows(spec, *ended_trial(spec, "t1", 10.0)))
+        store.compact()
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "out").rglob("*.parquet"):
+        if path.is_file():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o664, path
+
+
+def test_error_from_tune_overrides_the_last_report(spec):
+    row, _ = trial_rows(spec, *ended_trial(spec, "t1", 10.0), error_message="worker died")
     assert row["status"] == "error" and row["message"] == "worker died"
     assert row["objective"] is None
 
 
 def test_several_methods_share_one_schema():
-    names = trials_schema(("finetune", "ewc", "lwf")).names
+    names = sweep_trials_schema(("finetune", "ewc", "lwf")).names
     assert {"hp_lambda", "hp_temperature", "hp_weight"} <= set(names)
     assert load_space("baseline.yaml").methods == ("finetune", "joint")

@@ -17,11 +17,10 @@ from optuna.trial import TrialState
 from sweep_helpers import REPO, TINY_SPACE, study_trials, write_space
 
 SPACE = (
-    TINY_SPACE.replace("budget: {trials: 4}", "budget: {trials: 6}")
-    + """
-final: {top_k: 1, seeds: 2}
-resources: {cpus: 1, max_concurrent: 1}
-"""
+    TINY_SPACE.replace("budget: {trials: 4}", "budget: {trials: 6}").replace(
+        "resources: {cpus: 1}", "resources: {cpus: 1, max_concurrent: 1}"
+    )
+    + "final: {top_k: 1, seeds: 2}\n"
 )
 CELL = "permuted-digits/domain/3"
 
@@ -40,8 +39,9 @@ def env() -> dict[str, str]:
 
 
 def rows(path: Path) -> int:
+    """Rows of a results table so far (a folder of parts, one per trial until compaction)."""
     try:
-        return pq.read_metadata(path).num_rows
+        return sum(pq.read_metadata(p).num_rows for p in path.glob("*.parquet"))
     except (FileNotFoundError, OSError):
         return 0
 

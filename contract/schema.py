@@ -1,0 +1,138 @@
+"""Schema of a sweep folder (docs/results-schema.md): version, files, columns, statuses.
+
+``<out>/<sweep>/`` holds ``trials.parquet`` and ``tasks.parquet`` (each a folder of Parquet parts,
+read as one table: :mod:`contract.tables`), ``sweep.json`` and ``study.db`` (Optuna, SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+from contract.metrics import METRICS
+
+SCHEMA_VERSION = 2
+"""2: tables are folders of parts; trial ids are the sweep's own (study, number), not Ray's."""
+READABLE_VERSIONS = (1, 2)
+"""Schema 1 (single-file tables) has the same columns; analysis reads both."""
+
+TRIALS_FILE = "trials.parquet"
+TASKS_FILE = "tasks.parquet"
+META_FILE = "sweep.json"
+STUDY_FILE = "study.db"
+LOCK_FILE = ".sweep.lock"
+
+PHASES = ("search", "final")
+SPLITS = ("val", "test")
+COMPLETED, STOPPED, DIVERGED, ERROR = "completed", "stopped", "diverged", "error"
+STATUSES = (COMPLETED, STOPPED, DIVERGED, ERROR)
+"""completed: learned every task; stopped: ended early by the scheduler or the time limit;
+diverged: NaN/inf loss; error: raised (message in ``message``)."""
+FAILED_STATUSES = (DIVERGED, ERROR)
+
+HYPERPARAM_TYPES = {
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "choice": pa.string(),
+}
+"""Arrow type of an ``hp_<name>`` column by the kind the method declares."""
+
+SETTINGS = (
+    ("data_seed", pa.int64()),
+    ("train_seed", pa.int64()),
+    ("optimizer", pa.string()),
+    ("lr", pa.float64()),
+    ("weight_decay", pa.float64()),
+    ("momentum", pa.float64()),
+    ("batch_size", pa.int64()),
+    ("epochs", pa.int64()),
+    ("iterations", pa.int64()),
+    ("model", pa.string()),
+    ("hidden", pa.string()),
+    ("conv_weights", pa.string()),
+    ("freeze_conv", pa.bool_()),
+    ("reset_optimizer", pa.bool_()),
+    ("val_fraction", pa.float64()),
+    ("class_il_units", pa.string()),
+    ("first_task_unpermuted", pa.bool_()),
+    ("pad32", pa.bool_()),
+)
+"""Trainer settings recorded per trial (every RunConfig field that can change results)."""
+
+IDENTITY = (
+    ("schema_version", pa.int64()),
+    ("sweep", pa.string()),
+    ("trial_id", pa.string()),
+    ("phase", pa.string()),
+    ("cell", pa.string()),
+    ("config_id", pa.string()),
+    ("final_rank", pa.int64()),
+    ("method", pa.string()),
+    ("benchmark", pa.string()),
+    ("scenario", pa.string()),
+    ("n_tasks", pa.int64()),
+)
+OUTCOME = (
+    ("status", pa.string()),
+    ("message", pa.string()),
+    ("tasks_completed", pa.int64()),
+)
+RUN = (
+    ("objective", pa.float64()),
+    ("wall_time_s", pa.float64()),
+    ("device", pa.string()),
+    ("node", pa.string()),
+    ("started_at", pa.string()),
+    ("ended_at", pa.string()),
+)
+
+
+def metric_columns() -> list[tuple[str, pa.DataType]]:
+    """``val_avg_acc``, ``test_avg_acc``, ``val_bwt``, ... in registry order."""
+    return [(m.column(split), pa.float64()) for m in METRICS.values() for split in SPLITS]
+
+
+def trials_schema(hyperparams: Iterable[tuple[str, str]]) -> pa.Schema:
+    """Columns of trials.parquet; ``hyperparams`` are (name, kind) of every method in the sweep."""
+    hps = [(f"hp_{name}", HYPERPARAM_TYPES[kind]) for name, kind in hyperparams]
+    return pa.schema([*IDENTITY, *SETTINGS, *hps, *OUTCOME, *metric_columns(), *RUN])
+
+
+TASKS_SCHEMA = pa.schema(
+    [
+        ("schema_version", pa.int64()),
+        ("sweep", pa.string()),
+        ("trial_id", pa.string()),
+        ("phase", pa.string()),
+        ("tasks_learned", pa.int64()),
+        ("task", pa.int64()),
+        ("split", pa.string()),
+        ("accuracy", pa.float64()),
+        ("train_loss", pa.float64()),
+        ("task_seconds", pa.float64()),
+    ]
+)
+
+TRIAL_KEY_COLUMNS = (
+    "schema_version", "sweep", "trial_id", "phase", "cell", "config_id", "method", "benchmark",
+    "scenario", "n_tasks", "data_seed", "train_seed", "status", "tasks_completed", "val_avg_acc",
+    "test_avg_acc", "objective",
+)  # fmt: skip
+"""Columns a reader may rely on in every readable schema version."""
+TASK_KEY_COLUMNS = ("sweep", "trial_id", "tasks_learned", "task", "split", "accuracy")
+
+
+def study_name(sweep: str, method: str, cell: str, phase: str) -> str:
+    """The Optuna study of one method in one cell and phase: ``<sweep>:<method>:<cell>:<phase>``."""
+    return f"{sweep}:{method}:{cell}:{phase}"
+
+
+# Optuna user attributes of each trial in study.db (besides its intermediate values and values).
+ATTR_TRIAL_ID = "trial_id"  # the trials.parquet trial_id
+ATTR_STATUS = "status"
+ATTR_TASKS = "tasks_completed"
+ATTR_CONFIG_ID = "config_id"
+ATTR_FINAL_RANK = "final_rank"
+ATTR_SEED = "seed"  # final phase: the fresh data and training seed (not a searched parameter)

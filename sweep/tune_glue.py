@@ -1,0 +1,131 @@
+"""The three hooks by which one Ray Tune run drives every cell of a sweep (:mod:`sweep.units`).
+
+- :class:`UnitSearcher` (a Tune ``Searcher``) hands Tune the next trial of whichever unit should
+  run next (:meth:`SweepState.next_plan`), or nothing while every slot is busy, or FINISHED.
+- :class:`UnitScheduler` (a Tune ``FIFOScheduler``) stops a trial when its unit's ASHA rungs or
+  time limit say so (:meth:`SweepState.decide`); each unit has its own rungs.
+- :class:`Recorder` (a Tune ``Callback``) passes every report to :meth:`SweepState.on_report`
+  (callbacks see every report, the one that stopped a trial included; Tune's searcher hook does
+  not) and every ended trial to :meth:`SweepState.on_end`, and prints the status block.
+
+Why one Tune run for all cells, not one per cell: cells then share the cluster as trials end
+(no cell's tail leaves slots idle), there is one Ray set-up instead of one per cell and phase, and
+a cell's final phase starts as soon as its own search ends. Tune pickles its searcher, scheduler
+and callbacks into its experiment folder; the state is left out of those copies (resuming rebuilds
+it from Parquet and study.db, not from Tune's experiment state).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from sweep.interrupt import sigint_received
+from sweep.status import StatusPrinter, status_text
+from sweep.trial_config import TrialPlan
+from sweep.units import FINISHED, SweepState
+
+
+class _NotPickled:
+    """Tune writes its searcher, scheduler and callbacks to tuner.pkl; the live state stays out."""
+
+    state: SweepState | None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "state": None}
+
+
+class UnitSearcher(_NotPickled, Searcher):
+    def __init__(self, state: SweepState) -> None:
+        super().__init__(metric=state.spec.metrics[0], mode=state.spec.modes[0])
+        self.state = state
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        plan = self.state.next_plan()
+        if plan == FINISHED:
+            return Searcher.FINISHED
+        return None if plan is None else plan.to_config()
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        """Nothing: the Recorder records and tells Optuna (Parquet first, then Optuna)."""
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: the state is rebuilt from the sweep folder on resume."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Nothing to restore (see save)."""
+
+
+class UnitScheduler(_NotPickled, FIFOScheduler):
+    def __init__(self, state: SweepState) -> None:
+        super().__init__()
+        self.state = state
+        self._supports_buffered_results = False  # every report decided on as it comes
+        self._queue: deque[Trial] = deque()
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        self._queue.append(trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        plan = TrialPlan.from_config(trial.config)
+        if self.state.decide(plan, result):
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        """The oldest pending trial, without walking every trial of the run (Tune's FIFO does,
+        which grows with the trials already run)."""
+        while self._queue and self._queue[0].status != Trial.PENDING:
+            self._queue.popleft()
+        return self._queue[0] if self._queue else None
+
+    def debug_string(self) -> str:
+        return "clsweep: one ASHA per cell"
+
+
+class Recorder(_NotPickled, tune.Callback):
+    def __init__(self, state: SweepState, quiet: bool = False) -> None:
+        self.state = state
+        self.status = StatusPrinter(self._status, self._print if not quiet else lambda _: None)
+
+    def _status(self) -> tuple[str, str]:
+        state = self.state
+        rows = state.progress()
+        elapsed = time.monotonic() - state.started
+        block = status_text(
+            state.spec.name, state.spec.metrics[0], rows, elapsed, state.ended_this_run
+        )
+        key = repr([(r["phase"], r["done"], r["running"], r["best"]) for r in rows])
+        return block, key
+
+    @staticmethod
+    def _print(text: str) -> None:
+        print(text, file=sys.stdout, flush=True)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **info):
+        self.state.on_report(TrialPlan.from_config(trial.config), result)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
+        self.state.on_end(TrialPlan.from_config(trial.config), dict(trial.last_result or {}))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
+        if sigint_received():  # killed by Ctrl-C, not failed: --resume runs it again
+            return
+        error = trial.get_error()
+        lines = [ln for ln in str(error or "trial failed").splitlines() if ln.strip()]
+        message = lines[-1].strip() if lines else "trial failed"
+        plan = TrialPlan.from_config(trial.config)
+        self.state.on_end(plan, dict(trial.last_result or {}), message)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.status.tick()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.status.tick(force=True)

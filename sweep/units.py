@@ -1,0 +1,396 @@
+"""The sweep's state in the driver: every study unit (a method in a scenario cell) at once.
+
+All units run concurrently inside one Tune run, limited only by the trials that fit at once.
+Each unit keeps its own Optuna studies (:mod:`sweep.studies`), its own early-stopping rungs
+(:mod:`sweep.asha`), its own budget and time limit, and starts its final phase the moment its
+own search has ended, while other units may still be searching. A free slot goes to the unit
+with the fewest trials running, then to the one that has had the least slot time so far (fair
+share: a cell of short trials is not held back behind a cell of long ones, and finishes early), so
+every cell progresses and none waits for another to finish.
+
+Nothing here imports Ray: the Tune glue (:mod:`sweep.tune_glue`) calls :meth:`SweepState.next_plan`
+when a slot is free, :meth:`SweepState.decide` on every report (continue or stop),
+:meth:`SweepState.on_report` with every report and :meth:`SweepState.on_end` when a trial ends.
+Resuming is building the state from the folder: trials recorded in Parquet are done; an Optuna
+trial left running by an interrupted driver is run again in its own Optuna trial; one whose row
+reached Parquet before the driver died is told Optuna from that row.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contract import tables
+from contract.schema import ATTR_TRIAL_ID, FAILED_STATUSES, STUDY_FILE, TASKS_FILE
+from sweep.asha import Asha
+from sweep.results import ResultsStore, avg_acc_curve, trial_rows
+from sweep.space import Cell, SweepSpec
+from sweep.studies import UnitStudies, storage
+from sweep.trial_config import TrialPlan, config_id
+
+FINISHED = "FINISHED"
+ATTR_SEARCH_SECONDS = "search_seconds"
+ATTR_SEARCH_ENDED = "search_ended"
+SAVE_CLOCK_EVERY_S = 30.0
+
+
+@dataclass
+class Unit:
+    """One method in one cell: its studies, rungs, queues and counts."""
+
+    index: int
+    method: str
+    cell: Cell
+    base: dict[str, Any]
+    studies: UnitStudies
+    asha: Asha | None
+    asked: int = 0
+    reruns: deque[TrialPlan] = field(default_factory=deque)
+    finals: deque[TrialPlan] | None = None  # None until the search has ended
+    final_planned: int = 0
+    running: dict[str, TrialPlan] = field(default_factory=dict)
+    curves: dict[str, dict[int, float]] = field(default_factory=dict)
+    launched: int = 0
+    busy_s: float = 0.0  # run time of ended trials (as the workers measured it)
+    run_starts: dict[str, float] = field(default_factory=dict)  # running: start, driver clock
+    search_ended: bool = False
+    end_reason: str = ""
+    clock_start: float | None = None
+    elapsed_before: float = 0.0
+    clock_saved: float = 0.0
+
+    @property
+    def slug(self) -> str:
+        return f"{self.method}-{self.cell.slug}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.cell.key}"
+
+    @property
+    def done(self) -> bool:
+        return self.search_ended and not self.finals and not self.running
+
+    def slot_time(self, now: float) -> float:
+        """Run time used so far: ended trials, plus running ones up to ``now`` (from their first
+        report on; time spent waiting for a worker to start is not the unit's use)."""
+        return self.busy_s + sum(now - t for t in self.run_starts.values())
+
+    def elapsed(self) -> float:
+        running = 0.0 if self.clock_start is None else time.monotonic() - self.clock_start
+        return self.elapsed_before + running
+
+
+class SweepState:
+    """All units of a sweep, their queues, and the Parquet store (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        folder: Path,
+        store: ResultsStore,
+        capacity: int,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.folder = Path(folder)
+        self.store = store
+        self.capacity = capacity
+        self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.storage = storage(str(self.folder / STUDY_FILE))
+        self.units: list[Unit] = []
+        self._rows = {r["trial_id"]: r for r in store.rows_read}
+        for index, (method, cell) in enumerate(spec.units):
+            early = spec.early_stopping
+            asha = (
+                Asha(early["grace_tasks"], early["reduction_factor"], cell.n_tasks, spec.modes[0])
+                if early
+                else None
+            )
+            unit = Unit(
+                index=index,
+                method=method,
+                cell=cell,
+                base=spec.base_config(method, cell),
+                studies=UnitStudies(spec, self.storage, index),
+                asha=asha,
+            )
+            self.units.append(unit)
+            self._resume(unit)
+        self._rows = {}
+        store.rows_read = []  # needed only to resume; a long sweep's rows need not stay in memory
+        self.started = time.monotonic()
+        self.ended_this_run = 0
+
+    # -- resuming --------------------------------------------------------------------------------
+
+    def _resume(self, unit: Unit) -> None:
+        study = unit.studies.search
+        rows = self._rows
+        trials = study.get_trials(deepcopy=False)
+        unit.asked = len(trials)
+        missing = 0
+        for frozen in trials:
+            tid = frozen.user_attrs.get(ATTR_TRIAL_ID) or self.search_id(unit, frozen.number)
+            plan = TrialPlan(
+                trial_id=tid,
+                unit=unit.index,
+                phase="search",
+                values=dict(frozen.params),
+                config_id=config_id(dict(frozen.params)),
+                number=frozen.number,
+            )
+            if frozen.state.is_finished():
+                if tid not in self.store.ids:
+                    missing += 1
+                if unit.asha is not None:
+                    unit.asha.seed(tid, dict(frozen.intermediate_values))
+            elif tid in rows:  # recorded, then the driver died before telling Optuna
+                unit.studies.tell(plan, rows[tid])
+            else:  # interrupted: run it again, in the same Optuna trial
+                unit.reruns.append(plan)
+        if missing:
+            self.say(
+                f"warning: {unit.label}: {missing} ended trial(s) of study.db have no row in "
+                f"{self.folder}/trials.parquet (parts removed?); they are not run again"
+            )
+        attrs = study.user_attrs
+        unit.elapsed_before = float(attrs.get(ATTR_SEARCH_SECONDS, 0.0))
+        ended_by_time = attrs.get(ATTR_SEARCH_ENDED) == "time_limit"
+        if not unit.reruns and (unit.asked >= self.spec.trials or ended_by_time):
+            self._end_search(unit, reason=attrs.get(ATTR_SEARCH_ENDED) or "budget")
+        self._reconcile_final(unit)
+
+    def _reconcile_final(self, unit: Unit) -> None:
+        """Final-phase rows recorded but not yet in the final study (driver died in between)."""
+        told = unit.studies.final_ids()
+        rows = [
+            r
+            for r in self._rows.values()
+            if r["phase"] == "final" and r["method"] == unit.method and r["cell"] == unit.cell.key
+        ]
+        late = [r for r in rows if r["trial_id"] not in told]
+        if not late:
+            return
+        tasks = tables.read_table(self.folder, TASKS_FILE).to_pylist()
+        for row in late:
+            plan = TrialPlan(
+                trial_id=row["trial_id"],
+                unit=unit.index,
+                phase="final",
+                values={p.name: row[p.column] for p in self.spec.params_for(unit.method)},
+                config_id=row["config_id"],
+                final_rank=row["final_rank"],
+                seed=row["train_seed"],
+            )
+            mine = [t for t in tasks if t["trial_id"] == row["trial_id"]]
+            curve = avg_acc_curve(mine) if self.spec.metrics[0] == "val_avg_acc" else {}
+            unit.studies.add_final(plan, row, curve)
+
+    # -- ids -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def search_id(unit: Unit, number: int) -> str:
+        return f"{unit.slug}-s{number:04d}"
+
+    @staticmethod
+    def final_id(unit: Unit, cid: str, seed: int) -> str:
+        return f"{unit.slug}-final-{cid}-{seed}"
+
+    # -- launching -------------------------------------------------------------------------------
+
+    @property
+    def live(self) -> int:
+        return sum(len(u.running) for u in self.units)
+
+    def finished(self) -> bool:
+        return all(u.done for u in self.units)
+
+    def next_plan(self) -> TrialPlan | str | None:
+        """The next trial to launch, None if none can start now, FINISHED when all is done."""
+        if self.finished():
+            return FINISHED
+        if self.live >= self.capacity:
+            return None
+        ready = [u for u in self.units if self._can_launch(u)]
+        if not ready:
+            return None
+        # Fewest running first; interrupted trials before new ones; then the least slot time.
+        now = time.monotonic()
+        unit = min(ready, key=lambda u: (len(u.running), not u.reruns, u.slot_time(now), u.index))
+        plan = self._take(unit)
+        unit.running[plan.trial_id] = plan
+        unit.launched += 1
+        if plan.phase == "search":
+            if unit.clock_start is None:
+                unit.clock_start = time.monotonic()
+            unit.studies.start(plan)
+        else:
+            unit.curves[plan.trial_id] = {}
+        return plan
+
+    def _can_launch(self, unit: Unit) -> bool:
+        if unit.finals is not None:
+            return bool(unit.finals)
+        if unit.search_ended or self.out_of_time(unit):
+            self._maybe_end_search(unit)
+            return bool(unit.finals)
+        return bool(unit.reruns) or unit.asked < self.spec.trials
+
+    def _take(self, unit: Unit) -> TrialPlan:
+        if unit.finals:
+            return unit.finals.popleft()
+        if unit.reruns:
+            return unit.reruns.popleft()
+        number, values = unit.studies.ask()
+        unit.asked += 1
+        return TrialPlan(
+            trial_id=self.search_id(unit, number),
+            unit=unit.index,
+            phase="search",
+            values=values,
+            config_id=config_id(values),
+            number=number,
+        )
+
+    # -- while trials run ------------------------------------------------------------------------
+
+    def out_of_time(self, unit: Unit) -> bool:
+        limit = self.spec.time_limit_s
+        return limit is not None and not unit.search_ended and unit.elapsed() >= limit
+
+    def decide(self, plan: TrialPlan, result: dict[str, Any]) -> bool:
+        """True if the trial should stop now: its search hit the time limit, or ASHA says so."""
+        if plan.phase != "search":
+            return False
+        unit = self.units[plan.unit]
+        if self.out_of_time(unit):
+            return True
+        if unit.asha is None or result.get("status") in FAILED_STATUSES:
+            return False
+        return unit.asha.on_result(
+            plan.trial_id, int(result.get("tasks_learned", 0)), result.get(self.spec.metrics[0])
+        )
+
+    def on_report(self, plan: TrialPlan, result: dict[str, Any]) -> None:
+        """Every report, the one that stopped the trial included, reaches its Optuna trial."""
+        unit = self.units[plan.unit]
+        if plan.trial_id not in unit.run_starts:
+            started = time.monotonic() - float(result.get("run_wall_s") or 0.0)
+            unit.run_starts[plan.trial_id] = started
+        if result.get("status") in FAILED_STATUSES:
+            return  # repeats the last learned step; the trial is told FAIL when it ends
+        step = int(result.get("tasks_learned", 0))
+        value = result.get(self.spec.metrics[0])
+        if plan.phase == "search":
+            unit.studies.report(plan, step, value)
+        elif plan.trial_id in unit.curves and value is not None and math.isfinite(value):
+            unit.curves[plan.trial_id][step] = float(value)
+
+    def on_end(
+        self, plan: TrialPlan, result: dict[str, Any], error: str | None = None
+    ) -> dict[str, Any] | None:
+        """Record an ended trial: Parquet first, then Optuna; then move its unit on."""
+        unit = self.units[plan.unit]
+        unit.running.pop(plan.trial_id, None)
+        unit.run_starts.pop(plan.trial_id, None)
+        unit.busy_s += float(result.get("run_wall_s") or 0.0)
+        row, tasks = trial_rows(self.spec, unit.base, plan, result, error)
+        recorded = self.store.add(row, tasks)
+        if recorded:
+            self.ended_this_run += 1
+            if plan.phase == "search":
+                unit.studies.tell(plan, row)
+            else:
+                unit.studies.add_final(plan, row, unit.curves.pop(plan.trial_id, {}))
+        self._save_clock(unit)
+        self._maybe_end_search(unit)
+        return row if recorded else None
+
+    def _save_clock(self, unit: Unit, force: bool = False) -> None:
+        if unit.search_ended or unit.clock_start is None or self.spec.time_limit_s is None:
+            return
+        now = time.monotonic()
+        if force or now - unit.clock_saved >= SAVE_CLOCK_EVERY_S:
+            unit.studies.search.set_user_attr(ATTR_SEARCH_SECONDS, unit.elapsed())
+            unit.clock_saved = now
+
+    def _maybe_end_search(self, unit: Unit) -> None:
+        if unit.search_ended or any(p.phase == "search" for p in unit.running.values()):
+            return
+        if self.out_of_time(unit):
+            self._save_clock(unit, force=True)
+            unit.studies.search.set_user_attr(ATTR_SEARCH_ENDED, "time_limit")
+            while unit.reruns:  # interrupted trials not run again: the time is up
+                unit.studies.abandon(unit.reruns.popleft(), "time limit reached before re-run")
+            self._end_search(unit, "time_limit")
+        elif not unit.reruns and unit.asked >= self.spec.trials:
+            if unit.studies.search.user_attrs.get(ATTR_SEARCH_ENDED) is None:
+                unit.studies.search.set_user_attr(ATTR_SEARCH_ENDED, "budget")
+            self._end_search(unit, "budget")
+
+    def _end_search(self, unit: Unit, reason: str) -> None:
+        """The unit's search is over: queue its final phase (the configs not yet re-run)."""
+        unit.search_ended = True
+        unit.clock_start = None
+        points = self.store.top_configs(unit.method, unit.cell.key, self.spec.final_top_k)
+        finals: deque[TrialPlan] = deque()
+        seeds = range(self.spec.final_seed_base, self.spec.final_seed_base + self.spec.final_seeds)
+        for rank, (cid, values) in enumerate(points, start=1):
+            for seed in seeds:
+                plan = TrialPlan(
+                    trial_id=self.final_id(unit, cid, seed),
+                    unit=unit.index,
+                    phase="final",
+                    values=values,
+                    config_id=cid,
+                    final_rank=rank,
+                    seed=seed,
+                )
+                if plan.trial_id not in self.store.ids:
+                    finals.append(plan)
+        unit.finals = finals
+        unit.final_planned = len(points) * self.spec.final_seeds
+        unit.end_reason = reason
+
+    # -- progress --------------------------------------------------------------------------------
+
+    def progress(self) -> list[dict[str, Any]]:
+        """Per unit: phase, trials done and planned, running, best value so far."""
+        out = []
+        for unit in self.units:
+            record = self.store.studies[(unit.method, unit.cell.key)]
+            running_search = sum(p.phase == "search" for p in unit.running.values())
+            if not unit.search_ended:
+                phase, done, total = "search", record.search_done, self.spec.trials
+            elif unit.finals or any(p.phase == "final" for p in unit.running.values()):
+                phase, done, total = "final", record.final_done, unit.final_planned
+            else:
+                phase, done, total = "done", record.final_done, unit.final_planned
+            out.append(
+                {
+                    "label": unit.label,
+                    "phase": phase,
+                    "done": done,
+                    "total": total,
+                    "running": len(unit.running),
+                    "running_search": running_search,
+                    "best": record.best,
+                    "search_done": record.search_done,
+                    "final_done": record.final_done,
+                    "search_total": self.spec.trials,
+                    "final_total": (
+                        unit.final_planned
+                        if unit.search_ended
+                        else self.spec.final_top_k * self.spec.final_seeds
+                    ),
+                }
+            )
+        return out

@@ -1,0 +1,137 @@
+"""No process a driver started outlives it: the watchdog ends them by pid when the driver dies,
+whatever killed it. Checked on a plain process tree, then on a real sweep with its own Ray."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sweep_helpers import REPO, TINY_SPACE, write_space
+
+from sweep.watchdog import descendants, process_table
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+
+TREE = """
+import subprocess, sys, time
+kids = [subprocess.Popen([sys.executable, "-c",
+         "import subprocess, sys, time; subprocess.Popen(['sleep', '120']); time.sleep(120)"])
+        for _ in range(2)]
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def alive(pid: int, start: str) -> bool:
+    """The very process (pid and start time) still runs (a zombie does not count)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = text.rsplit(")", 1)[1].split()
+    return fields[19] == start and fields[0] != "Z"
+
+
+def gone_within(processes: dict[int, str], seconds: float) -> list[int]:
+    """The processes still alive after ``seconds`` (waiting as soon as all are gone)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        left = [p for p, s in processes.items() if alive(p, s)]
+        if not left:
+            return []
+        time.sleep(0.1)
+    return [p for p, s in processes.items() if alive(p, s)]
+
+
+def tree_of(pid: int) -> dict[int, str]:
+    table = process_table()
+    return descendants({pid: table[pid][1]}, table)
+
+
+def test_watchdog_ends_the_tree_of_a_killed_parent():
+    parent = subprocess.Popen(
+        [sys.executable, "-c", TREE], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    dog = subprocess.Popen(
+        [sys.executable, "-m", "sweep.watchdog", str(parent.pid)],
+        cwd=REPO,
+        start_new_session=True,
+    )
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        time.sleep(1.5)  # the children have started theirs; the watchdog has seen them
+        tree = tree_of(parent.pid)
+        assert len(tree) == 4  # two children, each with a sleep
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        assert gone_within(tree, 5) == []
+        assert dog.wait(timeout=5) == 0
+    finally:
+        for proc in (parent, dog):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_watchdog_never_touches_other_processes():
+    """A process that is not the driver's descendant survives the driver's death."""
+    bystander = subprocess.Popen(["sleep", "60"])
+    parent = subprocess.Popen(
+        [sys.executable, "-c", TREE], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    dog = subprocess.Popen([sys.executable, "-m", "sweep.watchdog", str(parent.pid)], cwd=REPO)
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        parent.kill()
+        parent.wait()
+        dog.wait(timeout=10)
+        assert bystander.poll() is None
+    finally:
+        for proc in (bystander, parent, dog):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+SLOW_SPACE = TINY_SPACE.replace("budget: {trials: 4}", "budget: {trials: 40}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_no_ray_process_outlives_a_killed_driver(tmp_path, sig):
+    """A real sweep with its own local Ray; the driver alone (not its process group) is killed.
+    Every process it started (Ray's GCS, raylet, agents, workers, the watchdog) is gone within
+    a few seconds; they are found and checked by pid and start time, never by name."""
+    space = write_space(tmp_path, SLOW_SPACE, "procs.yaml")
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "sweep", "--space", str(space), "--out", str(tmp_path / "out")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    parts = tmp_path / "out" / "procs" / "trials.parquet"
+    try:
+        deadline = time.monotonic() + 240
+        while not (parts.is_dir() and any(parts.iterdir())):
+            assert driver.poll() is None, "the sweep ended before a trial finished"
+            assert time.monotonic() < deadline, "no trial finished in time"
+            time.sleep(0.2)
+        tree = tree_of(driver.pid)
+        assert len(tree) >= 4, tree  # Ray's processes and the watchdog
+        os.kill(driver.pid, sig)
+        driver.wait(timeout=60)
+        left = gone_within(tree, 10)
+        assert left == [], [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
