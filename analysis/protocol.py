@@ -221,8 +221,12 @@ def _searched(params: list[Param]) -> pd.DataFrame:
         else:
             values = f"[{format_param(p.low)}, {format_param(p.high)}]"
             scale = "log" if p.log else "linear"
-        rows.append((p.name, p.distribution, values, scale, p.column))
-    return pd.DataFrame(rows, columns=["parameter", "distribution", "range", "scale", "column"])
+        rows.append((p.name, p.distribution, values, scale, p.column, ", ".join(p.methods)))
+    columns = ["parameter", "distribution", "range", "scale", "column", "searched for"]
+    frame = pd.DataFrame(rows, columns=columns)
+    if len({p.methods for p in params}) < 2:  # every parameter searched for every method
+        frame = frame.drop(columns="searched for")
+    return frame
 
 
 def _fixed(info: SweepInfo, trials: pd.DataFrame, recorded: dict[str, Any]) -> pd.DataFrame:
