@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from cl_core.errors import ClsweepError
 from cl_core.methods.base import Method
+from cl_core.methods.bir import BIR
+from cl_core.methods.dgr import DGR
 from cl_core.methods.ewc import EWC
 from cl_core.methods.finetune import Finetune
+from cl_core.methods.fromp import FROMP
+from cl_core.methods.gen_classifier import GenerativeClassifier
 from cl_core.methods.joint import Joint
 from cl_core.methods.lwf import LwF
 from cl_core.methods.si import SI
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Finetune, Joint, EWC, SI, LwF)}
+METHODS: dict[str, type[Method]] = {
+    m.name: m for m in (Finetune, Joint, EWC, SI, LwF, DGR, BIR, GenerativeClassifier, FROMP)
+}
 
 
 def get_method(name: str) -> type[Method]:
