@@ -104,8 +104,7 @@ class FROMP(Method):
                 probs = F.softmax(self.ctx.active_logits(self.forward(model, x, s), s), dim=1)
             self.anchors.append(probs)
             kernels = function_kernels(model, x, lambda out, s=s: self.probs(out, s), sigma)
-            eye = KERNEL_JITTER * torch.eye(len(x), device=x.device)
-            self.kernel_inv.append(torch.cholesky_inverse(torch.linalg.cholesky(kernels + eye)))
+            self.kernel_inv.append(inverse_with_jitter(kernels).float())
         model.train(was_training)
 
     def probs(self, logits: torch.Tensor, task: int) -> torch.Tensor:
@@ -150,15 +149,26 @@ def xs_by_score(
     return x[torch.cat(chosen)]
 
 
+def inverse_with_jitter(kernels: torch.Tensor, jitter: float = KERNEL_JITTER) -> torch.Tensor:
+    """(K + εI)⁻¹ by Cholesky, in float64; ε grows tenfold while K + εI is not numerically
+    positive definite (K = J Σ Jᵀ is only semi-definite, and ill-conditioned in float32)."""
+    eye = torch.eye(kernels.shape[-1], dtype=kernels.dtype, device=kernels.device)
+    while True:
+        factor, info = torch.linalg.cholesky_ex(kernels + jitter * eye)
+        if not info.any():
+            return torch.cholesky_inverse(factor)
+        jitter *= 10
+
+
 def function_kernels(model: nn.Module, x: torch.Tensor, output, sigma: dict) -> torch.Tensor:
     """K_k = J_k Σ J_kᵀ for every output unit k: (units, n, n), J_k the per-sample gradients of
     ``output(logits)[:, k]`` at inputs ``x`` and Σ the diagonal covariance (one tensor per
-    parameter). Per-sample gradients come from torch.func, one parameter tensor at a time, so at
-    most n × (largest parameter) floats are held at once."""
+    parameter), in float64. Per-sample gradients come from torch.func, one parameter tensor at a
+    time, so at most n × (largest parameter) values are held at once."""
     params = {n: p.detach() for n, p in model.named_parameters()}
     with torch.no_grad():
         units = output(model(x[:1])).shape[1]
-    kernels = torch.zeros(units, len(x), len(x), device=x.device)
+    kernels = torch.zeros(units, len(x), len(x), dtype=torch.float64, device=x.device)
     for name in params:
 
         def unit_output(p, xi, k, name=name):
@@ -167,6 +177,6 @@ def function_kernels(model: nn.Module, x: torch.Tensor, output, sigma: dict) -> 
 
         for k in range(units):
             jac = vmap(grad(unit_output), in_dims=(None, 0, None))(params[name], x, k)
-            jac = jac.reshape(len(x), -1)
-            kernels[k] += (jac * sigma[name].reshape(1, -1)) @ jac.T
+            jac = jac.reshape(len(x), -1).double()
+            kernels[k] += (jac * sigma[name].reshape(1, -1).double()) @ jac.T
     return kernels
