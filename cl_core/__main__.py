@@ -130,6 +130,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             values["train_seed"] = args.seed
     method = values.get("method", RunConfig.method)
     params.update(preset["method_params"].get(method, {}))
+    scenario = values.get("scenario", RunConfig.scenario)
+    params.update(preset.get("scenario_params", {}).get(scenario, {}).get(method, {}))
     for item in args.param:
         name, sep, value = item.partition("=")
         if not sep:

@@ -1,6 +1,9 @@
 """Presets for the published protocols (REFERENCE R1, R4). Explicit settings override a preset.
 
-Deliberate differences from the sources are stated per preset.
+Deliberate differences from the sources are stated per preset. ``method_params`` holds a
+method's hyperparameters for every scenario; ``scenario_params`` (scenario -> method -> values)
+those the source sets per scenario (three-scenario code base, params/param_values.py), applied
+over ``method_params``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             "first_task_unpermuted": True,
         },
         "method_params": {"si": {"epsilon": 0.1}, "lwf": {"temperature": 2.0, "scaling": "tasks"}},
+        "scenario_params": {
+            "task": {"fromp": {"tau": 1.0}, "bir": {"gate_prop": 0.0}},
+            "domain": {"fromp": {"tau": 1.0}, "bir": {"gate_prop": 0.5}},
+            "class": {"fromp": {"tau": 1.0}, "bir": {"gate_prop": 0.7}},
+        },
     },
     # R4, Split MNIST column (same validation difference).
     "vdv-split": {
@@ -74,5 +82,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             "batch_size": 128,
         },
         "method_params": {"si": {"epsilon": 0.1}, "lwf": {"temperature": 2.0, "scaling": "tasks"}},
+        "scenario_params": {
+            "task": {"fromp": {"tau": 0.01}, "bir": {"gate_prop": 0.0}},
+            "domain": {"fromp": {"tau": 10.0}, "bir": {"gate_prop": 0.1}},
+            "class": {"fromp": {"tau": 1000.0}, "bir": {"gate_prop": 0.1}},
+        },
     },
 }

@@ -110,3 +110,16 @@ def test_fromp_forgets_less_than_finetune():
         RunResult.from_reports(c, list(train(c))).metrics("test")["forgetting"] for c in (ft, fr)
     ]
     assert forgetting[1] < forgetting[0] - 0.1
+
+
+def test_vdv_split_preset_sets_tau_per_scenario_and_flags_override_it():
+    from cl_core.__main__ import build_parser, config_from_args
+
+    def tau(*flags):
+        args = build_parser().parse_args(["--preset", "vdv-split", "--method", "fromp", *flags])
+        return config_from_args(args).method_params["tau"]
+
+    assert tau("--scenario", "task") == 0.01  # three-scenario param_values.py
+    assert tau("--scenario", "domain") == 10.0
+    assert tau("--scenario", "class") == 1000.0
+    assert tau("--scenario", "class", "--param", "tau=3") == "3"
