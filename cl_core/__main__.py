@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -43,6 +44,10 @@ FIELDS = {
     "first_task_unpermuted": "first_task_unpermuted",
     "pad32": "pad32",
     "class_il_units": "class_il_units",
+    "stream": "stream",
+    "update_every": "update_every",
+    "transition": "transition",
+    "eval_every": "eval_every",
 }
 
 
@@ -91,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--class-il-units", choices=("all", "seen"), help="active output units in class-IL"
     )
+    stream = p.add_argument_group("task-free streams (cl_core/stream.py)")
+    stream.add_argument(
+        "--stream",
+        choices=("none", "academic", "fuzzy-boundaries", "random"),
+        help="present the tasks as one stream without boundaries (default none: task-based)",
+    )
+    stream.add_argument("--update-every", type=int, help="steps between consolidations (100)")
+    stream.add_argument("--transition", type=int, help="steps mixing two tasks, fuzzy (1000)")
+    stream.add_argument("--eval-every", type=int, help="steps between evaluations (0: task ends)")
     p.add_argument(
         "--json", type=Path, metavar="PATH", help="write matrices, metrics and config here"
     )
@@ -174,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         header = " ".join(f"{'T' + str(j):>6}" for j in range(cfg.n_tasks))
         print(f"learned | {header} |    avg |     loss |      s   (test accuracy, %)")
         reports = []
+        curve = []
         for report in train(cfg):
+            curve += getattr(report, "curve", [])
             reports.append(report)
             if report.status != "ok":
                 print(f"DIVERGED: {report.message}")
@@ -186,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     result = RunResult.from_reports(cfg, reports, device)
     print_summary(result)
     if args.json:
-        write_json(args.json, result)
+        write_json(args.json, result, curve)
         print(f"wrote {args.json}")
     return 0 if result.status == "completed" else 1
 
@@ -202,7 +218,7 @@ def print_summary(result: RunResult) -> None:
     print(f"status: {result.status}")
 
 
-def write_json(path: Path, result: RunResult) -> None:
+def write_json(path: Path, result: RunResult, curve: list | None = None) -> None:
     def rows(a: np.ndarray) -> list[list[float | None]]:
         return [[None if np.isnan(v) else float(v) for v in row] for row in a]
 
@@ -218,6 +234,8 @@ def write_json(path: Path, result: RunResult) -> None:
         "train_loss": result.train_loss,
         "seconds": result.seconds,
     }
+    if curve:  # task-free streams: accuracy over time, one entry per (step, task, split)
+        payload["curve"] = [dataclasses.asdict(point) for point in curve]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, allow_nan=True))
 

@@ -48,6 +48,7 @@ class FROMP(Method):
     """Functional regulariser on memorable points, weighted by the GP kernel's inverse."""
 
     name = "fromp"
+    task_free = False  # memorable points and kernels are kept per task
     hyperparams = {
         p.name: p
         for p in (

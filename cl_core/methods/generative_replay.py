@@ -145,8 +145,9 @@ class GenerativeReplay(Method):
         self.replay_classes = torch.arange(units, device=device)
 
     def current_weight(self, task: int) -> float:
-        """Weight of the current batch: 1/(t+1) with t previous tasks (REFERENCE R4)."""
-        return 1.0 / (task + 1)
+        """Weight of the current batch: 1/(t+1) with t previous tasks (REFERENCE R4); ½ in a
+        task-free stream (the reference's stream training)."""
+        return 0.5 if self.ctx.task_free else 1.0 / (task + 1)
 
     # ---- a step -------------------------------------------------------------------------------
     def loss(self, model: ReplayModel, batch, task: int) -> torch.Tensor:
