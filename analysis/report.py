@@ -21,6 +21,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from analysis import plots
+from analysis.curves import CURVES_FILE, plot_accuracy_over_time
 from analysis.load import STUDY, AnalysisError, Results, load_results
 from analysis.tables import (
     best_configs,
@@ -100,6 +101,17 @@ def _sections(results: Results, best: pd.DataFrame) -> list[_Section]:
             "over the tasks learned so far (R5), mean ± SEM over the seeds of the table.",
             lambda: plots.plot_average_accuracy(results, best),
         ),
+    ]
+    if any((info.path / CURVES_FILE).is_file() for info in results.sweeps.values()):
+        sections.append(
+            _Section(
+                "Accuracy over time (task-free stream)",
+                "Test accuracy averaged over all tasks against training steps, mean ± SEM over "
+                "the seeds (shaded: the transitions between tasks); below, each task's accuracy.",
+                lambda: plot_accuracy_over_time(results),
+            )
+        )
+    sections += [
         _Section(
             "Stability vs plasticity",
             "Every completed trial: validation forgetting (x, lower = more stable) against "

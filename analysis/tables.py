@@ -18,7 +18,7 @@ from analysis.load import CELL_KEYS, AnalysisError, Results
 
 METRICS = ("avg_acc", "forgetting", "bwt", "fwt", "plasticity")
 """The R5 metrics (REFERENCE.md) reported per table row, on the test split."""
-METHOD_ORDER = ("finetune", "ewc", "si", "lwf", "joint")
+METHOD_ORDER = ("finetune", "ewc", "si", "lwf", "fromp", "dgr", "bir", "gen_classifier", "joint")
 """Lower bound first and the joint-training upper bound last, as in the three-scenario tables."""
 SCENARIO_LABELS = {"task": "Task-IL", "domain": "Domain-IL", "class": "Class-IL"}
 

@@ -25,6 +25,7 @@ from ray import tune
 
 from cl_core.methods import get_method
 from cl_core.params import resolve
+from sweep.curves import CURVES_FILE, CURVES_SCHEMA, curve_rows
 from sweep.interrupt import sigint_received
 from sweep.space import SweepSpec
 from sweep.trial_config import run_config, searched_values, trial_config_id
@@ -49,6 +50,10 @@ SETTINGS = (
     ("class_il_units", pa.string()),
     ("first_task_unpermuted", pa.bool_()),
     ("pad32", pa.bool_()),
+    ("stream", pa.string()),
+    ("update_every", pa.int64()),
+    ("transition", pa.int64()),
+    ("eval_every", pa.int64()),
 )
 TASKS_SCHEMA = pa.schema(
     [
@@ -206,9 +211,11 @@ class ResultsStore:
         self.folder = folder
         self.trials_path = folder / "trials.parquet"
         self.tasks_path = folder / "tasks.parquet"
+        self.curves_path = folder / CURVES_FILE
         self.trials_schema = trials_schema(spec.methods)
         self.trials: list[dict[str, Any]] = []
         self.tasks: list[dict[str, Any]] = []
+        self.curves: list[dict[str, Any]] = []  # task-free streams only (sweep/curves.py)
         if self.trials_path.exists():
             self.trials = pq.read_table(self.trials_path).to_pylist()
         ids = self.ids()
@@ -218,17 +225,29 @@ class ResultsStore:
             self.tasks = [
                 r for r in pq.read_table(self.tasks_path).to_pylist() if r["trial_id"] in ids
             ]
+        if self.curves_path.exists():  # written first too, like tasks.parquet
+            self.curves = [
+                r for r in pq.read_table(self.curves_path).to_pylist() if r["trial_id"] in ids
+            ]
 
     def ids(self) -> set[str]:
         return {r["trial_id"] for r in self.trials}
 
-    def add(self, row: dict[str, Any], task_rows: list[dict[str, Any]]) -> bool:
+    def add(
+        self,
+        row: dict[str, Any],
+        task_rows: list[dict[str, Any]],
+        curve_rows: list[dict[str, Any]] = (),
+    ) -> bool:
         """Add one trial; False (and nothing written) if its id is already recorded."""
         if row["trial_id"] in self.ids():
             return False
         self.trials.append(row)
         self.tasks.extend(task_rows)
+        self.curves.extend(curve_rows)
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self.curves:
+            write_atomic(pa.Table.from_pylist(self.curves, schema=CURVES_SCHEMA), self.curves_path)
         write_atomic(pa.Table.from_pylist(self.tasks, schema=TASKS_SCHEMA), self.tasks_path)
         write_atomic(pa.Table.from_pylist(self.trials, schema=self.trials_schema), self.trials_path)
         return True
@@ -270,7 +289,8 @@ def record_cut_trials(spec: SweepSpec, folder: Path, results: Iterable[Any]) -> 
     for result in results:
         report = dict(result.metrics or {})
         if "tasks_learned" in report and report.get("trial_id") not in store.ids():
-            store.add(*trial_rows(spec, report["trial_id"], report["config"], report))
+            row, tasks = trial_rows(spec, report["trial_id"], report["config"], report)
+            store.add(row, tasks, curve_rows(row, report))
 
 
 class ResultsCallback(tune.Callback):
@@ -304,10 +324,9 @@ class ResultsCallback(tune.Callback):
     def _record(self, trial: Any, error_message: str | None) -> None:
         if self.store is None:
             self.setup()
-        row, tasks = trial_rows(
-            self.spec, trial.trial_id, trial.config, dict(trial.last_result or {}), error_message
-        )
-        if not self.store.add(row, tasks):
+        result = dict(trial.last_result or {})
+        row, tasks = trial_rows(self.spec, trial.trial_id, trial.config, result, error_message)
+        if not self.store.add(row, tasks, curve_rows(row, result)):
             return
         self.seen += 1
         values = ", ".join(f"{k}={_fmt(v)}" for k, v in searched_values(trial.config).items())

@@ -25,6 +25,7 @@ from ray import tune
 from cl_core.config import RunConfig
 from cl_core.data import Dataset, dataset_key, load_dataset
 from cl_core.trainer import RunResult, TaskReport, train
+from sweep.curves import encode_curve
 from sweep.trial_config import run_config
 
 TrainFn = Callable[..., Iterator[TaskReport]]
@@ -127,6 +128,9 @@ class _Tracker:
             "run_wall_s": time.perf_counter() - self.start,
         }
         out.update(self._summary(ok))
+        curve = [p for r in self.reports for p in getattr(r, "curve", ())]
+        if curve:  # task-free streams: accuracy over time (sweep/curves.py)
+            out["curve"] = encode_curve(curve)
         out["matrix"] = json.dumps(
             {
                 "val": [r.val_acc for r in ok],
