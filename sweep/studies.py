@@ -61,9 +61,7 @@ def make_sampler(spec: SweepSpec, method: str, seed: int | None) -> optuna.sampl
     return optuna.samplers.GridSampler(grid, seed=seed)
 
 
-def distributions(
-    spec: SweepSpec, method: str
-) -> dict[str, optuna.distributions.BaseDistribution]:
+def distributions(spec: SweepSpec, method: str) -> dict[str, optuna.distributions.BaseDistribution]:
     """The distributions ``method``'s study searches (a hyperparameter only its declarers)."""
     return {p.name: optuna_distribution(p) for p in spec.params_for(method)}
 

@@ -36,10 +36,10 @@ def test_two_cells_of_one_sweep_get_different_first_trials(tmp_path):
     spec = load_space(write_space(tmp_path, TWO_CELLS))
     shared = storage(str(tmp_path / "study.db"))
     first = {}
-    for unit, (_, cell) in enumerate(spec.units):
-        first[cell.key] = UnitStudies(spec, shared, unit).ask()[1]["lambda"]
-        alone = storage(str(tmp_path / f"{cell.slug}.db"))
-        assert UnitStudies(spec, alone, unit).ask()[1]["lambda"] == first[cell.key]  # reproducible
+    for index, (_method, cell) in enumerate(spec.units):
+        first[cell.key] = UnitStudies(spec, shared, index).ask()[1]["lambda"]
+        alone = storage(str(tmp_path / f"{index}.db"))
+        assert UnitStudies(spec, alone, index).ask()[1]["lambda"] == first[cell.key]  # reproducible
     assert len(set(first.values())) == 2, first
     recorded = protocol_record(spec)["sampler"]
     assert recorded["seed"] == 0 and "sha256" in recorded["study_seed_derivation"]
