@@ -8,8 +8,9 @@ nothing is forgotten and no task boundary is used: class-IL only.
 
 Sizes of the three-scenario code base for Split MNIST (compare.py: fc_units_gc = 85, fc_lay_gc =
 3, z_dim_gc = 5, lr 0.001; eval_s = 50): encoder 784-85-85, z = 5, decoder 5-85-85-784, trained
-with Bernoulli pixels (binary cross-entropy), scored with a unit-variance Gaussian observation
-model (as that code base scores; ``likelihood`` switches to Bernoulli). The VAEs ignore the run's
+with Bernoulli pixels (binary cross-entropy; a unit-variance Gaussian for inputs normalised per
+channel, CIFAR), scored with a unit-variance Gaussian observation model (as that code base scores;
+``likelihood`` switches to Bernoulli, for pixels in [0, 1] only). The VAEs ignore the run's
 ``hidden`` setting. Differences: the reference trains each class's VAE on its own batches of 128
 for iterations/2 steps; here every step of the run's batches updates the VAEs of the classes in
 the batch on their samples (about 64 per class on Split MNIST, twice as many steps: the same
@@ -24,8 +25,9 @@ import math
 import torch
 from torch import nn
 
+from cl_core.errors import ClsweepError
 from cl_core.methods.base import Method
-from cl_core.models.vae import VAE, GatedDecoder, mlp
+from cl_core.models.vae import VAE, GatedDecoder, mlp, pixel_observation
 from cl_core.params import HyperParam
 
 
@@ -63,8 +65,22 @@ class GenerativeClassifier(Method):
         in_dim = math.prod(self.ctx.input_shape)
         hidden = (self.params["units"],) * self.params["layers"]
         z = self.params["z_dim"]
+        normalised = self.ctx.seq.dataset.mean is not None
+        if normalised and self.params["likelihood"] == "bernoulli":
+            raise ClsweepError(
+                f"gen_classifier: likelihood bernoulli needs pixels in [0, 1], but "
+                f"{self.ctx.cfg.benchmark}'s inputs are normalised per channel; use "
+                "likelihood gaussian"
+            )
+        output, observation = pixel_observation(normalised)
         vaes = [
-            VAE(mlp([in_dim, *hidden]), hidden[-1], z, GatedDecoder(z, hidden, in_dim, "sigmoid"))
+            VAE(
+                mlp([in_dim, *hidden]),
+                hidden[-1],
+                z,
+                GatedDecoder(z, hidden, in_dim, output),
+                observation,
+            )
             for _ in range(self.ctx.scenario.out_units)
         ]
         return ClassVAEs(vaes).to(self.ctx.device)

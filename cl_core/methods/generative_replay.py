@@ -35,7 +35,7 @@ from torch import nn
 from cl_core.errors import ClsweepError
 from cl_core.methods.base import Method
 from cl_core.models.base import ContinualModel
-from cl_core.models.vae import VAE, GatedDecoder, GaussianMixturePrior, mlp
+from cl_core.models.vae import VAE, GatedDecoder, GaussianMixturePrior, mlp, pixel_observation
 from cl_core.params import HyperParam
 
 TEMPERATURE = HyperParam(
@@ -100,7 +100,7 @@ class GenerativeReplay(Method):
         else:
             lower, upper = nn.Identity(), _Features(classifier)
             replay_dim, enc_hidden = in_dim, hidden
-            output, observation = "sigmoid", "bernoulli"  # pixels in [0, 1]
+            output, observation = pixel_observation(self.ctx.seq.dataset.mean is not None)
         z_dim = self.params["z_dim"]
         if self.on("feedback"):
             encoder, feature_dim = upper, classifier.feature_dim

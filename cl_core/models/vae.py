@@ -11,7 +11,8 @@ The ELBO of one sample (Kingma & Welling 2014, eq. 3 and Appendix B):
 estimated with one reparameterised draw z = μ + σ ⊙ ε, ε ~ N(0, I). For the standard prior the
 KL is analytic: −½ Σ_j (1 + log σ_j² − μ_j² − σ_j²); for a mixture prior it is the one-sample
 estimate log q(z|x) − log p(z). The observation model is Bernoulli (binary cross-entropy, for
-pixels in [0, 1]) or a unit-variance Gaussian (for hidden representations). Constants are kept,
+pixels in [0, 1]) or a unit-variance Gaussian (for hidden representations, and for inputs
+normalised per channel). Constants are kept,
 so values are true log-densities in nats.
 
 Training minimises −ELBO / D (D = input units), as the three-scenario code base does (its
@@ -33,6 +34,14 @@ from torch import nn
 
 LOG_2PI = math.log(2 * math.pi)
 OBSERVATIONS = ("bernoulli", "gaussian")
+
+
+def pixel_observation(normalised: bool) -> tuple[str, str]:
+    """(decoder output, observation model) for replaying or modelling input pixels: sigmoid and
+    Bernoulli for pixels in [0, 1] (MNIST, digits); identity and unit-variance Gaussian for
+    inputs normalised per channel (CIFAR: the three-scenario code base's squared-error
+    reconstruction loss for CIFAR, ``recon_loss = "MSE"`` in its param_values.py)."""
+    return ("linear", "gaussian") if normalised else ("sigmoid", "bernoulli")
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import digits_setup
+from helpers import cifar_setup, digits_setup
 from torch import nn
 
 from cl_core.config import RunConfig
+from cl_core.errors import ClsweepError
 from cl_core.methods.bir import BIR
 from cl_core.methods.dgr import DGR
 from cl_core.methods.gen_classifier import ClassVAEs, GenerativeClassifier
@@ -257,3 +258,26 @@ def test_bir_internal_replay_freezes_the_first_layer_and_replays_its_units():
     assert method.sample(5).shape == (5, 32)  # the first hidden layer's units, not 64 pixels
     acc = RunResult.from_reports(cfg, list(train(cfg))).acc_test
     assert acc.shape == (6, 5)
+
+
+def test_normalised_inputs_are_modelled_as_gaussian_and_bernoulli_scoring_is_refused(tmp_path):
+    """CIFAR inputs are normalised per channel (not in [0, 1]): replayed pixels and the
+    generative classifier's VAEs use a linear output with a Gaussian observation (the
+    three-scenario code's squared error for CIFAR); MNIST pixels keep sigmoid and Bernoulli."""
+    cfg, ctx, _ = cifar_setup(tmp_path, model="mlp", method="dgr")
+    factory = ModelFactory(cfg, ctx.input_shape, ctx.scenario.out_units, ctx.device)
+    dgr = DGR(resolve(DGR.hyperparams, {}, "dgr"), ctx)
+    model = dgr.build_model(factory)
+    assert (model.vae.observation, model.vae.decoder.output) == ("gaussian", "linear")
+    batch = ctx.make_batch(ctx.seq.tasks[0].train_idx[:8], 0)
+    assert batch.x.min() < 0  # normalised: a Bernoulli likelihood would be undefined here
+    assert torch.isfinite(dgr.loss(model, batch, 0))
+    cfg, ctx, _ = cifar_setup(tmp_path, model="mlp", scenario="class", method="gen_classifier")
+    params = resolve(GenerativeClassifier.hyperparams, {}, "gen_classifier")
+    vaes = GenerativeClassifier(params, ctx).build_model(factory)
+    assert {v.observation for v in vaes.vaes} == {"gaussian"}
+    bernoulli = GenerativeClassifier({**params, "likelihood": "bernoulli"}, ctx)
+    with pytest.raises(ClsweepError, match="likelihood bernoulli needs pixels in"):
+        bernoulli.build_model(factory)
+    _, _, digits = _replay_setup(DGR)  # pixels in [0, 1]
+    assert (digits.vae.observation, digits.vae.decoder.output) == ("bernoulli", "sigmoid")
