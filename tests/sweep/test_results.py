@@ -197,3 +197,24 @@ def test_curve_rows_land_in_their_own_part_and_compaction_keeps_recorded_trials(
     kept = pd.read_parquet(out / CURVES_FILE)
     assert set(kept.trial_id) == {"t1"} and len(kept) == 18
     assert [p.name for p in tables.parts(out, CURVES_FILE)] == [tables.COMPACTED]
+
+
+def test_parts_written_before_a_settings_column_existed_are_compacted_with_nulls(spec, tmp_path):
+    """A sweep resumed after an upgrade that added settings columns (the stream settings) within
+    one schema version: its older parts lack them; compaction keeps their rows, null there."""
+    out = tmp_path / "out"
+    store = ResultsStore(spec, out)
+    added = ("stream", "update_every", "transition", "eval_every")
+    old_schema = pa.schema([f for f in store.schema if f.name not in added])
+    row, tasks = trial_rows(spec, *ended_trial(spec, "t1", 10.0))
+    old_row = {k: v for k, v in row.items() if k not in added}
+    tables.write_part(out, TASKS_FILE, pa.Table.from_pylist(tasks, schema=TASKS_SCHEMA), "t1")
+    tables.write_part(out, TRIALS_FILE, pa.Table.from_pylist([old_row], schema=old_schema), "t1")
+    resumed = ResultsStore(spec, out)
+    resumed.add(*trial_rows(spec, *ended_trial(spec, "t2", 20.0)))
+    resumed.compact()
+    table = tables.read_table(out, TRIALS_FILE)
+    assert table.schema == store.schema
+    rows = {r["trial_id"]: r for r in table.to_pylist()}
+    assert rows["t1"]["stream"] is None and rows["t1"]["hp_lambda"] == 10.0
+    assert rows["t2"]["stream"] == "none" and rows["t2"]["update_every"] == 100
