@@ -1,5 +1,8 @@
 """``python -m analysis report RESULTS_DIR [MORE ...] --out DIR``: the sweep report from Parquet.
 
+``python -m analysis curves RESULTS_DIR [MORE ...] --out DIR``: accuracy over time of task-free
+stream runs (curves.parquet), as a figure and its averaged points.
+
 Usage errors (not a sweep, wrong schema, nothing completed) print one line on stderr and exit 2,
 as every clsweep CLI does (DESIGN.md, Conventions); tracebacks are left for bugs.
 """
@@ -18,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         text = " ".join(message.split())
-        self.exit(2, f"error: {text}; see python -m analysis report --help\n")
+        self.exit(2, f"error: {text}; see {self.prog} --help\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,11 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument(
         "--select-on", default="val_avg_acc", help="validation metric that picks the best config"
     )
+    curves = commands.add_parser(
+        "curves", help="accuracy over time of task-free stream runs (curves.parquet)"
+    )
+    curves.add_argument("results", nargs="+", help="sweep folders, results folders, or globs")
+    curves.add_argument("--out", required=True, help="folder for accuracy_over_time.png/.pdf/.csv")
+    curves.add_argument("--split", choices=("val", "test"), default="test")
     args = parser.parse_args(argv)
 
     import matplotlib
 
     matplotlib.use("Agg")  # a report never needs a display
+    if args.command == "curves":
+        return _curves(args)
     from analysis.report import build_report
 
     try:
@@ -54,6 +65,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"figures:     {len(written.figures)} files in {written.figures[0].parent}")
     for note in written.notes:
         print(f"note: {note}")
+    return 0
+
+
+def _curves(args: argparse.Namespace) -> int:
+    """``python -m analysis curves``: the accuracy-over-time figure and its averaged points."""
+    from pathlib import Path
+
+    from analysis.curves import average_curves, load_curves, plot_accuracy_over_time
+    from analysis.load import load_results
+    from analysis.plots import save_figure
+
+    try:
+        results = load_results(args.results)
+        fig = plot_accuracy_over_time(results, split=args.split)
+        points = average_curves(load_curves(results), split=args.split)
+    except AnalysisError as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    written = save_figure(fig, out / "accuracy_over_time")
+    points.to_csv(out / "accuracy_over_time.csv", index=False)
+    print(f"figures: {', '.join(str(p) for p in written)}")
+    print(f"points:  {out / 'accuracy_over_time.csv'}")
     return 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import blended_transform_factory
@@ -59,11 +60,17 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     return paths
 
 
-def method_color(method: str) -> str:
-    """A fixed colour per method (tab10 by the table order); unknown methods get later colours."""
+METHOD_COLORS = (*colormaps["tab20"].colors[0::2], *colormaps["tab20"].colors[1::2])
+"""20 distinct colours: tab10's, then their light variants."""
+
+
+def method_color(method: str) -> tuple:
+    """A fixed colour per method (by the table order: tab10 first, then light variants); methods
+    not in the order share the colours left, picked by name."""
     if method in METHOD_ORDER:
-        return f"C{METHOD_ORDER.index(method)}"
-    return f"C{len(METHOD_ORDER) + sum(map(ord, method)) % (10 - len(METHOD_ORDER))}"
+        return METHOD_COLORS[METHOD_ORDER.index(method) % len(METHOD_COLORS)]
+    spare = len(METHOD_COLORS) - len(METHOD_ORDER)
+    return METHOD_COLORS[len(METHOD_ORDER) + sum(map(ord, method)) % spare]
 
 
 def plot_accuracy_matrix(
@@ -394,7 +401,7 @@ def average_accuracy(R: np.ndarray) -> np.ndarray:
     return np.array([R[i, : i + 1].mean() for i in range(len(R))])
 
 
-def _progress_lines(ax, rows: pd.DataFrame, mode: str, color: str, method: str, named: bool):
+def _progress_lines(ax, rows: pd.DataFrame, mode: str, color: tuple, method: str, named: bool):
     """One study's running best (completed trials), its values, and its cut trials marked."""
     prefix = f"{method}: " if named else ""
     number = np.arange(1, len(rows) + 1)

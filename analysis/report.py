@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from analysis import plots
+from analysis.curves import has_curves, plot_accuracy_over_time
 from analysis.document import Document, Figure, Heading, Table, Text
 from analysis.load import STUDY, AnalysisError, Results, load_results
 from analysis.order import cell_title, ordered_studies
@@ -220,14 +221,26 @@ def _plots(results: Results, best: pd.DataFrame) -> list[_Plot]:
             "panel per cell, on one y-axis.",
             lambda: plots.plot_average_accuracy(results, best),
         ),
+    ]
+    if has_curves(results):
+        out.append(
+            _Plot(
+                "Accuracy over time (task-free stream)",
+                "Test accuracy averaged over all tasks against training steps, mean ± SEM band "
+                "over the seeds (shaded: the transitions between tasks); below, each task's "
+                "accuracy.",
+                lambda: plot_accuracy_over_time(results),
+            )
+        )
+    out.append(
         _Plot(
             "Stability vs plasticity",
             "Every completed trial: validation forgetting (x, lower = more stable) against "
             "plasticity, the accuracy on a task just after learning it (y). Dashed: the Pareto "
             "front. One panel per cell, on shared axes.",
             lambda: plots.plot_stability_plasticity(results),
-        ),
-    ]
+        )
+    )
     for _, row in best.iterrows():
         trial_id = chosen_trials(results, row)["trial_id"].iloc[0]
         name = f"{row['method']}, {cell_title(row['benchmark'], row['scenario'], row['n_tasks'])}"

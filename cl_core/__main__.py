@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
@@ -20,6 +21,7 @@ from cl_core.models import MODELS
 from cl_core.params import parse_bool
 from cl_core.presets import PRESETS
 from cl_core.progress import LOG_EVERY, MODES, Progress
+from cl_core.stream import STREAMS
 from cl_core.trainer import FewStepsWarning, RunResult, TaskReport, resolve_device, train
 
 # CLI flag -> RunConfig field, for the flags that map one to one
@@ -48,6 +50,10 @@ FIELDS = {
     "first_task_unpermuted": "first_task_unpermuted",
     "pad32": "pad32",
     "class_il_units": "class_il_units",
+    "stream": "stream",
+    "update_every": "update_every",
+    "transition": "transition",
+    "eval_every": "eval_every",
 }
 HELP_DEFAULTS = {"data_root": "~/.cache/clsweep/data when CLSWEEP_DATA is unset"}
 """Defaults --help states in words (where the RunConfig default alone would mislead)."""
@@ -116,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad32", type=_bool, metavar="{true,false}", help="zero-pad MNIST to 32x32")
     p.add_argument(
         "--class-il-units", choices=("all", "seen"), help="active output units in class-IL"
+    )
+    stream = p.add_argument_group("task-free streams (cl_core/stream.py)")
+    stream.add_argument(
+        "--stream",
+        choices=STREAMS,
+        help="present the tasks as one stream without task boundaries (none: task-based)",
+    )
+    stream.add_argument("--update-every", type=int, help="steps between consolidations")
+    stream.add_argument("--transition", type=int, help="fuzzy-boundaries: steps mixing two tasks")
+    stream.add_argument(
+        "--eval-every", type=int, help="steps between evaluations (0: only at task ends)"
     )
     p.add_argument(
         "--json", type=Path, metavar="PATH", help="write matrices, metrics and config here"
@@ -224,10 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         header = " ".join(f"{'T' + str(j):>6}" for j in range(cfg.n_tasks))
         print(f"learned | {header} |    avg |     loss |      s   (test accuracy, %)", flush=True)
         reports = []
+        curve = []  # task-free streams: accuracy over time (cl_core/stream.py)
         progress = Progress(args.progress, args.log_every)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             for report in train(cfg, dataset=dataset, progress=progress):
+                curve += getattr(report, "curve", [])
                 reports.append(report)
                 if report.status != "ok":
                     print(f"DIVERGED: {report.message}")
@@ -239,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     result = RunResult.from_reports(cfg, reports, device)
     print_summary(result)
     if args.json:
-        write_json(args.json, result)
+        write_json(args.json, result, curve)
         print(f"wrote {args.json}")
     return 0 if result.status == "completed" else 1
 
@@ -263,7 +282,7 @@ def print_summary(result: RunResult) -> None:
     print(f"status: {result.status}")
 
 
-def write_json(path: Path, result: RunResult) -> None:
+def write_json(path: Path, result: RunResult, curve: list | None = None) -> None:
     def rows(a: np.ndarray) -> list[list[float | None]]:
         return [[None if np.isnan(v) else float(v) for v in row] for row in a]
 
@@ -279,6 +298,8 @@ def write_json(path: Path, result: RunResult) -> None:
         "train_loss": result.train_loss,
         "seconds": result.seconds,
     }
+    if curve:  # task-free streams: accuracy over time, one entry per (step, task, split)
+        payload["curve"] = [dataclasses.asdict(point) for point in curve]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, allow_nan=True))
 

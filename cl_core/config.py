@@ -21,6 +21,10 @@ class RunConfig:
     ``data_seed`` builds the scenario (permutations, class order, validation split); ``train_seed``
     drives training (initialisation, batch order, sampled Fisher labels).
     Exactly one of ``epochs`` and ``iterations`` sets the training length per task.
+    ``stream`` other than "none" runs the tasks as a task-free stream (cl_core/stream.py):
+    "academic", "fuzzy-boundaries" (``transition`` steps of mixing at each boundary) or "random";
+    methods consolidate every ``update_every`` steps; all tasks are evaluated every
+    ``eval_every`` steps (0: only at the nominal task ends), the accuracy-over-time curve.
     """
 
     benchmark: str = "permuted-digits"
@@ -49,6 +53,10 @@ class RunConfig:
     first_task_unpermuted: bool = False
     pad32: bool = False
     class_il_units: str = "all"
+    stream: str = "none"
+    update_every: int = 100
+    transition: int = 1000
+    eval_every: int = 0
 
     def validated(self) -> RunConfig:
         """Return a copy with types normalised; raise ClsweepError naming the field and the fix.
@@ -93,6 +101,8 @@ class RunConfig:
         _check_conv_settings(cfg)
         method = get_method(cfg.method)
         method.check_scenario(cfg.scenario)
+        _check_stream(cfg)
+        method.check_stream(cfg.stream)
         resolve(method.hyperparams, cfg.method_params, f"method {cfg.method!r}")
         return cfg
 
@@ -157,6 +167,33 @@ def _check_conv_settings(cfg: RunConfig) -> None:
         raise ClsweepError(
             f"conv_weights file {cfg.conv_weights} not found; write one with "
             "`python -m cl_core.pretrain --out PATH` or fix the path"
+        )
+
+
+def _check_stream(cfg: RunConfig) -> None:
+    """The task-free settings (cl_core/stream.py)."""
+    from cl_core.stream import STREAMS
+
+    _one_of("stream", cfg.stream, STREAMS)
+    _at_least("update_every", cfg.update_every, 1)
+    _at_least("transition", cfg.transition, 0)
+    _at_least("eval_every", cfg.eval_every, 0)
+    if cfg.stream == "none":
+        return
+    if cfg.scenario == "task":
+        raise ClsweepError(
+            "a task-free stream cannot run task-IL (it needs the task at test); "
+            "use scenario domain or class, or stream none"
+        )
+    if cfg.iterations is None:
+        raise ClsweepError(
+            "a task-free stream needs iterations (steps per task's stretch of the stream), "
+            "not epochs; set iterations"
+        )
+    if cfg.stream == "fuzzy-boundaries" and cfg.transition > cfg.iterations:
+        raise ClsweepError(
+            f"transition ({cfg.transition} steps) must not exceed iterations per task "
+            f"({cfg.iterations}), or neighbouring transitions overlap; lower transition"
         )
 
 

@@ -39,6 +39,8 @@ class Batch:
 class TrainContext:
     """The run's data, scenario, device and random generators, shared by the trainer and methods."""
 
+    task_free = False  # a task-free stream (cl_core/stream.py): no task boundaries are told
+
     def __init__(self, cfg: RunConfig, seq: TaskSequence, device: torch.device) -> None:
         self.cfg = cfg
         self.seq = seq

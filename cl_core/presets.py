@@ -132,6 +132,10 @@ Method defaults (the user's --param values win):
   every scenario: ``rnt=1./task`` in train.py). From 26f00db (2019-05-17) on, ``loss_fn_kd`` sums
   over units instead: distill "padded-unit-sum".
 - None (finetune) and joint ("offline", ``replay_mode="offline"``): no hyperparameters.
+- FROMP and BI-R are not in the 2019 code; their per-scenario strengths come from the 2022
+  version of param_values.py (``tau``; ``dg_prop``, our gate_prop), in the table below. Their
+  other hyperparameters, and DGR's and the generative classifier's, keep the methods' defaults
+  (the 2022 code's Split MNIST values).
 
 Per-scenario strengths (``set_default_values`` in param_values.py at 9945f84; ``o_lambda`` is the
 online-EWC λ_ref, our λ = λ_ref · γ):
@@ -143,6 +147,16 @@ online-EWC λ_ref, our λ = λ_ref · γ):
     permuted    task      500         500       0.8    400            5
     permuted    domain    500         1000      0.9    900            5
     permuted    class     1           5         1.0    5              0.1
+
+FROMP's τ and BI-R's gate_prop (``set_default_values`` in param_values.py, 2022 version):
+
+    experiment  scenario  fromp tau  bir gate_prop
+    split       task      0.01       0.0
+    split       domain    10         0.1
+    split       class     1000       0.1
+    permuted    task      1          0.0
+    permuted    domain    1          0.5
+    permuted    class     1          0.7
 
 Deliberate differences (state them when comparing with the published tables):
 - Validation: the preset holds out 10% of each task's training data (val_fraction 0.1) so that
@@ -173,11 +187,19 @@ VDV_STRENGTHS: dict[str, dict[str, tuple[float, float, float, float]]] = {
 }
 
 
+# (FROMP tau, BI-R gate_prop) per experiment and scenario, param_values.py of the 2022 code
+VDV_LATER_STRENGTHS: dict[str, dict[str, tuple[float, float]]] = {
+    "split": {"task": (0.01, 0.0), "domain": (10.0, 0.1), "class": (1000.0, 0.1)},
+    "permuted": {"task": (1.0, 0.0), "domain": (1.0, 0.5), "class": (1.0, 0.7)},
+}
+
+
 def vdv_method_defaults(experiment: str) -> Callable[[str, str, Settings], Settings]:
     """The reference's method defaults for one experiment ("split" or "permuted")."""
 
     def defaults(method: str, scenario: str, given: Settings) -> Settings:
         ewc_lambda, o_lambda, gamma, si_c = VDV_STRENGTHS[experiment][scenario]
+        fromp_tau, bir_gate_prop = VDV_LATER_STRENGTHS[experiment][scenario]
         if method == "ewc":
             common = {"fisher": "predicted", "fisher_samples": 0, "half": True}
             if str(given.get("merge", "")) == "online":
@@ -195,6 +217,10 @@ def vdv_method_defaults(experiment: str) -> Callable[[str, str, Settings], Setti
                 "weighting": "one-over-t",
                 "warmup_epochs": 0,
             }
+        if method == "fromp":
+            return {"tau": fromp_tau}
+        if method == "bir":
+            return {"gate_prop": bir_gate_prop}
         return {}
 
     return defaults

@@ -107,6 +107,11 @@ def train(
     with fewer than ``MIN_STEPS_PER_TASK`` optimizer steps raises a :class:`FewStepsWarning`.
     """
     cfg = cfg.validated()
+    if cfg.stream != "none":  # task-free: one stream of batches, no boundaries (cl_core/stream.py)
+        from cl_core.stream import train_stream
+
+        yield from train_stream(cfg, dataset)
+        return
     method_cls = get_method(cfg.method)
     params = resolve(method_cls.hyperparams, cfg.method_params, f"method {cfg.method!r}")
     device = resolve_device(cfg.device)

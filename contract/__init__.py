@@ -10,6 +10,7 @@ It imports neither torch nor Ray (only pyarrow), so the analysis installs withou
 from contract.metrics import METRICS, Metric, metric, objective_metrics
 from contract.params import SearchParam
 from contract.schema import (
+    CURVES_FILE,
     META_FILE,
     PHASES,
     READABLE_VERSIONS,
@@ -23,6 +24,7 @@ from contract.schema import (
 )
 
 __all__ = [
+    "CURVES_FILE",
     "META_FILE",
     "METRICS",
     "PHASES",

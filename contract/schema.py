@@ -2,6 +2,7 @@
 
 ``<out>/<sweep>/`` holds ``trials.parquet`` and ``tasks.parquet`` (each a folder of Parquet parts,
 read as one table: :mod:`contract.tables`), ``sweep.json`` and ``study.db`` (Optuna, SQLite).
+Sweeps with task-free stream runs also hold ``curves.parquet`` (accuracy over time, same layout).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ READABLE_VERSIONS = (1, 2)
 
 TRIALS_FILE = "trials.parquet"
 TASKS_FILE = "tasks.parquet"
+CURVES_FILE = "curves.parquet"
+"""Task-free stream runs only (cl_core/stream.py); a sweep without them has no curves table."""
 META_FILE = "sweep.json"
 STUDY_FILE = "study.db"
 LOCK_FILE = ".sweep.lock"
@@ -58,6 +61,10 @@ SETTINGS = (
     ("class_il_units", pa.string()),
     ("first_task_unpermuted", pa.bool_()),
     ("pad32", pa.bool_()),
+    ("stream", pa.string()),
+    ("update_every", pa.int64()),
+    ("transition", pa.int64()),
+    ("eval_every", pa.int64()),
 )
 """Trainer settings recorded per trial (every RunConfig field that can change results)."""
 
@@ -115,6 +122,23 @@ TASKS_SCHEMA = pa.schema(
     ]
 )
 
+CURVE_POINT_COLUMNS = ("iteration", "tasks_seen", "task", "split", "accuracy")
+"""One evaluation of a stream run: after ``iteration`` steps (``tasks_seen`` tasks reached), the
+accuracy on ``task``'s ``split``."""
+CURVES_SCHEMA = pa.schema(
+    [
+        ("schema_version", pa.int64()),
+        ("sweep", pa.string()),
+        ("trial_id", pa.string()),
+        ("phase", pa.string()),
+        ("iteration", pa.int64()),
+        ("tasks_seen", pa.int64()),
+        ("task", pa.int64()),
+        ("split", pa.string()),
+        ("accuracy", pa.float64()),
+    ]
+)
+
 TRIAL_KEY_COLUMNS = (
     "schema_version", "sweep", "trial_id", "phase", "cell", "config_id", "method", "benchmark",
     "scenario", "n_tasks", "data_seed", "train_seed", "status", "tasks_completed", "val_avg_acc",
@@ -122,6 +146,7 @@ TRIAL_KEY_COLUMNS = (
 )  # fmt: skip
 """Columns a reader may rely on in every readable schema version."""
 TASK_KEY_COLUMNS = ("sweep", "trial_id", "tasks_learned", "task", "split", "accuracy")
+CURVE_KEY_COLUMNS = ("sweep", "trial_id", *CURVE_POINT_COLUMNS)
 
 
 def study_name(sweep: str, method: str, cell: str, phase: str) -> str:

@@ -132,7 +132,7 @@ def compact(folder: Path, name: str, schema: pa.Schema, keep: Iterable[str] | No
     files = parts(folder, name)
     if not files:
         return 0
-    table = read_table(folder, name).cast(schema)
+    table = conform(read_table(folder, name), schema)
     if keep is not None:
         mask = pa.array([tid in keep for tid in table.column("trial_id").to_pylist()])
         dropped = len(mask) - sum(mask.to_pylist())
@@ -152,6 +152,24 @@ def compact(folder: Path, name: str, schema: pa.Schema, keep: Iterable[str] | No
     os.replace(new, path)
     shutil.rmtree(old, ignore_errors=True)
     return table.num_rows
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns in its order and types; a column that parts written
+    by an earlier clsweep lack (a setting added since, within one schema version) is null in
+    their rows; columns the schema does not know are kept, after its own."""
+    columns, fields = [], []
+    for schema_field in schema:
+        if schema_field.name in table.column_names:
+            columns.append(table.column(schema_field.name).cast(schema_field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, schema_field.type))
+        fields.append(schema_field)
+    for extra in table.schema:
+        if extra.name not in schema.names:
+            columns.append(table.column(extra.name))
+            fields.append(extra)
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
 def recover(folder: Path, name: str) -> None:

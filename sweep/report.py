@@ -9,7 +9,7 @@ import pandas as pd
 
 from contract import tables
 from contract.formatting import format_param, format_pm, sem
-from contract.schema import META_FILE, STUDY_FILE, TASKS_FILE, TRIALS_FILE
+from contract.schema import CURVES_FILE, META_FILE, STUDY_FILE, TASKS_FILE, TRIALS_FILE
 from sweep.space import SweepSpec
 
 TOP = 5
@@ -103,9 +103,14 @@ def best_table(spec: SweepSpec, folder: Path) -> str:
             table = _final_table(final, columns, names, metric)
             lines.append(_indent(table.to_string(index=False)))
     lines.append("\nwritten:")
-    for name in (TRIALS_FILE, TASKS_FILE, META_FILE, STUDY_FILE):
-        lines.append(f"  {folder / name}")
+    curves = tables.exists(folder, CURVES_FILE)  # task-free stream runs only
+    written = [TRIALS_FILE, TASKS_FILE, CURVES_FILE, META_FILE, STUDY_FILE]
+    lines += [f"  {folder / name}" for name in written if curves or name != CURVES_FILE]
     lines.append(f"report: clsweep report {folder} --out {folder / 'report'}")
+    if curves:
+        lines.append(
+            f"accuracy over time: python -m analysis curves {folder} --out {folder / 'curves'}"
+        )
     return "\n".join(lines)
 
 

@@ -1,7 +1,9 @@
-"""Ended trials -> trials.parquet and tasks.parquet parts, and sweep.json (docs/results-schema.md).
+"""Ended trials -> trials.parquet, tasks.parquet (and curves.parquet) parts, and sweep.json
+(docs/results-schema.md).
 
-The store runs in the driver. Recording a trial writes its tasks part, then its trials part (the
-trials row is the commit: tasks rows of a trial without one are dropped on load and compaction),
+The store runs in the driver. Recording a trial writes its tasks part (and, for a task-free stream
+run, its curves part: :mod:`sweep.curves`), then its trials part (the trials row is the commit:
+tasks and curves rows of a trial without one are dropped on load and compaction),
 each atomically (:mod:`contract.tables`); only then is Optuna told. So a crash at any moment
 leaves every recorded trial whole, and the cost of recording does not depend on how many trials
 came before. The store keeps in memory only what the runner needs: the ids recorded and, per
@@ -29,6 +31,8 @@ from contract import METRICS, SCHEMA_VERSION, SPLITS
 from contract import tables as parquet
 from contract.schema import (
     COMPLETED,
+    CURVES_FILE,
+    CURVES_SCHEMA,
     ERROR,
     META_FILE,
     SETTINGS,
@@ -187,22 +191,32 @@ class ResultsStore:
                 row["objective"] if record.best is None else better(record.best, row["objective"])
             )
 
-    def add(self, row: dict[str, Any], task_rows: list[dict[str, Any]]) -> bool:
-        """Record one trial; False (and nothing written) if its id is already recorded."""
+    def add(
+        self,
+        row: dict[str, Any],
+        task_rows: list[dict[str, Any]],
+        curve_rows: list[dict[str, Any]] = (),
+    ) -> bool:
+        """Record one trial; False (and nothing written) if its id is already recorded.
+        ``curve_rows``: its accuracy-over-time points (task-free stream runs only)."""
         if row["trial_id"] in self.ids:
             return False
         part = row["trial_id"]
         tasks = pa.Table.from_pylist(task_rows, schema=TASKS_SCHEMA)
         parquet.write_part(self.folder, TASKS_FILE, tasks, part)
+        if curve_rows:
+            curves = pa.Table.from_pylist(list(curve_rows), schema=CURVES_SCHEMA)
+            parquet.write_part(self.folder, CURVES_FILE, curves, part)
         trials = pa.Table.from_pylist([row], schema=self.schema)
         parquet.write_part(self.folder, TRIALS_FILE, trials, part)
         self._remember(row)
         return True
 
     def compact(self) -> None:
-        """Merge the parts of both tables (end of a run; also before a resumed run starts)."""
+        """Merge the parts of each table (end of a run; also before a resumed run starts)."""
         parquet.compact(self.folder, TRIALS_FILE, self.schema)
         parquet.compact(self.folder, TASKS_FILE, TASKS_SCHEMA, keep=self.ids)
+        parquet.compact(self.folder, CURVES_FILE, CURVES_SCHEMA, keep=self.ids)
 
     def top_configs(self, method: str, cell: str, k: int) -> list[tuple[str, dict[str, Any]]]:
         """The ``k`` best distinct completed search configs of a study: (config_id, values).

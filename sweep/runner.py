@@ -29,7 +29,7 @@ import optuna
 from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
 from contract import SCHEMA_VERSION, tables
-from contract.schema import META_FILE, STUDY_FILE, TASKS_FILE, TRIALS_FILE
+from contract.schema import CURVES_FILE, META_FILE, STUDY_FILE, TASKS_FILE, TRIALS_FILE
 from sweep import resources
 from sweep.lock import SweepLock
 from sweep.results import ResultsStore, read_sweep_json, write_sweep_json
@@ -128,7 +128,7 @@ def check_folder(spec: SweepSpec, folder: Path, resume: bool) -> None:
             "cells, objective, sampler and final phase must match; resume with that file "
             "(budgets and resources may change), or start a new sweep with --name NEW"
         )
-    for name in (TRIALS_FILE, TASKS_FILE):
+    for name in (TRIALS_FILE, TASKS_FILE, CURVES_FILE):
         tables.recover(folder, name)
     ended = _ended_in_study(folder / STUDY_FILE)
     has_trials = tables.exists(folder, TRIALS_FILE)

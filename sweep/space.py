@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import hashlib
 import importlib.util
+import itertools
 import json
 import math
 import re
@@ -109,6 +110,8 @@ MAX_TASKS = 100
 MAX_EPOCHS = 10_000
 MAX_ITERATIONS = 100_000_000
 MAX_FINAL_SEEDS = 100
+MAX_SETTING_COMBINATIONS = 256
+"""Combinations of the other searched train settings a searched setting's value is checked with."""
 MAX_INT = 2**63 - 1  # Parquet int64 columns (seeds, batch sizes)
 MAX_SAMPLER_SEED = 2**32 - 1  # numpy's RandomState, which Optuna's samplers use
 MAX_TIME_LIMIT_S = 365 * 24 * 3600.0
@@ -701,6 +704,7 @@ class _Validator:
         to the listed methods that declare it (each method's study searches only its own)."""
         hints = typing.get_type_hints(RunConfig)
         params = []
+        settings: list[tuple[str, Param, Any]] = []  # searched train settings, checked together
         for name, dist in search.items():
             key = f"search.{name}"
             if name in hyperparams or name in train:
@@ -714,8 +718,11 @@ class _Validator:
             for method in owners:
                 self.check_hyperparam_range(key, param, METHODS[method].hyperparams[name], method)
             if not owners:
-                self.check_setting_range(key, param, train, hints[name])
+                settings.append((key, param, hints[name]))
             params.append(param)
+        for key, param, hint in settings:
+            others = [other for _, other, _ in settings if other is not param]
+            self.check_setting_range(key, param, train, hint, others)
         for method in methods if params else ():  # (an empty search is refused later)
             if not any(p.applies_to(method) for p in params):
                 self.fail(
@@ -854,7 +861,13 @@ class _Validator:
                     f"keep the range inside the {hp.range_text()}",
                 )
 
-    def check_setting_range(self, key: str, param: Param, train: dict[str, Any], hint: Any) -> None:
+    def check_setting_range(
+        self, key: str, param: Param, train: dict[str, Any], hint: Any, others: list[Param]
+    ) -> None:
+        """Refuse a searched setting's value that no run could take: invalid with the fixed and
+        the cell's settings whatever the other searched settings are (their defaults, each of
+        their listed values or range ends). Settings may depend on each other: a fuzzy stream's
+        transition must fit in its iterations, and both may be searched."""
         base, _ = _field_type(hint)
         expected = {int: ("int",), float: ("uniform", "loguniform")}.get(base, ())
         expected = (*expected, "categorical")  # listed values suit every type (e.g. the grid)
@@ -864,17 +877,34 @@ class _Validator:
                 f"train setting {param.name!r} takes a {base.__name__}, not a {param.distribution}",
                 f"use type: {' or '.join(expected)}",
             )
-        for value in param.choices or (param.low, param.high):
-            try:
-                for cell in self.cell_settings:
-                    settings = {**train, **cell, param.name: value}
+        combinations: list[dict[str, Any]] = [{}]  # the other searched settings at defaults
+        if others:
+            names = [other.name for other in others]
+            product = itertools.product(*(_candidates(other) for other in others))
+            combinations += [
+                dict(zip(names, values, strict=True))
+                for values in itertools.islice(product, MAX_SETTING_COMBINATIONS)
+            ]
+        for value in _candidates(param):
+            for cell in self.cell_settings:
+                first_error = None
+                for combination in combinations:
+                    settings = {**train, **cell, **combination, param.name: value}
                     if param.name == "iterations":
                         settings["epochs"] = None
-                    RunConfig.from_dict(settings).validated()
-            except ClsweepError as exc:
-                self.fail(
-                    key, f"{value!r} is not valid: {exc}", "keep the range inside valid values"
-                )
+                    try:
+                        RunConfig.from_dict(settings).validated()
+                    except ClsweepError as exc:
+                        first_error = first_error or exc
+                        continue
+                    first_error = None
+                    break
+                if first_error is not None:
+                    self.fail(
+                        key,
+                        f"{value!r} is not valid: {first_error}",
+                        "keep the range inside valid values",
+                    )
 
     def objective(self, objective: dict[str, Any], train: dict[str, Any]) -> tuple[tuple, tuple]:
         metric = objective.get("metric", "val_avg_acc")
@@ -1117,6 +1147,11 @@ class _Validator:
                 self.fail("loggers", f"{name} is listed twice", "list each logger once")
             out.append(LoggerSpec(name, tuple(sorted(settings.items()))))
         return tuple(out)
+
+
+def _candidates(param: Param) -> tuple[Any, ...]:
+    """The values a searched parameter's check tries: its listed values, else its range ends."""
+    return tuple(param.choices) if param.choices else (param.low, param.high)
 
 
 def _field_type(hint: Any) -> tuple[type, bool]:

@@ -2,7 +2,8 @@
 
 It reports once per task learned, so a scheduler can stop a hopeless trial after a few tasks, and
 every report carries what the driver needs to write the trial's Parquet rows (status, metrics, the
-accuracy matrix so far) and what the searcher needs to tell Optuna the truth (``done_all_tasks``).
+accuracy matrix so far, and a task-free stream run's accuracy-over-time curve so far) and what the
+searcher needs to tell Optuna the truth (``done_all_tasks``).
 A trial that raises or diverges ends with a report that says so; it never stops the sweep.
 """
 
@@ -27,6 +28,7 @@ from cl_core.data import Dataset, dataset_key, load_dataset
 from cl_core.trainer import RunResult, TaskReport, train
 from contract import METRICS, SPLITS
 from contract.schema import COMPLETED, ERROR
+from sweep.curves import CURVE_KEY, encode_curve
 from sweep.trial_config import TrialPlan, run_config
 
 TrainFn = Callable[..., Iterator[TaskReport]]
@@ -118,6 +120,9 @@ class _Tracker:
             "run_wall_s": time.perf_counter() - self.start,
         }
         out.update(self._summary(ok))
+        curve = [p for r in self.reports for p in getattr(r, "curve", ())]
+        if curve:  # task-free streams: accuracy over time (sweep/curves.py)
+            out[CURVE_KEY] = encode_curve(curve)
         out["matrix"] = json.dumps(
             {
                 "val": [r.val_acc for r in ok],

@@ -30,6 +30,7 @@ from typing import Any
 from contract import tables
 from contract.schema import ATTR_TRIAL_ID, FAILED_STATUSES, STUDY_FILE, TASKS_FILE
 from sweep.asha import Asha
+from sweep.curves import curve_rows
 from sweep.results import ResultsStore, avg_acc_curve, trial_rows
 from sweep.space import Cell, SweepSpec
 from sweep.studies import UnitStudies, storage
@@ -303,7 +304,7 @@ class SweepState:
         unit.run_starts.pop(plan.trial_id, None)
         unit.busy_s += float(result.get("run_wall_s") or 0.0)
         row, tasks = trial_rows(self.spec, unit.base, plan, result, error)
-        recorded = self.store.add(row, tasks)
+        recorded = self.store.add(row, tasks, curve_rows(row, result))
         if recorded:
             self.ended_this_run += 1
             if plan.phase == "search":

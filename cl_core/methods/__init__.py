@@ -5,11 +5,15 @@ from __future__ import annotations
 from cl_core.errors import ClsweepError
 from cl_core.methods.agem import AGEM
 from cl_core.methods.base import Method
+from cl_core.methods.bir import BIR
 from cl_core.methods.der import DER
 from cl_core.methods.derpp import DERpp
+from cl_core.methods.dgr import DGR
 from cl_core.methods.er import ER
 from cl_core.methods.ewc import EWC
 from cl_core.methods.finetune import Finetune
+from cl_core.methods.fromp import FROMP
+from cl_core.methods.gen_classifier import GenerativeClassifier
 from cl_core.methods.icarl import ICaRL
 from cl_core.methods.joint import Joint
 from cl_core.methods.lwf import LwF
@@ -19,7 +23,24 @@ from cl_core.methods.xdg import XdG
 
 METHODS: dict[str, type[Method]] = {
     m.name: m
-    for m in (Finetune, Joint, EWC, SI, LwF, ER, AGEM, ICaRL, DER, DERpp, XdG, SeparateNetworks)
+    for m in (
+        Finetune,
+        Joint,
+        EWC,
+        SI,
+        LwF,
+        ER,
+        AGEM,
+        ICaRL,
+        DER,
+        DERpp,
+        XdG,
+        SeparateNetworks,
+        DGR,
+        BIR,
+        GenerativeClassifier,
+        FROMP,
+    )
 }
 
 

@@ -31,12 +31,14 @@ class Method:
 
     Class attributes declare what the sweep layer validates before anything runs: ``name`` (the
     registry key), ``hyperparams`` (each with its default, range and help) and ``scenarios`` (the
-    scenarios the method supports).
+    scenarios the method supports), and ``task_free`` (whether it can learn from a task-free
+    stream, consolidating every few steps instead of at task ends).
     """
 
     name: ClassVar[str] = "finetune"
     hyperparams: ClassVar[dict[str, HyperParam]] = {}
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
+    task_free: ClassVar[bool] = True  # runs on a task-free stream (consolidating periodically)
 
     def __init__(self, params: dict[str, Any], ctx: TrainContext) -> None:
         self.params = params
@@ -49,6 +51,15 @@ class Method:
             raise ClsweepError(
                 f"method {cls.name!r} does not support the {scenario}-IL scenario; it supports: "
                 f"{', '.join(cls.scenarios)}"
+            )
+
+    @classmethod
+    def check_stream(cls, stream: str) -> None:
+        """Refuse a task-free stream if the method needs task boundaries."""
+        if stream != "none" and not cls.task_free:
+            raise ClsweepError(
+                f"method {cls.name!r} needs task boundaries and cannot learn from a task-free "
+                f"stream; use stream none or another method"
             )
 
     # ---- the run -------------------------------------------------------------------------------

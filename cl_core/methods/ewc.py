@@ -134,8 +134,8 @@ class EWC(Method):
         self._diffs = None
 
     def after_task(self, model: nn.Module, task: int) -> None:
-        if task == self.ctx.seq.n_tasks - 1:
-            return  # no later task would use this Fisher
+        if task == self.ctx.seq.n_tasks - 1 and not self.ctx.task_free:
+            return  # no later task would use this Fisher (a stream goes on consolidating)
         p = self.params
         new = list(
             fisher_diagonal(

@@ -74,6 +74,8 @@ class ExemplarReplay(Method):
     """A class-balanced exemplar memory (``budget``, ``budget_per``, ``selection`` declared by the
     subclass), filled with the samples of each task once it is learned."""
 
+    task_free = False  # the memory takes a whole task's training data when the task ends
+
     def __init__(self, params, ctx) -> None:
         super().__init__(params, ctx)
         self.memory = ClassBalancedMemory(

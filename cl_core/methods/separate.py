@@ -37,6 +37,7 @@ class SeparateNetworks(Method):
 
     name = "separate"
     scenarios = ("task",)
+    task_free = False  # samples are routed by their task, which a stream does not tell
 
     def __init__(self, params, ctx) -> None:
         super().__init__(params, ctx)

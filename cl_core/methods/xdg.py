@@ -42,6 +42,7 @@ class XdG(Method):
 
     name = "xdg"
     scenarios = ("task",)
+    task_free = False  # gates are chosen by the task, which a stream does not tell
     hyperparams = {
         p.name: p
         for p in (

@@ -50,6 +50,8 @@ def method_params(cfg: RunConfig) -> dict[str, Any]:
 
 def population_problem(cfg: RunConfig) -> str | None:
     """Why ``cfg`` has no population form (it then runs per trial), or None if it has one."""
+    if cfg.stream != "none":
+        return f"a task-free stream ({cfg.stream!r}) has no population form"
     if cfg.model not in POPULATION_MODELS:
         return f"model {cfg.model!r} has no population form (only {', '.join(POPULATION_MODELS)})"
     form = POPULATION_METHODS.get(cfg.method)

@@ -10,7 +10,13 @@ import pytest
 
 from cl_core import metrics as core_metrics
 from contract import METRICS, SearchParam, metric, objective_metrics
-from contract.schema import SETTINGS, TASKS_SCHEMA, trials_schema
+from contract.schema import (
+    CURVE_KEY_COLUMNS,
+    CURVES_SCHEMA,
+    SETTINGS,
+    TASKS_SCHEMA,
+    trials_schema,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,6 +57,8 @@ def test_columns_are_the_documented_ones():
     names = set(trials_schema([("lambda", "float")]).names)
     assert {n for n in documented("trials") if "<" not in n} | {"hp_lambda"} == names
     assert set(TASKS_SCHEMA.names) == documented("tasks")
+    assert set(CURVES_SCHEMA.names) == documented("curves")
+    assert set(CURVE_KEY_COLUMNS) <= set(CURVES_SCHEMA.names)
     assert {name for name, _ in SETTINGS} <= names
 
 

@@ -3,7 +3,14 @@
 import pytest
 
 from cl_core.__main__ import build_parser, config_from_args, main
-from cl_core.presets import PRESETS, VDV_DOC, VDV_STRENGTHS, preset_config, vdv_method_defaults
+from cl_core.presets import (
+    PRESETS,
+    VDV_DOC,
+    VDV_LATER_STRENGTHS,
+    VDV_STRENGTHS,
+    preset_config,
+    vdv_method_defaults,
+)
 
 
 def _cfg(*flags: str):
@@ -92,6 +99,32 @@ def test_explicit_flags_override_vdv_preset_defaults():
     lwf = _cfg("--preset", "vdv-split", "--method", "lwf", "--param", "distill=per-scenario")
     assert lwf.method_params["distill"] == "per-scenario"
     assert lwf.method_params["weighting"] == "one-over-t"
+
+
+def test_vdv_fromp_tau_and_bir_gate_prop_per_experiment_and_scenario():
+    """The 2022 param_values.py values (tau; dg_prop), as the docstring's second table states."""
+    table = VDV_DOC.split("experiment  scenario  fromp tau")[1].split("\n\n")[0].splitlines()[1:]
+    rows = [line.split() for line in table]
+    assert rows == [
+        ["split", "task", "0.01", "0.0"],
+        ["split", "domain", "10", "0.1"],
+        ["split", "class", "1000", "0.1"],
+        ["permuted", "task", "1", "0.0"],
+        ["permuted", "domain", "1", "0.5"],
+        ["permuted", "class", "1", "0.7"],
+    ]
+    for experiment, scenario, tau, gate_prop in rows:
+        assert VDV_LATER_STRENGTHS[experiment][scenario] == (float(tau), float(gate_prop))
+        preset = PRESETS[f"vdv-{experiment}"]
+        assert preset.method_defaults("fromp", scenario, {}) == {"tau": float(tau)}
+        assert preset.method_defaults("bir", scenario, {}) == {"gate_prop": float(gate_prop)}
+        for method in ("dgr", "gen_classifier"):  # the methods' own defaults
+            assert preset.method_defaults(method, scenario, {}) == {}
+    cfg = preset_config("vdv-permuted", scenario="class", method="bir")
+    assert cfg.method_params == {"gate_prop": 0.7} and cfg.class_il_units == "seen"
+    given = preset_config("vdv-permuted", {"gate_prop": 0.2}, scenario="class", method="bir")
+    assert given.method_params == {"gate_prop": 0.2}  # explicit wins
+    assert PRESETS["classic-permuted"].method_defaults("fromp", "domain", {}) == {}
 
 
 def test_preset_config_api_matches_the_cli():

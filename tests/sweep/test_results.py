@@ -10,6 +10,7 @@ import stat
 import duckdb
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sweep_helpers import TINY_SPACE, write_space
@@ -155,3 +156,65 @@ def test_several_methods_share_one_schema():
     names = sweep_trials_schema(("finetune", "ewc", "lwf")).names
     assert {"hp_lambda", "hp_temperature", "hp_weight"} <= set(names)
     assert load_space("baseline.yaml").methods == ("finetune", "joint")
+
+
+def test_curve_rows_land_in_their_own_part_and_compaction_keeps_recorded_trials(spec, tmp_path):
+    """A stream run's curve (sweep/curves.py) is written as the trial's curves part, before its
+    trials part; curves of a trial whose trials part never landed are dropped on compaction."""
+    from types import SimpleNamespace
+
+    from contract.schema import CURVES_FILE, CURVES_SCHEMA
+    from sweep.curves import curve_rows, encode_curve
+
+    points = [
+        SimpleNamespace(iteration=i, tasks_seen=1 + i // 20, task=j, split=s, accuracy=0.5)
+        for i in (0, 10, 20)
+        for j in range(3)
+        for s in ("val", "test")
+    ]
+    out = tmp_path / "out"
+    store = ResultsStore(spec, out)
+    base, plan, result = ended_trial(spec, "t1", 10.0)
+    result["curve"] = encode_curve(points)
+    row, tasks = trial_rows(spec, base, plan, result)
+    curves = curve_rows(row, result)
+    assert len(curves) == 18 and curves[3] == {
+        "schema_version": row["schema_version"], "sweep": row["sweep"], "trial_id": "t1",
+        "phase": "search", "iteration": 0, "tasks_seen": 1, "task": 1, "split": "test",
+        "accuracy": 0.5,
+    }  # fmt: skip
+    assert store.add(row, tasks, curves)
+    assert [p.name for p in tables.parts(out, CURVES_FILE)] == ["t1.parquet"]
+    assert tables.read_table(out, CURVES_FILE).schema == CURVES_SCHEMA
+    store.add(*trial_rows(spec, *ended_trial(spec, "t2", 10.0)))  # task-based: no curve
+    assert len(tables.parts(out, CURVES_FILE)) == 1
+    # A crash between t3's curves part and its trials part.
+    t3_row, _ = trial_rows(spec, *ended_trial(spec, "t3", 10.0))
+    t3 = curve_rows(t3_row, result)
+    tables.write_part(out, CURVES_FILE, pa.Table.from_pylist(t3, schema=CURVES_SCHEMA), "t3")
+    reloaded = ResultsStore(spec, out)
+    reloaded.compact()
+    kept = pd.read_parquet(out / CURVES_FILE)
+    assert set(kept.trial_id) == {"t1"} and len(kept) == 18
+    assert [p.name for p in tables.parts(out, CURVES_FILE)] == [tables.COMPACTED]
+
+
+def test_parts_written_before_a_settings_column_existed_are_compacted_with_nulls(spec, tmp_path):
+    """A sweep resumed after an upgrade that added settings columns (the stream settings) within
+    one schema version: its older parts lack them; compaction keeps their rows, null there."""
+    out = tmp_path / "out"
+    store = ResultsStore(spec, out)
+    added = ("stream", "update_every", "transition", "eval_every")
+    old_schema = pa.schema([f for f in store.schema if f.name not in added])
+    row, tasks = trial_rows(spec, *ended_trial(spec, "t1", 10.0))
+    old_row = {k: v for k, v in row.items() if k not in added}
+    tables.write_part(out, TASKS_FILE, pa.Table.from_pylist(tasks, schema=TASKS_SCHEMA), "t1")
+    tables.write_part(out, TRIALS_FILE, pa.Table.from_pylist([old_row], schema=old_schema), "t1")
+    resumed = ResultsStore(spec, out)
+    resumed.add(*trial_rows(spec, *ended_trial(spec, "t2", 20.0)))
+    resumed.compact()
+    table = tables.read_table(out, TRIALS_FILE)
+    assert table.schema == store.schema
+    rows = {r["trial_id"]: r for r in table.to_pylist()}
+    assert rows["t1"]["stream"] is None and rows["t1"]["hp_lambda"] == 10.0
+    assert rows["t2"]["stream"] == "none" and rows["t2"]["update_every"] == 100

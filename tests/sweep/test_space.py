@@ -173,3 +173,23 @@ grid: {benchmark: permuted-mnist, scenario: task, n_tasks: 3}
     assert spec.train["model"] == "conv" and spec.train["pad32"] is True
     digits = space.replace("permuted-mnist", "[permuted-mnist, permuted-digits]")
     assert main(["--space", str(write_space(tmp_path, digits, "d.yaml")), "--dry-run"]) == 2
+
+
+def test_searched_settings_that_depend_on_each_other_are_checked_together(tmp_path, capsys):
+    """A fuzzy stream's transition must fit in its iterations: with both the stream and the
+    transition searched, 'fuzzy-boundaries' is valid if some searched transition fits (not only
+    the default 1000), and refused when none does."""
+    space = """
+method: si
+train: {hidden: "16", iterations: 200}
+search:
+  stream: {type: categorical, choices: [academic, fuzzy-boundaries]}
+  transition: {type: categorical, choices: [50, 100]}
+grid: {benchmark: split-digits, scenario: domain, n_tasks: 5}
+"""
+    spec = load_space(write_space(tmp_path, space))
+    assert {p.name for p in spec.params} == {"stream", "transition"}
+    wide = space.replace("[50, 100]", "[500, 1000]")
+    assert main(["--space", str(write_space(tmp_path, wide, "w.yaml")), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "search.stream: 'fuzzy-boundaries' is not valid: transition (1000 steps)" in err
