@@ -21,27 +21,34 @@ from cl_core.methods.separate import SeparateNetworks
 from cl_core.methods.si import SI
 from cl_core.methods.xdg import XdG
 
-METHODS: dict[str, type[Method]] = {
-    m.name: m
-    for m in (
-        Finetune,
-        Joint,
-        EWC,
-        SI,
-        LwF,
-        ER,
-        AGEM,
-        ICaRL,
-        DER,
-        DERpp,
-        XdG,
-        SeparateNetworks,
-        DGR,
-        BIR,
-        GenerativeClassifier,
-        FROMP,
-    )
-}
+
+def registry(*classes: type[Method]) -> dict[str, type[Method]]:
+    """``{name: class}``; two classes claiming one name would silently shadow each other."""
+    names = [c.name for c in classes]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ClsweepError(f"method name(s) registered twice: {', '.join(twice)}; rename one")
+    return dict(zip(names, classes, strict=True))
+
+
+METHODS: dict[str, type[Method]] = registry(
+    Finetune,
+    Joint,
+    EWC,
+    SI,
+    LwF,
+    ER,
+    AGEM,
+    ICaRL,
+    DER,
+    DERpp,
+    XdG,
+    SeparateNetworks,
+    DGR,
+    BIR,
+    GenerativeClassifier,
+    FROMP,
+)
 
 
 def get_method(name: str) -> type[Method]:

@@ -17,7 +17,9 @@ from torch import nn
 from cl_core.__main__ import main as run_main
 from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
-from cl_core.methods import METHODS, Method
+from cl_core.methods import METHODS, Method, registry
+from cl_core.methods.ewc import EWC
+from cl_core.methods.finetune import Finetune
 from cl_core.params import HyperParam, resolve
 from cl_core.trainer import RunResult, train
 from sweep.__main__ import main as sweep_main
@@ -270,3 +272,12 @@ def test_sweep_space_refuses_a_range_outside_the_declared_one(registered, tmp_pa
     assert err.value.key == "search.strength"
     assert "outside l2prev's valid values for strength" in str(err.value)
     assert "valid range: [0, 1e+08]" in str(err.value)
+
+
+def test_two_methods_claiming_one_name_are_refused():
+    class Shadow(Finetune):
+        name = "ewc"
+
+    with pytest.raises(ClsweepError, match="registered twice: ewc"):
+        registry(Finetune, EWC, Shadow)
+    assert list(registry(Finetune, EWC)) == ["finetune", "ewc"]
