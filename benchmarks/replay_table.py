@@ -43,6 +43,12 @@ GRID: dict[str, list[dict[str, float | str]]] = {
     "der": [{"alpha": 1.0}, {"alpha": 0.3}],
     "agem": [{}],
     "finetune": [{}],
+    # the bounds and the regularisation family, with the preset's defaults (its per-scenario
+    # strengths, python -m cl_core --list-presets): the rows the replay methods are compared with
+    "joint": [{}],
+    "ewc": [{}],
+    "si": [{}],
+    "lwf": [{}],
 }
 SEEDS = (1, 2, 3)
 
