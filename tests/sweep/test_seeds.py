@@ -5,9 +5,9 @@ from __future__ import annotations
 from sweep_helpers import write_space
 
 from sweep.protocol import protocol_record
-from sweep.searcher import make_searcher
 from sweep.seeds import cell_sampler_seed
 from sweep.space import load_space
+from sweep.studies import UnitStudies, storage
 
 TWO_CELLS = """
 method: ewc
@@ -34,13 +34,12 @@ def test_seed_is_reproducible_and_differs_between_cells():
 
 def test_two_cells_of_one_sweep_get_different_first_trials(tmp_path):
     spec = load_space(write_space(tmp_path, TWO_CELLS))
-    storage = str(tmp_path / "study.db")
+    shared = storage(str(tmp_path / "study.db"))
     first = {}
-    for cell in spec.cells:
-        searcher = make_searcher(spec, "ewc", cell.key, storage)
-        first[cell.key] = searcher.suggest("trial-1")["lambda"]
-        again = make_searcher(spec, "ewc", cell.key, str(tmp_path / f"{cell.slug}.db"))
-        assert again.suggest("trial-1")["lambda"] == first[cell.key]  # reproducible
+    for unit, (_, cell) in enumerate(spec.units):
+        first[cell.key] = UnitStudies(spec, shared, unit).ask()[1]["lambda"]
+        alone = storage(str(tmp_path / f"{cell.slug}.db"))
+        assert UnitStudies(spec, alone, unit).ask()[1]["lambda"] == first[cell.key]  # reproducible
     assert len(set(first.values())) == 2, first
     recorded = protocol_record(spec)["sampler"]
     assert recorded["seed"] == 0 and "sha256" in recorded["study_seed_derivation"]
