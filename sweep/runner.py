@@ -324,22 +324,28 @@ def _fit(
     from sweep.trainable import run_trial
     from sweep.tune_glue import Recorder, UnitScheduler, UnitSearcher
 
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            run_trial,
-            datasets=datasets,
-            bases=[unit.base for unit in state.units],
-            train_fn=options.train_fn,
-        ),
-        {"cpu": spec.cpus, "gpu": spec.gpus},
-    )
+    bases = [unit.base for unit in state.units]
+    board = None
+    if spec.population > 1:
+        from sweep.population_trial import run_launch
+        from sweep.stop_board import StopBoard
+
+        board = StopBoard.remote()
+        trainable = tune.with_parameters(
+            run_launch, datasets=datasets, bases=bases, board=board, train_fn=options.train_fn
+        )
+    else:
+        trainable = tune.with_parameters(
+            run_trial, datasets=datasets, bases=bases, train_fn=options.train_fn
+        )
+    trainable = tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus})
     run = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tuner = tune.Tuner(
         trainable,
         param_space={},
         tune_config=tune.TuneConfig(
             search_alg=UnitSearcher(state),
-            scheduler=UnitScheduler(state),
+            scheduler=UnitScheduler(state, board),
             num_samples=-1,
             reuse_actors=True,
             trial_dirname_creator=_trial_dirname,
