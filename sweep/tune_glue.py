@@ -94,11 +94,12 @@ class UnitScheduler(_NotPickled, FIFOScheduler):
         return TrialScheduler.CONTINUE
 
     def _population_result(self, trial: Trial, result: dict) -> str:
-        """Decide, report and record each member; drop the stopped ones before the next task."""
+        """Decide, report and record each member; the stopped ones leave before the next task.
+
+        The trial itself always continues: a population whose members all stopped or ended
+        finishes by itself, so that Tune can reuse its worker (a stopped trial's is not)."""
         launch = trial.config["population"]
-        stops, none_left = self.state.on_population_report(launch, report_members(result))
-        if none_left:
-            return TrialScheduler.STOP
+        stops = self.state.on_population_report(launch, report_members(result))
         if stops:
             import ray
 

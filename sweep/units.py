@@ -398,13 +398,10 @@ class SweepState:
         self._free(plan.trial_id, result)
         return self._record(plan, result, error)
 
-    def on_population_report(
-        self, launch_id: str, members: dict[str, dict[str, Any]]
-    ) -> tuple[list[str], bool]:
+    def on_population_report(self, launch_id: str, members: dict[str, dict[str, Any]]) -> list[str]:
         """One report of a population: ``members`` maps trial ids to their metrics after the
         same task. Each member is decided on its unit's rungs (or the time limit), reported to
-        Optuna, and recorded if it ended. Returns the members the population must stop now, and
-        whether no member is left to train."""
+        Optuna, and recorded if it ended. Returns the members the population must stop now."""
         launch = self.launches[launch_id]
         unit = self.units[launch.unit]
         if members:
@@ -423,7 +420,7 @@ class SweepState:
                 self._record(plan, result)
                 if not ended:
                     stops.append(trial_id)
-        return stops, not launch.plans
+        return stops
 
     def on_population_end(
         self, launch_id: str, members: dict[str, dict[str, Any]], error: str | None = None
