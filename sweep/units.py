@@ -312,16 +312,17 @@ class SweepState:
             plan = self._take(unit, ask=True)
             if batching.key(unit.base, plan) != key:
                 why = batching.mismatch(unit.base, first, plan) or "a setting differs"
-                self._notice(unit, f"some configurations train in separate populations: {why}")
+                text = f"some configurations train in separate populations: {why}"
+                self._notice(unit, text, key=why.split(" (")[0])
                 unit.reruns.append(plan)  # the first of a later population
                 break
             batch.append(plan)
         return batch
 
-    def _notice(self, unit: Unit, text: str) -> None:
-        """One console line per unit and reason."""
-        if (unit.index, text) not in self._notices:
-            self._notices.add((unit.index, text))
+    def _notice(self, unit: Unit, text: str, key: str | None = None) -> None:
+        """One console line per unit and reason (``key``: the reason, if not all of ``text``)."""
+        if (unit.index, key or text) not in self._notices:
+            self._notices.add((unit.index, key or text))
             self.say(f"{unit.label}: {text}")
 
     def _can_launch(self, unit: Unit) -> bool:
