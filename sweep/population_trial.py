@@ -21,6 +21,7 @@ from ray import tune
 from cl_core.data import dataset_key
 from cl_core.population import train_population
 from contract import METRICS, SPLITS
+from sweep.stop_board import take_stops
 from sweep.trainable import TrainFn, _shared_dataset, _Tracker, run_trial
 from sweep.trial_config import population_members, run_config
 
@@ -29,7 +30,7 @@ def run_launch(
     config: dict[str, Any],
     datasets: dict[str, ray.ObjectRef],
     bases: list[dict[str, Any]],
-    board: Any,
+    board: str,
     train_fn: TrainFn | None = None,
 ) -> None:
     """The sweep's trainable when populations are on: a population, or one plan per trial
@@ -44,8 +45,9 @@ def run_population(
     config: dict[str, Any],
     datasets: dict[str, ray.ObjectRef],
     bases: list[dict[str, Any]],
-    board: Any,
+    board: str,
 ) -> None:
+    """The plans of ``config`` trained together; ``board``: the name of the run's stop board."""
     torch.set_num_threads(1)
     population_id = config["population"]
     plans = population_members(config) or []
@@ -67,7 +69,7 @@ def run_population(
             if not members:
                 continue
             tune.report(population_report(population_id, members))
-            for trial_id in ray.get(board.take.remote(population_id)):
+            for trial_id in take_stops(board, population_id):
                 population.stop(ids.index(trial_id))
     except Exception as exc:  # a failure of the population is a result of its members
         running = range(len(plans)) if population is None else population.running()

@@ -78,7 +78,7 @@ class UnitScheduler(_NotPickled, FIFOScheduler):
     def __init__(self, state: SweepState, board: Any = None) -> None:
         super().__init__()
         self.state = state
-        self.board = board  # a StopBoard actor when populations are on
+        self.board = board  # a StopBoard when populations are on
         self._supports_buffered_results = False  # every report decided on as it comes
         self._queue: deque[Trial] = deque()
 
@@ -101,9 +101,7 @@ class UnitScheduler(_NotPickled, FIFOScheduler):
         launch = trial.config["population"]
         stops = self.state.on_population_report(launch, report_members(result))
         if stops:
-            import ray
-
-            ray.get(self.board.post.remote(launch, stops))  # there before the trial goes on
+            self.board.post(launch, stops)  # there before the trial goes on
         return TrialScheduler.CONTINUE
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
