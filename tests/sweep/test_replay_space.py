@@ -10,7 +10,7 @@ from sweep_helpers import study_trials, write_space
 from sweep.__main__ import main
 from sweep.runner import Options, run_sweep
 from sweep.space import load_space
-from sweep.trial_config import param_space, run_config
+from sweep.trial_config import TrialPlan, run_config
 
 
 def test_replay_space_searches_each_methods_own_hyperparameters():
@@ -26,8 +26,8 @@ def test_replay_space_searches_each_methods_own_hyperparameters():
     assert (base["hidden"], base["batch_size"], base["iterations"]) == ([400, 400], 128, 2000)
     assert base["epochs"] is None
     # a trial's values reach the method that declares them, as method hyperparameters
-    config = {**param_space(spec, "derpp", spec.cells[0], "search"), "alpha": 0.5, "budget": 50}
-    cfg = run_config({**config, "beta": 2.0, "lr": 3e-4})
+    values = {"alpha": 0.5, "budget": 50, "beta": 2.0, "lr": 3e-4}
+    cfg = run_config(base, TrialPlan(trial_id="t", unit=1, phase="search", values=values))
     assert cfg.method_params == {"alpha": 0.5, "beta": 2.0, "budget": 50} and cfg.lr == 3e-4
 
 
