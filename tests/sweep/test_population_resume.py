@@ -44,10 +44,10 @@ def test_population_sweep_resumes_after_a_killed_driver(tmp_path):
     kept = after.set_index("trial_id").loc[before.trial_id]
     for column in ("started_at", "ended_at", "objective", "hp_lambda", "population"):
         assert list(kept[column]) == list(before[column]), column
-    # members run again after the kill trained in populations of the resumed run
+    # members run again after the kill trained in the resumed run's populations (or alone, null,
+    # when one was left over: a population of one runs per trial)
     again = after[~after.trial_id.isin(before.trial_id)]
-    assert again.population.notna().all()
-    assert not set(again.population) & set(before.population)
+    assert len(again) >= 1 and not set(again.population.dropna()) & set(before.population)
     final = after[after.phase == "final"]
     assert final.population.nunique() == 1  # the final phase is itself a population
     tasks = pd.read_parquet(folder / "tasks.parquet")

@@ -37,7 +37,7 @@ def test_replay_space_dry_run_says_which_method_each_parameter_is_for(capsys, tm
     assert "method er, derpp" in out and "split-mnist/class/5" in out
     assert "hp_alpha: loguniform [0.03, 10] (for derpp only)" in out
     assert "hp_budget: int [10, 500] log\n" in out  # both methods
-    assert "trials in all: 78 (2 methods x 1 cells x (30 search + 9 final))" in out
+    assert "trials in all: 78 (2 studies (method x cell) x (30 search + 9 final))" in out
     assert not (tmp_path / "out").exists()
 
 
