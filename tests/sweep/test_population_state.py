@@ -4,6 +4,7 @@ trials, every member recorded once."""
 
 from __future__ import annotations
 
+import pytest
 from optuna.trial import TrialState
 from sweep_helpers import write_space
 
@@ -79,3 +80,27 @@ def test_configs_that_cannot_share_train_in_separate_populations_visibly(tmp_pat
     study = state.units[0].studies.search.get_trials()
     assert len(study) == 8 and all(t.state == TrialState.COMPLETE for t in study)
     assert len(state.store.ids) == 8
+
+
+def test_the_time_limit_stops_every_member_and_each_is_pruned(tmp_path):
+    text = SPACE.replace("budget: {trials: 8}", "budget: {trials: 8, time_limit_s: 60}").replace(
+        "  batch_size: {type: categorical, choices: [16, 32]}\n", ""
+    )
+    spec = load_space(write_space(tmp_path, text))
+    folder = tmp_path / "out" / spec.name
+    folder.mkdir(parents=True)
+    state = SweepState(spec, folder, ResultsStore(spec, folder), capacity=2, say=lambda _: None)
+    plans = state.next_launch("pop0")
+    assert len(plans) == 4  # min(population 4, 8 trials over 2 free slots)
+    first_task = member_reports(state, plans)[0]
+    state.units[0].elapsed_before = 61.0  # the search's time is up
+    stops = state.on_population_report("pop0", first_task)
+    assert sorted(stops) == sorted(p.trial_id for p in plans)
+    # out of time: nothing new is asked; the search is over (Tune lets the population end)
+    assert state.next_launch("pop1") == FINISHED and state.live == 1
+    assert len(state.units[0].studies.search.get_trials()) == 4
+    state.on_population_end("pop0", first_task)
+    assert state.finished() and state.live == 0
+    study = state.units[0].studies.search.get_trials()
+    assert len(study) == 4 and all(t.state == TrialState.PRUNED for t in study)
+    assert all(t.intermediate_values == {1: pytest.approx(t.params["lr"] - 0.1)} for t in study)
