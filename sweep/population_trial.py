@@ -76,7 +76,8 @@ def run_population(
         members = {
             ids[i]: {**trackers[i].metrics(error=exc), "population": population_id} for i in running
         }
-        tune.report(population_report(population_id, members))
+        if members:  # none left: every member ended before the failure
+            tune.report(population_report(population_id, members))
 
 
 def population_report(population_id: str, members: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -4,11 +4,14 @@ trials, every member recorded once."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from optuna.trial import TrialState
 from sweep_helpers import write_space
 
 from cl_core.trainer import TaskReport
+from sweep.population_trial import population_report, report_members
 from sweep.results import ResultsStore
 from sweep.space import load_space
 from sweep.trainable import _Tracker
@@ -104,3 +107,18 @@ def test_the_time_limit_stops_every_member_and_each_is_pruned(tmp_path):
     study = state.units[0].studies.search.get_trials()
     assert len(study) == 4 and all(t.state == TrialState.PRUNED for t in study)
     assert all(t.intermediate_values == {1: pytest.approx(t.params["lr"] - 0.1)} for t in study)
+
+
+def test_a_population_report_carries_each_member_and_their_mean():
+    members = {
+        "a": {"tasks_learned": 2, "val_avg_acc": 0.5, "status": "running"},
+        "b": {"tasks_learned": 2, "val_avg_acc": float("nan"), "status": "diverged"},
+        "c": {"tasks_learned": 1, "val_avg_acc": 0.7, "status": "running"},
+    }
+    report = population_report("p7", members)
+    assert report["population"] == "p7" and report["tasks_learned"] == 2
+    assert report["val_avg_acc"] == pytest.approx(0.6)  # the finite ones
+    assert math.isnan(report["test_avg_acc"])
+    back = report_members(report)
+    assert back["a"] == members["a"] and math.isnan(back["b"]["val_avg_acc"])
+    assert report_members({}) == {}
