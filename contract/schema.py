@@ -13,10 +13,12 @@ import pyarrow as pa
 
 from contract.metrics import METRICS
 
-SCHEMA_VERSION = 2
-"""2: tables are folders of parts; trial ids are the sweep's own (study, number), not Ray's."""
-READABLE_VERSIONS = (1, 2)
-"""Schema 1 (single-file tables) has the same columns; analysis reads both."""
+SCHEMA_VERSION = 3
+"""2: tables are folders of parts; trial ids are the sweep's own (study, number), not Ray's.
+3: trials.parquet has a ``population`` column (the Ray trial a configuration was trained in)."""
+READABLE_VERSIONS = (1, 2, 3)
+"""Schemas 1 (single-file tables) and 2 have the same columns but ``population``; analysis reads
+all three."""
 
 TRIALS_FILE = "trials.parquet"
 TASKS_FILE = "tasks.parquet"
@@ -91,6 +93,7 @@ RUN = (
     ("wall_time_s", pa.float64()),
     ("device", pa.string()),
     ("node", pa.string()),
+    ("population", pa.string()),
     ("started_at", pa.string()),
     ("ended_at", pa.string()),
 )

@@ -37,6 +37,7 @@ def protocol_record(spec: SweepSpec) -> dict[str, Any]:
             "cpus": spec.cpus,
             "gpus": spec.gpus,
             "max_concurrent": spec.max_concurrent,
+            "population": spec.population,
         },
     }
 

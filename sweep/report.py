@@ -47,7 +47,12 @@ def plan_text(spec: SweepSpec, address: str | None) -> str:
             else "off"
         ),
         f"per trial: {spec.cpus:g} CPU, {spec.gpus:g} GPU"
-        + (f"; at most {spec.max_concurrent} at once" if spec.max_concurrent else ""),
+        + (f"; at most {spec.max_concurrent} at once" if spec.max_concurrent else "")
+        + (
+            f"; up to {spec.population} configs trained together (population)"
+            if spec.population > 1
+            else ""
+        ),
         f"loggers: {', '.join(lg.name for lg in spec.loggers) or 'none'}",
         f"ray: {address or f'local ({os.cpu_count()} CPUs here)'}",
         f"trials in all: {per_cell * len(spec.units)} "

@@ -110,7 +110,7 @@ def trial_rows(
     primary = spec.metrics[0]
     row["objective"] = _finite(result.get(primary)) if status in (COMPLETED, STOPPED) else None
     row["wall_time_s"] = float(result.get("run_wall_s", 0.0))
-    for key in ("device", "node", "started_at", "ended_at"):
+    for key in ("device", "node", "population", "started_at", "ended_at"):
         row[key] = result.get(key)
     return row, _task_rows(spec.name, plan.trial_id, plan.phase, result)
 

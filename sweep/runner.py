@@ -324,22 +324,28 @@ def _fit(
     from sweep.trainable import run_trial
     from sweep.tune_glue import Recorder, UnitScheduler, UnitSearcher
 
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            run_trial,
-            datasets=datasets,
-            bases=[unit.base for unit in state.units],
-            train_fn=options.train_fn,
-        ),
-        {"cpu": spec.cpus, "gpu": spec.gpus},
-    )
+    bases = [unit.base for unit in state.units]
     run = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    board = None
+    if spec.population > 1:
+        from sweep.population_trial import run_launch
+        from sweep.stop_board import StopBoard
+
+        board = StopBoard(f"clsweep-stops-{spec.name}-{run}")
+        trainable = tune.with_parameters(
+            run_launch, datasets=datasets, bases=bases, board=board.name, train_fn=options.train_fn
+        )
+    else:
+        trainable = tune.with_parameters(
+            run_trial, datasets=datasets, bases=bases, train_fn=options.train_fn
+        )
+    trainable = tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus})
     tuner = tune.Tuner(
         trainable,
         param_space={},
         tune_config=tune.TuneConfig(
             search_alg=UnitSearcher(state),
-            scheduler=UnitScheduler(state),
+            scheduler=UnitScheduler(state, board),
             num_samples=-1,
             reuse_actors=True,
             trial_dirname_creator=_trial_dirname,
@@ -359,7 +365,11 @@ def _fit(
     # the sweep's results are in Parquet, so its "failed to fetch metrics" warning is noise.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     with watching_sigint():
-        tuner.fit()
+        try:
+            tuner.fit()
+        finally:
+            if board is not None:
+                board.close()
         interrupted = sigint_received()
     if interrupted or not state.finished():
         raise SweepInterrupted(

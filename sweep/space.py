@@ -86,7 +86,7 @@ SECTION_KEYS = {
     "sampler": ("name", "seed"),
     "budget": ("trials", "time_limit_s"),
     "early_stopping": ("scheduler", "grace_tasks", "reduction_factor"),
-    "resources": ("cpus", "gpus", "max_concurrent"),
+    "resources": ("cpus", "gpus", "max_concurrent", "population"),
     "final": ("top_k", "seeds", "seed_base"),
     "grid": ("benchmark", "scenario", "n_tasks"),
 }
@@ -116,6 +116,7 @@ MAX_INT = 2**63 - 1  # Parquet int64 columns (seeds, batch sizes)
 MAX_SAMPLER_SEED = 2**32 - 1  # numpy's RandomState, which Optuna's samplers use
 MAX_TIME_LIMIT_S = 365 * 24 * 3600.0
 MIN_CPUS = 0.01
+MAX_POPULATION = 1024  # configurations one Ray trial trains together
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -194,6 +195,7 @@ class SweepSpec:
     final_seeds: int
     final_seed_base: int
     loggers: tuple[LoggerSpec, ...] = tuple(LoggerSpec(n) for n in DEFAULT_LOGGERS)
+    population: int = 1  # configurations one Ray trial trains at once (1: one per trial)
 
     @property
     def units(self) -> list[tuple[str, Cell]]:
@@ -434,6 +436,7 @@ class _Validator:
             cpus=resources[0],
             gpus=resources[1],
             max_concurrent=resources[2],
+            population=resources[3],
             final_top_k=final[0],
             final_seeds=final[1],
             final_seed_base=final[2],
@@ -1049,7 +1052,7 @@ class _Validator:
         )
         return {"scheduler": scheduler, "grace_tasks": grace, "reduction_factor": float(factor)}
 
-    def resources(self, resources: dict[str, Any]) -> tuple[float, float, int | None]:
+    def resources(self, resources: dict[str, Any]) -> tuple[float, float, int | None, int]:
         cpus = self.number(
             "resources.cpus",
             resources.get("cpus", 1),
@@ -1068,7 +1071,15 @@ class _Validator:
         concurrent = resources.get("max_concurrent")
         if concurrent is not None:
             self.number("resources.max_concurrent", concurrent, integer=True, low=1)
-        return float(cpus), float(gpus), concurrent
+        population = self.number(
+            "resources.population",
+            resources.get("population", 1),
+            integer=True,
+            low=1,
+            high=MAX_POPULATION,
+            fix=f"write a whole number from 1 (one configuration per trial) to {MAX_POPULATION}",
+        )
+        return float(cpus), float(gpus), concurrent, population
 
     def final(self, final: dict[str, Any], trials: int) -> tuple[int, int, int]:
         top_k = self.number(

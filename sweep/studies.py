@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -45,6 +46,21 @@ def storage(path: str) -> optuna.storages.BaseStorage:
     )
 
 
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, without its ``study.stop()`` after the last grid point: that call
+    raises outside ``study.optimize`` (ask-and-tell), which would leave the last trial RUNNING;
+    the sweep's budget ends the search instead."""
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        return None
+
+
 def make_sampler(spec: SweepSpec, method: str, seed: int | None) -> optuna.samplers.BaseSampler:
     """The Optuna sampler the space asks for (TPE with constant liar for parallel trials), for
     the study of ``method`` (the grid sampler lists that method's parameters); ``seed`` is the
@@ -58,7 +74,7 @@ def make_sampler(spec: SweepSpec, method: str, seed: int | None) -> optuna.sampl
     if spec.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     grid = {p.name: list(p.choices) for p in spec.params_for(method)}
-    return optuna.samplers.GridSampler(grid, seed=seed)
+    return GridSampler(grid, seed=seed)
 
 
 def distributions(spec: SweepSpec, method: str) -> dict[str, optuna.distributions.BaseDistribution]:

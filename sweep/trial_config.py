@@ -7,8 +7,9 @@ unit's base RunConfig travels once to the workers (``tune.with_parameters``), no
 so Tune's per-trial state stays small however many trials run. The trainable and the Parquet writer
 both build the RunConfig through :func:`run_config`, so they agree on every value.
 
-A later population trainer would run several plans in one Tune trial (a config holding a list of
-plans, one report entry per member); every plan would still be its own Optuna trial and Parquet row.
+A population (``resources.population`` > 1) runs several plans of one unit in one Tune trial: its
+config holds them as ``members`` (:func:`population_config`); every plan is still its own Optuna
+trial and Parquet row.
 """
 
 from __future__ import annotations
@@ -43,6 +44,24 @@ class TrialPlan:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> TrialPlan:
         return cls(**{k: config[k] for k in cls.__dataclass_fields__ if k in config})
+
+
+def population_config(population: str, plans: list[TrialPlan]) -> dict[str, Any]:
+    """The Tune config of a population: its id (the Ray trial's) and its members' plans."""
+    return {
+        "trial_id": population,
+        "population": population,
+        "unit": plans[0].unit,
+        "phase": plans[0].phase,
+        "members": [plan.to_config() for plan in plans],
+    }
+
+
+def population_members(config: dict[str, Any]) -> list[TrialPlan] | None:
+    """The plans of a population's Tune config; None for a config of one plan."""
+    if "members" not in config:
+        return None
+    return [TrialPlan.from_config(member) for member in config["members"]]
 
 
 def config_id(values: dict[str, Any]) -> str:

@@ -8,6 +8,12 @@
   (callbacks see every report, the one that stopped a trial included; Tune's searcher hook does
   not) and every ended trial to :meth:`SweepState.on_end`, and prints the status block.
 
+Populations (``resources.population`` > 1): a Tune trial may train several plans; its config says
+so (:func:`sweep.trial_config.population_config`). The scheduler hands each of its reports to
+:meth:`SweepState.on_population_report` (members decided, reported to Optuna, ended ones recorded)
+and posts the members to drop on the stop board (:mod:`sweep.stop_board`) before the trial goes
+on; the Recorder ends the population's remaining members when its Tune trial ends.
+
 Why one Tune run for all cells, not one per cell: cells then share the cluster as trials end
 (no cell's tail leaves slots idle), there is one Ray set-up instead of one per cell and phase, and
 a cell's final phase starts as soon as its own search ends. Tune pickles its searcher, scheduler
@@ -28,8 +34,9 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from sweep.interrupt import sigint_received
+from sweep.population_trial import report_members
 from sweep.status import StatusPrinter, status_text
-from sweep.trial_config import TrialPlan
+from sweep.trial_config import TrialPlan, population_config, population_members
 from sweep.units import FINISHED, SweepState
 
 
@@ -39,7 +46,7 @@ class _NotPickled:
     state: SweepState | None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "state": None}
+        return {**self.__dict__, "state": None, "board": None}
 
 
 class UnitSearcher(_NotPickled, Searcher):
@@ -48,10 +55,14 @@ class UnitSearcher(_NotPickled, Searcher):
         self.state = state
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        plan = self.state.next_plan()
-        if plan == FINISHED:
+        plans = self.state.next_launch(trial_id)
+        if plans == FINISHED:
             return Searcher.FINISHED
-        return None if plan is None else plan.to_config()
+        if plans is None:
+            return None
+        if len(plans) == 1:
+            return plans[0].to_config()
+        return population_config(trial_id, plans)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         """Nothing: the Recorder records and tells Optuna (Parquet first, then Optuna)."""
@@ -64,9 +75,10 @@ class UnitSearcher(_NotPickled, Searcher):
 
 
 class UnitScheduler(_NotPickled, FIFOScheduler):
-    def __init__(self, state: SweepState) -> None:
+    def __init__(self, state: SweepState, board: Any = None) -> None:
         super().__init__()
         self.state = state
+        self.board = board  # a StopBoard when populations are on
         self._supports_buffered_results = False  # every report decided on as it comes
         self._queue: deque[Trial] = deque()
 
@@ -74,9 +86,22 @@ class UnitScheduler(_NotPickled, FIFOScheduler):
         self._queue.append(trial)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        if population_members(trial.config) is not None:
+            return self._population_result(trial, result)
         plan = TrialPlan.from_config(trial.config)
         if self.state.decide(plan, result):
             return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def _population_result(self, trial: Trial, result: dict) -> str:
+        """Decide, report and record each member; the stopped ones leave before the next task.
+
+        The trial itself always continues: a population whose members all stopped or ended
+        finishes by itself, so that Tune can reuse its worker (a stopped trial's is not)."""
+        launch = trial.config["population"]
+        stops = self.state.on_population_report(launch, report_members(result))
+        if stops:
+            self.board.post(launch, stops)  # there before the trial goes on
         return TrialScheduler.CONTINUE
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
@@ -110,10 +135,18 @@ class Recorder(_NotPickled, tune.Callback):
         print(text, file=sys.stdout, flush=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **info):
-        self.state.on_report(TrialPlan.from_config(trial.config), result)
+        if population_members(trial.config) is None:  # a population's: the scheduler's job
+            self.state.on_report(TrialPlan.from_config(trial.config), result)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
-        self.state.on_end(TrialPlan.from_config(trial.config), dict(trial.last_result or {}))
+        self._end(trial, None)
+
+    def _end(self, trial: Trial, error: str | None) -> None:
+        last = dict(trial.last_result or {})
+        if population_members(trial.config) is None:
+            self.state.on_end(TrialPlan.from_config(trial.config), last, error)
+        else:
+            self.state.on_population_end(trial.config["population"], report_members(last), error)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
         if sigint_received():  # killed by Ctrl-C, not failed: --resume runs it again
@@ -121,8 +154,7 @@ class Recorder(_NotPickled, tune.Callback):
         error = trial.get_error()
         lines = [ln for ln in str(error or "trial failed").splitlines() if ln.strip()]
         message = lines[-1].strip() if lines else "trial failed"
-        plan = TrialPlan.from_config(trial.config)
-        self.state.on_end(plan, dict(trial.last_result or {}), message)
+        self._end(trial, message)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self.status.tick()

@@ -14,6 +14,13 @@ when a slot is free, :meth:`SweepState.decide` on every report (continue or stop
 Resuming is building the state from the folder: trials recorded in Parquet are done; an Optuna
 trial left running by an interrupted driver is run again in its own Optuna trial; one whose row
 reached Parquet before the driver died is told Optuna from that row.
+
+Populations (``resources.population`` N > 1): a Ray trial (a :class:`Launch`) trains up to N plans
+of one unit at once (:mod:`sweep.batching` says which). Every plan stays its own Optuna trial and
+Parquet row: :meth:`SweepState.on_population_report` takes a population's report of all its
+members after each task, decides each member on its unit's rungs, reports it to Optuna and
+records the members that ended (stopped, diverged, completed); the Tune glue tells the population
+which members to drop. Capacity counts Ray trials, not plans.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from contract import tables
-from contract.schema import ATTR_TRIAL_ID, FAILED_STATUSES, STUDY_FILE, TASKS_FILE
+from contract.schema import ATTR_TRIAL_ID, COMPLETED, FAILED_STATUSES, STUDY_FILE, TASKS_FILE
+from sweep import batching
 from sweep.asha import Asha
 from sweep.curves import curve_rows
 from sweep.results import ResultsStore, avg_acc_curve, trial_rows
@@ -59,8 +67,9 @@ class Unit:
     running: dict[str, TrialPlan] = field(default_factory=dict)
     curves: dict[str, dict[int, float]] = field(default_factory=dict)
     launched: int = 0
-    busy_s: float = 0.0  # run time of ended trials (as the workers measured it)
-    run_starts: dict[str, float] = field(default_factory=dict)  # running: start, driver clock
+    slots: int = 0  # Ray trials of this unit running (a population is one)
+    busy_s: float = 0.0  # run time of ended Ray trials (as the workers measured it)
+    run_starts: dict[str, float] = field(default_factory=dict)  # launch id -> start (driver clock)
     search_ended: bool = False
     end_reason: str = ""
     clock_start: float | None = None
@@ -89,6 +98,17 @@ class Unit:
         return self.elapsed_before + running
 
 
+@dataclass
+class Launch:
+    """One Ray trial: one plan on its own (``population`` None, id = the plan's trial id) or a
+    population of plans trained together (id = ``population`` = Tune's trial id)."""
+
+    id: str
+    unit: int
+    plans: dict[str, TrialPlan]  # trial id -> plan, those not recorded yet
+    population: str | None = None
+
+
 class SweepState:
     """All units of a sweep, their queues, and the Parquet store (see the module docstring)."""
 
@@ -107,6 +127,9 @@ class SweepState:
         self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
         self.storage = storage(str(self.folder / STUDY_FILE))
         self.units: list[Unit] = []
+        self.population = spec.population
+        self.launches: dict[str, Launch] = {}
+        self._notices: set[tuple[int, str]] = set()
         self._rows = {r["trial_id"]: r for r in store.rows_read}
         for index, (method, cell) in enumerate(spec.units):
             early = spec.early_stopping
@@ -209,13 +232,24 @@ class SweepState:
 
     @property
     def live(self) -> int:
-        return sum(len(u.running) for u in self.units)
+        """Ray trials running (a population counts once)."""
+        return len(self.launches)
 
     def finished(self) -> bool:
         return all(u.done for u in self.units)
 
     def next_plan(self) -> TrialPlan | str | None:
-        """The next trial to launch, None if none can start now, FINISHED when all is done."""
+        """The next trial to launch on its own, None if none can start now, FINISHED when all is
+        done."""
+        out = self.next_launch()
+        return out[0] if isinstance(out, list) else out
+
+    def next_launch(self, population_id: str | None = None) -> list[TrialPlan] | str | None:
+        """The plans of the next Ray trial, None if none can start now, FINISHED when all is done.
+
+        With ``population_id`` (the Ray trial's id) and ``resources.population`` > 1, up to that
+        many plans of one unit that can share a population; otherwise one plan.
+        """
         if self.finished():
             return FINISHED
         if self.live >= self.capacity:
@@ -225,17 +259,72 @@ class SweepState:
             return None
         # Fewest running first; interrupted trials before new ones; then the least slot time.
         now = time.monotonic()
-        unit = min(ready, key=lambda u: (len(u.running), not u.reruns, u.slot_time(now), u.index))
-        plan = self._take(unit)
-        unit.running[plan.trial_id] = plan
-        unit.launched += 1
-        if plan.phase == "search":
-            if unit.clock_start is None:
-                unit.clock_start = time.monotonic()
-            unit.studies.start(plan)
+        unit = min(ready, key=lambda u: (u.slots, not u.reruns, u.slot_time(now), u.index))
+        if population_id is not None and self.population > 1:
+            left = len(unit.finals) if unit.finals is not None else self._search_left(unit)
+            size = batching.batch_size(self.population, left, self.capacity - self.live)
+            plans = self._take_population(unit, size)
         else:
-            unit.curves[plan.trial_id] = {}
-        return plan
+            plans = [self._take(unit)]
+        for plan in plans:
+            unit.running[plan.trial_id] = plan
+            unit.launched += 1
+            if plan.phase == "search":
+                if unit.clock_start is None:
+                    unit.clock_start = time.monotonic()
+                unit.studies.start(plan)
+            else:
+                unit.curves[plan.trial_id] = {}
+        population = population_id if len(plans) > 1 else None
+        launch_id = population or plans[0].trial_id
+        self.launches[launch_id] = Launch(
+            launch_id, unit.index, {p.trial_id: p for p in plans}, population
+        )
+        unit.slots += 1
+        return plans
+
+    def _search_left(self, unit: Unit) -> int:
+        return len(unit.reruns) + max(self.spec.trials - unit.asked, 0)
+
+    def _take_population(self, unit: Unit, size: int) -> list[TrialPlan]:
+        """Up to ``size`` plans of ``unit`` that can train together (see :mod:`sweep.batching`):
+        queued ones first, then new configurations asked from Optuna one after another (TPE's
+        constant liar counts the ones asked before as running, so a batch stays diverse)."""
+        first = self._take(unit)
+        reason = batching.solo_reason(unit.base, first)
+        if reason is not None:
+            self._notice(unit, f"runs per trial: {reason}")
+            return [first]
+        key = batching.key(unit.base, first)
+        batch = [first]
+        queue = unit.finals if first.phase == "final" else unit.reruns
+        for plan in list(queue or ()):
+            if len(batch) >= size:
+                break
+            if batching.key(unit.base, plan) == key:
+                queue.remove(plan)
+                batch.append(plan)
+        while (
+            first.phase == "search"
+            and len(batch) < size
+            and unit.asked < self.spec.trials
+            and not self.out_of_time(unit)
+        ):
+            plan = self._take(unit, ask=True)
+            if batching.key(unit.base, plan) != key:
+                why = batching.mismatch(unit.base, first, plan) or "a setting differs"
+                text = f"some configurations train in separate populations: {why}"
+                self._notice(unit, text, key=why.split(" (")[0])
+                unit.reruns.append(plan)  # the first of a later population
+                break
+            batch.append(plan)
+        return batch
+
+    def _notice(self, unit: Unit, text: str, key: str | None = None) -> None:
+        """One console line per unit and reason (``key``: the reason, if not all of ``text``)."""
+        if (unit.index, key or text) not in self._notices:
+            self._notices.add((unit.index, key or text))
+            self.say(f"{unit.label}: {text}")
 
     def _can_launch(self, unit: Unit) -> bool:
         if unit.finals is not None:
@@ -245,10 +334,12 @@ class SweepState:
             return bool(unit.finals)
         return bool(unit.reruns) or unit.asked < self.spec.trials
 
-    def _take(self, unit: Unit) -> TrialPlan:
-        if unit.finals:
+    def _take(self, unit: Unit, ask: bool = False) -> TrialPlan:
+        """The unit's next plan: a final re-run, an interrupted (or waiting) one, or, with
+        ``ask`` or when none is queued, a new configuration from Optuna."""
+        if unit.finals and not ask:
             return unit.finals.popleft()
-        if unit.reruns:
+        if unit.reruns and not ask:
             return unit.reruns.popleft()
         number, values = unit.studies.ask()
         unit.asked += 1
@@ -282,10 +373,17 @@ class SweepState:
 
     def on_report(self, plan: TrialPlan, result: dict[str, Any]) -> None:
         """Every report, the one that stopped the trial included, reaches its Optuna trial."""
-        unit = self.units[plan.unit]
-        if plan.trial_id not in unit.run_starts:
+        self._mark_start(self.units[plan.unit], plan.trial_id, result)
+        self._report(plan, result)
+
+    @staticmethod
+    def _mark_start(unit: Unit, launch_id: str, result: dict[str, Any]) -> None:
+        if launch_id not in unit.run_starts:
             started = time.monotonic() - float(result.get("run_wall_s") or 0.0)
-            unit.run_starts[plan.trial_id] = started
+            unit.run_starts[launch_id] = started
+
+    def _report(self, plan: TrialPlan, result: dict[str, Any]) -> None:
+        unit = self.units[plan.unit]
         if result.get("status") in FAILED_STATUSES:
             return  # repeats the last learned step; the trial is told FAIL when it ends
         step = int(result.get("tasks_learned", 0))
@@ -299,10 +397,68 @@ class SweepState:
         self, plan: TrialPlan, result: dict[str, Any], error: str | None = None
     ) -> dict[str, Any] | None:
         """Record an ended trial: Parquet first, then Optuna; then move its unit on."""
+        self._free(plan.trial_id, result)
+        return self._record(plan, result, error)
+
+    def on_population_report(self, launch_id: str, members: dict[str, dict[str, Any]]) -> list[str]:
+        """One report of a population: ``members`` maps trial ids to their metrics after the
+        same task. Each member is decided on its unit's rungs (or the time limit), reported to
+        Optuna, and recorded if it ended. Returns the members the population must stop now."""
+        launch = self.launches[launch_id]
+        unit = self.units[launch.unit]
+        if members:
+            wall = max(float(m.get("run_wall_s") or 0.0) for m in members.values())
+            self._mark_start(unit, launch_id, {"run_wall_s": wall})
+        stops: list[str] = []
+        for trial_id, result in members.items():
+            plan = launch.plans.get(trial_id)
+            if plan is None:  # recorded already
+                continue
+            stop = self.decide(plan, result)
+            self._report(plan, result)
+            ended = result.get("status") in (COMPLETED, *FAILED_STATUSES)
+            if stop or ended:
+                del launch.plans[trial_id]
+                self._record(plan, result)
+                if not ended:
+                    stops.append(trial_id)
+        return stops
+
+    def on_population_end(
+        self, launch_id: str, members: dict[str, dict[str, Any]], error: str | None = None
+    ) -> None:
+        """A population's Ray trial ended: record the members not recorded yet (from their last
+        report in ``members``; ``error``: why the trial failed), free its slot."""
+        launch = self.launches.get(launch_id)
+        if launch is None:
+            return
+        for trial_id, plan in list(launch.plans.items()):
+            result = members.get(trial_id, {})
+            why = error
+            if why is None and not result:
+                why = "the population ended before this configuration reported"
+            self._record(plan, result, why)
+        launch.plans.clear()
+        wall = max((float(m.get("run_wall_s") or 0.0) for m in members.values()), default=0.0)
+        self._free(launch_id, {"run_wall_s": wall})
+        self._maybe_end_search(self.units[launch.unit])
+
+    def _free(self, launch_id: str, result: dict[str, Any]) -> None:
+        """A Ray trial ended: its slot is free, its run time counts to its unit's share."""
+        launch = self.launches.pop(launch_id, None)
+        if launch is None:
+            return
+        unit = self.units[launch.unit]
+        unit.slots -= 1
+        unit.run_starts.pop(launch_id, None)
+        unit.busy_s += float(result.get("run_wall_s") or 0.0)
+
+    def _record(
+        self, plan: TrialPlan, result: dict[str, Any], error: str | None = None
+    ) -> dict[str, Any] | None:
+        """Parquet first, then Optuna; then move the plan's unit on."""
         unit = self.units[plan.unit]
         unit.running.pop(plan.trial_id, None)
-        unit.run_starts.pop(plan.trial_id, None)
-        unit.busy_s += float(result.get("run_wall_s") or 0.0)
         row, tasks = trial_rows(self.spec, unit.base, plan, result, error)
         recorded = self.store.add(row, tasks, curve_rows(row, result))
         if recorded:

@@ -304,6 +304,12 @@ for label, value, key in [
     ("concurrent_float", "{max_concurrent: 1.5}", "max_concurrent"),
     ("concurrent_bool", "{max_concurrent: true}", "max_concurrent"),
     ("unknown_key", "{memory: 4}", "resources.memory"), ("not_mapping", "[1]", "resources:"),
+    ("population_zero", "{population: 0}", "resources.population"),
+    ("population_negative", "{population: -4}", "resources.population"),
+    ("population_float", "{population: 2.5}", "resources.population"),
+    ("population_bool", "{population: true}", "resources.population"),
+    ("population_text", "{population: '16'}", "resources.population"),
+    ("population_huge", "{population: 100000}", "resources.population"),
 ]:  # fmt: skip
     case(f"resources_{label}", space(resources=value), key)
 # -- final phase ------------------------------------------------------------------------------

@@ -106,6 +106,22 @@ def test_overrides_and_sets_apply_before_validation(tmp_path):
     assert spec.raw["budget"]["trials"] == 4  # sweep.json keeps the file as given
 
 
+def test_population_is_one_unless_set(tmp_path, capsys):
+    path = write_space(tmp_path, TINY_SPACE)
+    assert load_space(path).population == 1
+    spec = load_space(path, sets=["resources.population=16"])
+    assert spec.population == 16
+    assert spec.fingerprint() == load_space(path).fingerprint()  # a resource: may change on resume
+    assert main(["--space", str(path), "--set", "resources.population=8", "--dry-run"]) == 0
+    assert "up to 8 configs trained together (population)" in capsys.readouterr().out
+    assert main(["--space", str(path), "--set", "resources.population=0", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: space.yaml: resources.population: must be >= 1, got 0; write a whole number "
+        "from 1 (one configuration per trial) to 1024"
+    ], err
+
+
 def test_set_value_is_validated_too(tmp_path, capsys):
     path = write_space(tmp_path, TINY_SPACE)
     assert main(["--space", str(path), "--set", "search.lambda.low=0", "--dry-run"]) == 2

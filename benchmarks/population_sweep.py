@@ -1,0 +1,65 @@
+"""The shipped quickstart end to end, with and without ``resources.population``, alternated.
+
+Each round runs ``python -m sweep --space quickstart.yaml`` twice in fresh folders, once as is
+(one configuration per Ray trial) and once with ``--set resources.population=N``, in alternating
+order, and times each command from start to exit (Python start, data, Ray start and shutdown,
+the sweep, the summary). It checks that both wrote the same number of rows per phase and status
+and prints the wall times and the ratio (median over rounds):
+
+    python benchmarks/population_sweep.py --rounds 3 --population 16 --out /tmp/popsweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(out: Path, name: str, population: int | None) -> tuple[float, dict]:
+    command = [sys.executable, "-m", "sweep", "--space", "quickstart.yaml", "--out", str(out)]
+    command += ["--set", f"name={name}", "--set", "loggers=[]"]
+    if population is not None:
+        command += ["--set", f"resources.population={population}"]
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    start = time.perf_counter()
+    subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    trials = pd.read_parquet(out / name / "trials.parquet")
+    return wall, trials.groupby(["phase", "status"]).size().to_dict()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--population", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/population-sweep"))
+    args = parser.parse_args()
+    shutil.rmtree(args.out, ignore_errors=True)
+    walls: dict[str, list[float]] = {"per-trial": [], "population": []}
+    for r in range(args.rounds):
+        order = ["per-trial", "population"] if r % 2 == 0 else ["population", "per-trial"]
+        counts = {}
+        for mode in order:
+            population = args.population if mode == "population" else None
+            wall, counts[mode] = run(args.out, f"{mode}-{r}", population)
+            walls[mode].append(wall)
+            print(f"round {r} {mode:10s} {wall:6.1f} s  rows {counts[mode]}", flush=True)
+        assert counts["per-trial"] == counts["population"], counts
+    one, pop = (statistics.median(walls[m]) for m in ("per-trial", "population"))
+    print(f"median wall: per-trial {one:.1f} s, population={args.population} {pop:.1f} s")
+    ratios = [a / b for a, b in zip(walls["per-trial"], walls["population"], strict=True)]
+    print(f"ratio per round: {', '.join(f'{x:.2f}' for x in ratios)}; of medians: {one / pop:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

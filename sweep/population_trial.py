@@ -1,0 +1,100 @@
+"""A Tune trial that trains a population: several plans of one unit at once (cl_core.population).
+
+After each task it reports every member still training in one Tune report: ``members`` holds, per
+member trial id, the same metrics a per-trial run reports (:class:`sweep.trainable._Tracker`) plus
+the population's id. Then it takes the members the driver stopped (:mod:`sweep.stop_board`) and
+drops them before the next task. A member that diverges is reported ``diverged`` and leaves; the
+others go on unchanged. A failure of the whole population is reported as an error of every member
+still training. Plans without a population form never come here (the driver runs them per trial).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from cl_core.data import dataset_key
+from cl_core.population import train_population
+from contract import METRICS, SPLITS
+from sweep.stop_board import take_stops
+from sweep.trainable import TrainFn, _shared_dataset, _Tracker, run_trial
+from sweep.trial_config import population_members, run_config
+
+
+def run_launch(
+    config: dict[str, Any],
+    datasets: dict[str, ray.ObjectRef],
+    bases: list[dict[str, Any]],
+    board: str,
+    train_fn: TrainFn | None = None,
+) -> None:
+    """The sweep's trainable when populations are on: a population, or one plan per trial
+    (``train_fn``: as :func:`sweep.trainable.run_trial`'s)."""
+    if population_members(config) is None:
+        run_trial(config, datasets, bases, train_fn)
+    else:
+        run_population(config, datasets, bases, board)
+
+
+def run_population(
+    config: dict[str, Any],
+    datasets: dict[str, ray.ObjectRef],
+    bases: list[dict[str, Any]],
+    board: str,
+) -> None:
+    """The plans of ``config`` trained together; ``board``: the name of the run's stop board."""
+    torch.set_num_threads(1)
+    population_id = config["population"]
+    plans = population_members(config) or []
+    ids = [plan.trial_id for plan in plans]
+    trackers = [_Tracker(bases[plan.unit]["n_tasks"]) for plan in plans]
+    population = None
+    try:
+        cfgs = [run_config(bases[plan.unit], plan) for plan in plans]
+        for tracker, cfg in zip(trackers, cfgs, strict=True):
+            tracker.cfg = cfg
+        dataset = _shared_dataset(datasets[dataset_key(cfgs[0])])
+        population = train_population(cfgs, dataset)
+        for reports in population:
+            members = {}
+            for i, report in reports.items():
+                trackers[i].reports.append(report)
+                if report.tasks_learned > 0 or report.status != "ok":
+                    members[ids[i]] = {**trackers[i].metrics(), "population": population_id}
+            if not members:
+                continue
+            tune.report(population_report(population_id, members))
+            for trial_id in take_stops(board, population_id):
+                population.stop(ids.index(trial_id))
+    except Exception as exc:  # a failure of the population is a result of its members
+        running = range(len(plans)) if population is None else population.running()
+        members = {
+            ids[i]: {**trackers[i].metrics(error=exc), "population": population_id} for i in running
+        }
+        if members:  # none left: every member ended before the failure
+            tune.report(population_report(population_id, members))
+
+
+def population_report(population_id: str, members: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One Tune report of a population: the members' metrics (``members``, JSON) and, for Tune's
+    own displays and loggers, the members' mean of each metric."""
+    out: dict[str, Any] = {"population": population_id, "members": json.dumps(members)}
+    out["tasks_learned"] = max(int(m["tasks_learned"]) for m in members.values())
+    for metric in METRICS.values():
+        for split in SPLITS:
+            column = metric.column(split)
+            values = [m.get(column) for m in members.values()]
+            finite = [v for v in values if v is not None and math.isfinite(v)]
+            out[column] = sum(finite) / len(finite) if finite else float("nan")
+    return out
+
+
+def report_members(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The members' metrics of a population's report (empty if it never reported)."""
+    text = result.get("members")
+    return json.loads(text) if text else {}

@@ -1,0 +1,62 @@
+"""How the driver tells a running population which members to drop (early stopping).
+
+Tune can only continue or stop a whole trial. A population's trainable reports all its members
+after each task and waits (function trainables report synchronously) until the driver has
+processed the report; the driver posts the members its rungs stopped on a small named actor
+before it lets the trial continue, and the trainable takes them before training the next task.
+The actor (no CPU of its own) is started at the first stop: a sweep in which nothing stops early
+never pays for its process. It dies with the driver, or when the run ends (:meth:`close`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+
+@ray.remote(num_cpus=0)
+class _Board:
+    """Member trial ids to stop, per population id, until the population takes them."""
+
+    def __init__(self) -> None:
+        self.stops: dict[str, list[str]] = {}
+
+    def post(self, population: str, members: list[str]) -> None:
+        self.stops.setdefault(population, []).extend(members)
+
+    def take(self, population: str) -> list[str]:
+        return self.stops.pop(population, [])
+
+
+class StopBoard:
+    """The driver's side: ``post`` returns once the population can see the stops."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._actor: Any = None
+
+    def post(self, population: str, members: list[str]) -> None:
+        if self._actor is None:
+            self._actor = _Board.options(name=self.name).remote()
+        ray.get(self._actor.post.remote(population, members))
+
+    def close(self) -> None:
+        if self._actor is not None:
+            ray.kill(self._actor)
+            self._actor = None
+
+
+_FOUND: dict[str, Any] = {}  # per worker process: the board of each run, once it exists
+
+
+def take_stops(name: str, population: str) -> list[str]:
+    """The population's side: the members the driver stopped since the last call."""
+    actor = _FOUND.get(name)
+    if actor is None:
+        try:
+            actor = ray.get_actor(name)
+        except ValueError:  # not started: nothing was stopped yet
+            return []
+        _FOUND[name] = actor
+    return ray.get(actor.take.remote(population))
