@@ -199,13 +199,18 @@ def _figures_section(
         paths = plots.save_figure(fig, folder / _slug(plot.title))
         report.figures += paths
         document.add(Figure(paths[0], plot.title, plot.caption))
-    one_param = [name for name, info in sorted(results.sweeps.items()) if len(info.params) < 2]
+    one_param = [
+        f"{study} (sweep {sweep})"
+        for sweep in sorted(results.sweeps)
+        for study in sorted(set(results.trials.loc[results.trials["sweep"] == sweep, STUDY]))
+        if _searched_in(results, sweep, study) < 2
+    ]
     if one_param:
         document.add(
             Text(
-                "Hyperparameter importance is shown only for sweeps that searched two or more "
-                "parameters: with one it is 1 by definition. Sweep(s) "
-                f"{', '.join(one_param)} searched one; the sensitivity figure shows all there is."
+                "Hyperparameter importance is shown only for studies that searched two or more "
+                "parameters: with one it is 1 by definition. Searched one: "
+                f"{'; '.join(one_param)}; the sensitivity figure shows all there is."
             )
         )
 
@@ -279,8 +284,6 @@ def _plots(results: Results, best: pd.DataFrame) -> list[_Plot]:
                 lambda s=sweep: plots.plot_search_progress(results, s),
             ),
         ]
-        if len(info.params) < 2:
-            continue
         trials = results.trials[results.trials["sweep"] == sweep]
         out += [
             _Plot(
@@ -291,9 +294,16 @@ def _plots(results: Results, best: pd.DataFrame) -> list[_Plot]:
                 lambda s=sweep, u=study: plots.plot_importance(results, s, u),
             )
             for study in ordered_studies(trials[trials["phase"] == "search"])
-            if study in set(trials[STUDY])
+            if study in set(trials[STUDY]) and _searched_in(results, sweep, study) >= 2
         ]
     return out
+
+
+def _searched_in(results: Results, sweep: str, study: str) -> int:
+    """How many parameters the study searched (a parameter of other methods only is not)."""
+    trials = results.trials
+    method = trials.loc[(trials["sweep"] == sweep) & (trials[STUDY] == study), "method"].iloc[0]
+    return sum(p.applies_to(method) for p in results.sweeps[sweep].params)
 
 
 def _slug(title: str) -> str:
