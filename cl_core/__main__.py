@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
+import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -59,8 +61,22 @@ HELP_DEFAULTS = {"data_root": "~/.cache/clsweep/data when CLSWEEP_DATA is unset"
 """Defaults --help states in words (where the RunConfig default alone would mislead)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr (exit 2), not a usage block; an
+    invalid choice names the closest valid one."""
+
+    def error(self, message: str) -> NoReturn:
+        bad = re.match(r"(argument \S+: invalid choice: '([^']*)') \(choose from (.*)\)$", message)
+        if bad:
+            choices = re.findall(r"'([^']*)'", bad.group(3))
+            close = difflib.get_close_matches(bad.group(2), choices, n=1)
+            fix = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(choices)}"
+            message = f"{bad.group(1)}; {fix}"
+        self.exit(2, f"error: {message}; see python -m cl_core --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m cl_core",
         description="One continual-learning run. Unset flags: the preset's value, else the "
         "default shown.",

@@ -157,3 +157,12 @@ def test_validated_refuses_misspelled_hyperparameter_and_bad_task_count():
         RunConfig(benchmark="split-digits", n_tasks=3).validated()
     with pytest.raises(ClsweepError, match="unknown model"):
         RunConfig(model="resnet").validated()
+
+
+def test_cli_bad_flag_is_one_line_naming_the_closest_choice(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--method", "ewk"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: argument --method: invalid choice: 'ewk'; did you mean 'ewc'?; "
+                   "see python -m cl_core --help"]  # fmt: skip
