@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-USAGE = """usage: clsweep {run,sweep,report} ...
+USAGE = """usage: clsweep {run,sweep,report,curves} ...
 
   run     one continual-learning run              (python -m cl_core; clsweep run --help)
   sweep   search a space with Ray Tune + Optuna   (python -m sweep; clsweep sweep --help)
   report  HTML + PDF report and tables of sweeps  (python -m analysis report; --help)
+  curves  accuracy over time of task-free sweeps  (python -m analysis curves; --help)
 """
 
 
@@ -31,10 +32,17 @@ def _report(argv: list[str]) -> int:
     return main(["report", *argv])
 
 
+def _curves(argv: list[str]) -> int:
+    from analysis.__main__ import main
+
+    return main(["curves", *argv])
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "run": _run,
     "sweep": _sweep,
     "report": _report,
+    "curves": _curves,
 }
 
 
@@ -47,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         print(USAGE, end="", file=sys.stderr)
-        print(f"clsweep: error: unknown command {command!r}; use run, sweep or report",
+        print(f"clsweep: error: unknown command {command!r}; use run, sweep, report or curves",
               file=sys.stderr)  # fmt: skip
         return 2
     # The sweep records its command line from sys.argv: make it the subcommand's own.

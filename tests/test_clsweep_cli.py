@@ -26,6 +26,10 @@ def test_subcommands_reach_their_cli(capsys, tmp_path, monkeypatch):
     assert "no such file" in capsys.readouterr().err
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert "is not a sweep" in capsys.readouterr().err
+    assert main(["curves", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    assert "error" in capsys.readouterr().err
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    capsys.readouterr()
     assert sys.argv == ["clsweep report", str(tmp_path), "--out", str(tmp_path / "r")]
     with pytest.raises(SystemExit) as done:
         main(["sweep", "--help"])
@@ -33,6 +37,6 @@ def test_subcommands_reach_their_cli(capsys, tmp_path, monkeypatch):
 
 
 def test_usage_on_a_missing_or_unknown_command(capsys):
-    assert main([]) == 2 and "clsweep {run,sweep,report}" in capsys.readouterr().err
+    assert main([]) == 2 and "clsweep {run,sweep,report,curves}" in capsys.readouterr().err
     assert main(["train"]) == 2 and "unknown command 'train'" in capsys.readouterr().err
     assert main(["--help"]) == 0 and "report" in capsys.readouterr().out
