@@ -11,6 +11,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -19,6 +20,9 @@ from cl_core.data import Scenario, TaskSequence
 
 # scores over all output units for inputs of one task (see Method.predict)
 Predictor = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -147,18 +151,7 @@ class TrainContext:
 
     def training_batches(self, tasks: list[int]) -> Iterator[Batch]:
         """The batches of one task's training: ``epochs`` passes or ``iterations`` batches."""
-        cfg = self.cfg
-        if cfg.epochs is not None:
-            for _ in range(cfg.epochs):
-                yield from self.batches(tasks, cfg.batch_size)
-            return
-        remaining = cfg.iterations
-        while remaining:
-            for batch in self.batches(tasks, cfg.batch_size):
-                yield batch
-                remaining -= 1
-                if not remaining:
-                    return
+        return training_schedule(self.cfg, lambda: self.batches(tasks, self.cfg.batch_size))
 
     # ---- scenario and evaluation -------------------------------------------------------------
     def active_logits(self, logits: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
@@ -179,3 +172,19 @@ class TrainContext:
             pred = self.active_logits(predict(batch.x, task), task).argmax(1)
             correct += (pred == batch.target).sum()
         return correct.item() / len(rows)
+
+
+def training_schedule(cfg: RunConfig, one_pass: Callable[[], Iterator[T]]) -> Iterator[T]:
+    """``cfg.epochs`` passes of ``one_pass()``, or ``cfg.iterations`` items drawn from as many
+    passes as that takes (shared by the single-run and the population contexts)."""
+    if cfg.epochs is not None:
+        for _ in range(cfg.epochs):
+            yield from one_pass()
+        return
+    remaining = cfg.iterations
+    while remaining:
+        for item in one_pass():
+            yield item
+            remaining -= 1
+            if not remaining:
+                return

@@ -49,6 +49,15 @@ class TaskReport:
     status: str = "ok"  # "ok" | "diverged"
     message: str | None = None
 
+    @classmethod
+    def diverged(cls, task: int, loss: float, seconds: float) -> TaskReport:
+        """The report of a run (or population member) whose loss became inf/NaN on ``task``."""
+        message = (
+            f"training loss became {loss} on task {task}; lower the learning rate or the "
+            "method's strength"
+        )
+        return cls(task + 1, [], [], loss, seconds, "diverged", message)
+
 
 @dataclass
 class RunResult:
@@ -137,16 +146,7 @@ def train(
         with shown or contextlib.nullcontext(TaskProgress()) as bar:
             loss = _learn_task(ctx, model, method, optimizer, task, bar)
         if not math.isfinite(loss):
-            yield TaskReport(
-                task + 1,
-                [],
-                [],
-                loss,
-                time.perf_counter() - start,
-                "diverged",
-                f"training loss became {loss} on task {task}; lower the learning rate or the "
-                "method's strength",
-            )
+            yield TaskReport.diverged(task, loss, time.perf_counter() - start)
             return
         method.after_task(model, task)
         yield _evaluate(ctx, model, method, task + 1, loss, start)

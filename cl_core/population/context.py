@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from cl_core.config import RunConfig
-from cl_core.context import TrainContext
+from cl_core.context import TrainContext, training_schedule
 from cl_core.data import Scenario, TaskSequence
 
 
@@ -96,18 +96,7 @@ class PopulationContext:
 
     def training_batches(self, tasks: list[int]) -> Iterator[StackedBatch]:
         """``epochs`` passes or ``iterations`` batches, as ``TrainContext.training_batches``."""
-        cfg = self.cfg
-        if cfg.epochs is not None:
-            for _ in range(cfg.epochs):
-                yield from self.batches(tasks, cfg.batch_size)
-            return
-        remaining = cfg.iterations
-        while remaining:
-            for batch in self.batches(tasks, cfg.batch_size):
-                yield batch
-                remaining -= 1
-                if not remaining:
-                    return
+        return training_schedule(self.cfg, lambda: self.batches(tasks, self.cfg.batch_size))
 
     def make_batch(self, idx: torch.Tensor, task: int | torch.Tensor) -> StackedBatch:
         """Stacked batch of training rows ``idx`` (M, B) of ``task`` (int or (M, B))."""

@@ -198,16 +198,7 @@ class _StackedGroup:
                 keep.append(pos)
                 continue
             loss = value / max(steps, 1)
-            diverged[member] = TaskReport(
-                task + 1,
-                [],
-                [],
-                loss,
-                time.perf_counter() - start,
-                "diverged",
-                f"training loss became {loss} on task {task}; lower the learning rate or the "
-                "method's strength",
-            )
+            diverged[member] = TaskReport.diverged(task, loss, time.perf_counter() - start)
         self._narrow(keep)
         return total[torch.tensor(keep, dtype=torch.long, device=total.device)]
 
