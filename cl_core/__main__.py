@@ -222,12 +222,22 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def list_methods() -> str:
+    """Every registered method with its hyperparameters, one aligned line each.
+
+    A parameter whose natural search scale is logarithmic says so: a sweep over it should
+    sample ``loguniform``, or almost every trial lands in the top decade.
+    """
+    params = [hp for cls in METHODS.values() for hp in cls.hyperparams.values()]
+    name_width = max((len(hp.name) for hp in params), default=0)
+    default_width = max((len(repr(hp.default)) for hp in params), default=0)
     lines = []
     for name, cls in METHODS.items():
         lines.append(f"{name}  (scenarios: {', '.join(cls.scenarios)})")
         for hp in cls.hyperparams.values():
+            scale = ", log scale" if hp.log else ""
             lines.append(
-                f"  {hp.name:<18} default {hp.default!r:<12} {hp.range_text()}  ({hp.help})"
+                f"  {hp.name:<{name_width}}  default {hp.default!r:<{default_width}}  "
+                f"{hp.range_text()}{scale}  ({hp.help})"
             )
     return "\n".join(lines)
 

@@ -218,6 +218,10 @@ def test_cli_lists_and_runs_the_registered_method(registered, tmp_path, capsys):
     listed = capsys.readouterr().out
     assert "l2prev  (scenarios: task, domain, class)" in listed
     assert "strength" in listed and "valid range: [0, 1e+08]" in listed
+    ewc_lambda = next(line for line in listed.splitlines() if line.lstrip().startswith("lambda"))
+    assert "valid range: [0, 1e+13], log scale" in ewc_lambda
+    starts = {line.index("default") for line in listed.splitlines() if line.startswith("  ")}
+    assert len(starts) == 1  # one column for every method's defaults
     out = tmp_path / "run.json"
     args = ["--benchmark", "permuted-digits", "--tasks", "2", "--hidden", "16"]
     args += ["--iterations", "50", "--method", "l2prev", "--param", "strength=100"]
