@@ -78,9 +78,10 @@ REFERENCE_CODE_TODAY = {
     ("LwF", "domain"): "77.4, 75.8, 72.1",
 }
 NOTE = """Note: the published domain-IL figures of EWC and LwF (Split MNIST) are not what the
-reference code gives today: run with the same hyperparameters and seeds 1-3 on CPU (issue 11),
-its 2019 version gave EWC {ewc} and LwF {lwf} (published 63.95 and 71.50), about where clsweep
-lands. Domain-IL varies 5-7 points from seed to seed, so a few seeds cannot resolve it.""".format(
+reference code gives today. Run with the same hyperparameters and seeds 1-3 on CPU (issue 11),
+its 2019 version gave EWC {ewc} and LwF {lwf} (published 63.95 and 71.50),
+about where clsweep lands. Domain-IL varies 5-7 points from seed to seed, so a few seeds
+cannot resolve it.""".format(
     ewc=REFERENCE_CODE_TODAY[("EWC", "domain")], lwf=REFERENCE_CODE_TODAY[("LwF", "domain")]
 )
 
@@ -119,7 +120,9 @@ def cell(values: list[float], published: tuple[float, float]) -> tuple[str, floa
     if not values:
         return "-", None
     mean = float(np.mean(values))
-    sem = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+    if len(values) == 1:  # no spread to compare against yet
+        return f"{mean:6.2f}", None
+    sem = float(np.std(values, ddof=1) / math.sqrt(len(values)))
     combined = math.hypot(sem, published[1])
     z = (mean - published[0]) / combined if combined > 0 else math.nan
     return f"{mean:6.2f} ± {sem:4.2f}", z
