@@ -9,10 +9,13 @@ so an interrupted table resumes). Prints, per cell, the final average test accur
 over the seeds beside the published figure, and their difference in SEMs:
 (ours − published) / sqrt(SEM_ours² + SEM_published²).
 
-Split MNIST (54 runs of 10,000 steps for 3 seeds; about an hour on one CPU core):
+Split MNIST (54 runs of 10,000 steps for 3 seeds; 75-110 s per run on one CPU core, about 80
+minutes; two processes with disjoint --methods and one --out halve that):
 
     nice python benchmarks/reproduce_three_scenarios.py --data-root ../shared/data \\
         --out repro-split --seeds 3
+
+Measured table and its discussion: docs/validation.md.
 
 Permuted MNIST (10 tasks of 5,000 steps on a 1024-1000-1000 network: for a GPU):
 
