@@ -16,7 +16,7 @@ from typing import NoReturn
 from cl_core.errors import ClsweepError
 from sweep.errors import one_line
 from sweep.report import best_table, plan_text
-from sweep.space import load_space
+from sweep.space import load_space, scale_notes
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not (args.wait_for_resources >= 0):
             raise ClsweepError("--wait-for-resources: give a number of seconds >= 0")
+        for note in scale_notes(spec):
+            print(note, file=sys.stderr)
         if not args.address:
             stay_on_loopback()
         from sweep.runner import Options, SweepInterrupted, run_sweep  # imports Ray lazily

@@ -10,7 +10,7 @@ import pandas as pd
 from contract import tables
 from contract.formatting import format_param, format_pm, sem
 from contract.schema import CURVES_FILE, META_FILE, STUDY_FILE, TASKS_FILE, TRIALS_FILE
-from sweep.space import SweepSpec
+from sweep.space import SweepSpec, scale_notes
 
 TOP = 5
 
@@ -59,6 +59,7 @@ def plan_text(spec: SweepSpec, address: str | None) -> str:
         f"({len(spec.units)} {'study' if len(spec.units) == 1 else 'studies'} (method x cell) "
         f"x ({spec.trials} search + "
         f"{spec.final_top_k * spec.final_seeds} final))",
+        *scale_notes(spec),
     ]
     return "\n".join(lines)
 

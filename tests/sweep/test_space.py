@@ -11,7 +11,7 @@ import yaml
 from sweep_helpers import REPO, TINY_SPACE, write_space
 
 from sweep.__main__ import main
-from sweep.space import SPACES_DIR, load_space, parse_yaml
+from sweep.space import SPACES_DIR, load_space, parse_yaml, scale_notes
 
 MALFORMED = sorted((Path(__file__).parent / "malformed").glob("*.yaml"))
 SHIPPED = sorted(SPACES_DIR.glob("*.yaml"))
@@ -140,6 +140,28 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path, capsys):
     assert "budget: 3 trials per cell" in out
     assert "per trial: 1 CPU, 0 GPU" in out
     assert not (tmp_path / "out").exists()
+
+
+def test_linear_search_of_a_log_scale_hyperparameter_gets_a_note(tmp_path, capsys):
+    """λ uniform over [0, 1e4]: (1e4 - 1e3) / 1e4 = 90% of trials land in [1e3, 1e4]."""
+    linear = TINY_SPACE.replace(
+        "{type: loguniform, low: 1, high: 1.0e4}", "{type: uniform, low: 0, high: 1.0e4}"
+    )
+    assert main(["--space", str(write_space(tmp_path, linear)), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "note: search.lambda is uniform over [0, 10000], so 90% of its trials fall in the top "
+        in out
+    )
+    assert "`type: loguniform` with low > 0" in out
+    # no note for a log search, a narrow linear one (1 decade), or a train setting such as lr
+    narrow = linear.replace("low: 0, high: 1.0e4", "low: 1000, high: 1.0e4")
+    assert scale_notes(load_space(write_space(tmp_path, narrow))) == []
+    assert scale_notes(load_space(write_space(tmp_path, TINY_SPACE))) == []
+    lr = TINY_SPACE.replace("lr: 0.01}", "}").replace(
+        "high: 1.0e4}\n", "high: 1.0e4}\n  lr: {type: uniform, low: 1.0e-5, high: 0.1}\n"
+    )
+    assert scale_notes(load_space(write_space(tmp_path, lr))) == []
 
 
 def test_scientific_notation_reads_as_numbers(tmp_path):
