@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from cl_core.__main__ import main as run_cli
+from contract.formatting import sem
 
 METHODS = ("finetune", "xdg", "separate")
 
 
 def mean_sem(values: list[float]) -> tuple[float, float]:
     """Mean and standard error of the mean (sample standard deviation / √n)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, float("nan")
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+    return sum(values) / len(values), sem(values)
 
 
 def main() -> None:

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cl_core.__main__ import main as run_cli
+from contract.formatting import sem
 
 # the candidates of each method, chosen among on seed 1's validation accuracy; the first entry
 # of each list is the literature default (ER, A-GEM: R4; iCaRL: the paper's T = 1, R4's code uses
@@ -86,9 +86,8 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace) -> dict:
 
 
 def mean_sem(values: list[float]) -> str:
-    v = 100 * np.array(values)
-    sem = v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return f"{v.mean():.2f} ± {sem:.2f}"
+    """Mean ± standard error of the mean, in percent."""
+    return f"{100 * np.mean(values):.2f} ± {100 * sem(values):.2f}"
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ import torch
 
 from cl_core.__main__ import main as run_cli
 from cl_core.presets import VDV_VERSION
+from contract.formatting import sem
 
 # Published figures: van de Ven & Tolias (2019), "Three scenarios for continual learning",
 # arXiv:1904.07734: the tables of average test accuracy (%) over all tasks after the last one,
@@ -125,10 +126,10 @@ def cell(values: list[float], published: tuple[float, float]) -> tuple[str, floa
     mean = float(np.mean(values))
     if len(values) == 1:  # no spread to compare against yet
         return f"{mean:6.2f}", None
-    sem = float(np.std(values, ddof=1) / math.sqrt(len(values)))
-    combined = math.hypot(sem, published[1])
+    spread = sem(values)
+    combined = math.hypot(spread, published[1])
     z = (mean - published[0]) / combined if combined > 0 else math.nan
-    return f"{mean:6.2f} ± {sem:4.2f}", z
+    return f"{mean:6.2f} ± {spread:4.2f}", z
 
 
 def table(experiment: str, out: Path, seeds: list[int]) -> str:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 from cl_core.__main__ import main as run_cli
+from contract.formatting import sem
 
 # row name -> (method, extra CLI flags); the preset supplies the per-scenario defaults
 ROWS: dict[str, tuple[str, list[str]]] = {
@@ -79,9 +79,7 @@ def run_row(name: str, seeds: list[int], data_root: str, out: Path) -> list[floa
 
 def mean_sem(values: list[float]) -> str:
     """Mean ± standard error of the mean, in percent."""
-    v = 100 * np.asarray(values, dtype=float)
-    sem = v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return f"{v.mean():.2f} ± {sem:.2f}"
+    return f"{100 * np.mean(values):.2f} ± {100 * sem(values):.2f}"
 
 
 def main() -> None:
