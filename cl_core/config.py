@@ -13,6 +13,12 @@ from cl_core.errors import ClsweepError
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 
+# A field's role in a population (many configurations trained as one computation): members may
+# differ in a "member" field; "method" fields are the method's to split (its floats per member,
+# the rest shared); every other field fixes a shape, the data or the schedule and is shared.
+MEMBER = {"population": "member"}
+METHOD = {"population": "method"}
+
 
 @dataclass
 class RunConfig:
@@ -31,15 +37,15 @@ class RunConfig:
     scenario: str = "domain"
     n_tasks: int = 5
     method: str = "finetune"
-    method_params: dict[str, Any] = field(default_factory=dict)
+    method_params: dict[str, Any] = field(default_factory=dict, metadata=METHOD)
     model: str = "mlp"
     hidden: tuple[int, ...] = (400, 400, 400)  # hidden widths (conv: the fully connected ones)
     conv_weights: str | None = None  # conv: pre-trained conv layers (python -m cl_core.pretrain)
     freeze_conv: bool = False  # conv: freeze the pre-trained conv layers (eval mode, no grads)
     optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
+    lr: float = field(default=1e-3, metadata=MEMBER)
+    weight_decay: float = field(default=0.0, metadata=MEMBER)
+    momentum: float = field(default=0.9, metadata=MEMBER)
     reset_optimizer: bool = False
     epochs: int | None = 1
     iterations: int | None = None
@@ -47,7 +53,7 @@ class RunConfig:
     eval_batch_size: int = 4096
     device: str = "auto"
     data_seed: int = 0
-    train_seed: int = 0
+    train_seed: int = field(default=0, metadata=MEMBER)
     val_fraction: float = 0.1
     data_root: str | None = None
     first_task_unpermuted: bool = False
@@ -205,3 +211,13 @@ def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:
 def _at_least(name: str, value: int | None, low: int) -> None:
     if value is not None and (int(value) != value or value < low):
         raise ClsweepError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def population_role(name: str) -> str:
+    """"member", "method" or "shared": how members of a population may differ in field ``name``."""
+    return _FIELDS[name].metadata.get("population", "shared")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+SHARED_FIELDS = tuple(name for name in _FIELDS if population_role(name) == "shared")
+"""Settings every member of one population shares (they fix shapes, data, steps or evaluation)."""

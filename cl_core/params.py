@@ -31,6 +31,12 @@ class HyperParam:
     choices: tuple[Any, ...] = ()
     log: bool = False
 
+    @property
+    def per_member(self) -> bool:
+        """Whether members of one population may differ in it: floats only (a choice, a flag or
+        an integer changes a shape or the code path, so members share it)."""
+        return self.kind == "float"
+
     def check(self, value: Any, owner: str) -> Any:
         """Return ``value`` converted to this parameter's type, or raise naming the valid range."""
         where = f"{owner} hyperparameter '{self.name}'"

@@ -26,26 +26,20 @@ Every ``eval_every`` steps (and at each nominal task end, step k·I) all tasks a
 validation and test: the accuracy-over-time curve. Reports are still yielded at the nominal task
 ends, so a stream run has the same accuracy matrix, metrics and early stopping as any run.
 Task-IL needs the task at test, so streams run domain- and class-IL.
+
+This module says which samples each step draws (``StreamSchedule``, ``StreamSampler``: each
+member of a population draws its own); the training loop is the trainer's, the same for
+task-based runs and streams (``cl_core.trainer``).
 """
 
 from __future__ import annotations
 
-import math
-import time
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 
-from cl_core.config import RunConfig
 from cl_core.context import Batch, TrainContext
-from cl_core.data import Dataset, build_tasks, load_dataset
-from cl_core.methods import get_method
-from cl_core.models import ModelFactory
-from cl_core.optim import make_optimizer
-from cl_core.params import resolve
-from cl_core.trainer import DIVERGENCE_CHECK_EVERY, TaskReport, _evaluate, _step, resolve_device
+from cl_core.random import MemberRandom
 
 STREAMS = ("none", "academic", "fuzzy-boundaries", "random")
 """``none`` is the task-based protocol (the trainer tells methods where tasks end)."""
@@ -95,64 +89,62 @@ class StreamSchedule:
         return reached
 
 
-class StreamContext(TrainContext):
-    """The run's context in a stream: while a method consolidates, "the training data" of a
-    task is the window of samples seen since the last consolidation."""
-
-    task_free = True
-
-    def __init__(self, cfg: RunConfig, seq, device: torch.device, schedule: StreamSchedule):
-        super().__init__(cfg, seq, device)
-        self.schedule = schedule
-        self.window: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def train_rows(self, tasks: list[int]) -> tuple[torch.Tensor, torch.Tensor | int]:
-        if self.window is not None:
-            return self.window
-        return super().train_rows(tasks)
-
-
 class StreamSampler:
-    """Draws each step's batch: tasks per sample from the schedule, then rows from each task's
-    training rows in a reshuffled cycle (a new permutation each time a task's rows run out)."""
+    """Draws each step's batch for every member: tasks per sample from the schedule, then rows
+    from each task's training rows in a reshuffled cycle (a new permutation each time a
+    member's rows of a task run out; the k-th permutation of a task is keyed by the member's
+    seed, the task and k, so it is the same in a population and alone)."""
 
     def __init__(self, ctx: TrainContext, schedule: StreamSchedule, batch_size: int) -> None:
         self.ctx, self.schedule, self.batch_size = ctx, schedule, batch_size
-        seed = (ctx.cfg.train_seed * 1_000_003 + zlib.crc32(b"stream")) % 2**63
-        self.task_gen = torch.Generator().manual_seed(seed)  # task draws (CPU)
+        self.task_random = ctx.random("stream")  # the task of every sample (mixed steps)
+        self.seeds = [c.train_seed for c in ctx.cfgs]
         n = schedule.n_tasks
-        self.orders: list[torch.Tensor | None] = [None] * n
-        self.used = [0] * n
+        self.orders: list[list[torch.Tensor | None]] = [[None] * n for _ in self.seeds]
+        self.used = [[0] * n for _ in self.seeds]
+        self.cycles = [[0] * n for _ in self.seeds]
 
-    def take(self, task: int, n: int) -> torch.Tensor:
-        """The next ``n`` training rows of ``task`` (dataset row indices, on the CPU)."""
-        rows = self.ctx.seq.tasks[task].train_idx.cpu()
+    def select(self, keep: torch.Tensor) -> None:
+        positions = keep.tolist()
+        self.seeds = [self.seeds[i] for i in positions]
+        self.orders = [self.orders[i] for i in positions]
+        self.used = [self.used[i] for i in positions]
+        self.cycles = [self.cycles[i] for i in positions]
+
+    def take(self, member: int, task: int, n: int) -> torch.Tensor:
+        """The next ``n`` training rows of ``task`` for ``member`` (dataset row indices)."""
+        rows = self.ctx.seq.tasks[task].train_idx
         out = []
         while n:
-            if self.orders[task] is None or self.used[task] == len(rows):
-                self.orders[task] = rows[torch.randperm(len(rows), generator=self.ctx.gen)]
-                self.used[task] = 0
-            k = min(n, len(rows) - self.used[task])
-            out.append(self.orders[task][self.used[task] : self.used[task] + k])
-            self.used[task] += k
+            if self.orders[member][task] is None or self.used[member][task] == len(rows):
+                purpose = f"stream-rows-{task}-{self.cycles[member][task]}"
+                stream = MemberRandom([self.seeds[member]], purpose, rows.device)
+                self.orders[member][task] = rows[stream.permutation(len(rows))[0]]
+                self.used[member][task] = 0
+                self.cycles[member][task] += 1
+            used = self.used[member][task]
+            k = min(n, len(rows) - used)
+            out.append(self.orders[member][task][used : used + k])
+            self.used[member][task] += k
             n -= k
         return torch.cat(out)
 
     def batch(self, i: int) -> tuple[Batch, torch.Tensor, torch.Tensor]:
-        """Step ``i``'s batch, its dataset rows and their tasks."""
-        device, size = self.ctx.device, self.batch_size
+        """Step ``i``'s batch, its dataset rows (M, B) and their tasks (M, B)."""
+        ctx, size, members = self.ctx, self.batch_size, range(len(self.seeds))
         if self.schedule.kind == "academic":
             task = min(i // self.schedule.iters_per_task, self.schedule.n_tasks - 1)
-            rows = self.take(task, size)
-            tasks = torch.full((size,), task, dtype=torch.long)
-            return self.ctx.make_batch(rows.to(device), task), rows, tasks
-        probs = self.schedule.probs(i)
-        tasks = torch.multinomial(probs, size, replacement=True, generator=self.task_gen)
-        rows = torch.empty(size, dtype=torch.long)
-        for t in tasks.unique().tolist():
-            where = tasks == t
-            rows[where] = self.take(t, int(where.sum()))
-        return self.ctx.make_batch(rows.to(device), tasks.to(device)), rows, tasks
+            rows = torch.stack([self.take(m, task, size) for m in members])
+            tasks = torch.full_like(rows, task)
+            return ctx.make_batch(rows, task), rows, tasks
+        probs = self.schedule.probs(i).to(ctx.device).expand(len(self.seeds), size, -1)
+        tasks = self.task_random.categorical(probs)
+        rows = torch.empty_like(tasks)
+        for m in members:
+            for t in tasks[m].unique().tolist():
+                where = tasks[m] == t
+                rows[m, where] = self.take(m, t, int(where.sum()))
+        return ctx.make_batch(rows, tasks), rows, tasks
 
 
 @dataclass
@@ -166,106 +158,27 @@ class CurvePoint:
     accuracy: float
 
 
-@dataclass
-class StreamReport(TaskReport):
-    """A TaskReport with the curve points evaluated since the previous report."""
-
-    curve: list[CurvePoint] = field(default_factory=list)
-
-
-@dataclass
-class StreamState:
-    """Everything a stream run carries between steps (for the loop below)."""
-
-    curve: list[CurvePoint] = field(default_factory=list)
-    window: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
-    consolidations: int = 0
-
-
-def schedule_of(cfg: RunConfig, n_tasks: int) -> StreamSchedule:
+def schedule_of(cfg, n_tasks: int) -> StreamSchedule:
     return StreamSchedule(cfg.stream, n_tasks, cfg.iterations, cfg.transition)
 
 
-def train_stream(cfg: RunConfig, dataset: Dataset | None = None) -> Iterator[StreamReport]:
-    """Run ``cfg`` as a task-free stream; yield the untrained model's evaluation, then one report
-    per nominal task end (step k·I), each carrying the curve points evaluated since the last."""
-    cfg = cfg.validated()
-    method_cls = get_method(cfg.method)
-    params = resolve(method_cls.hyperparams, cfg.method_params, f"method {cfg.method!r}")
-    device = resolve_device(cfg.device)
-    seq = build_tasks(cfg, dataset if dataset is not None else load_dataset(cfg)).to(device)
-    schedule = schedule_of(cfg, seq.n_tasks)
-    ctx = StreamContext(cfg, seq, device, schedule)
-    method = method_cls(params, ctx)
-    torch.manual_seed(cfg.train_seed)
-    model = method.build_model(ModelFactory(cfg, ctx.input_shape, ctx.scenario.out_units, device))
-    sampler = StreamSampler(ctx, schedule, cfg.batch_size)
-    state = StreamState()
+@dataclass
+class StreamWindow:
+    """The samples seen since the last consolidation (each member's rows and tasks)."""
 
-    def evaluate(done: int) -> TaskReport:
-        seen = schedule.seen(max(done - 1, 0))
-        report = _evaluate(ctx, model, method, seen, None, time.perf_counter())
-        for split, accs in (("val", report.val_acc), ("test", report.test_acc)):
-            state.curve += [CurvePoint(done, seen, j, split, a) for j, a in enumerate(accs)]
-        return report
+    rows: list[torch.Tensor] = field(default_factory=list)
+    tasks: list[torch.Tensor] = field(default_factory=list)
 
-    def report_for(learned: int, evaluation: TaskReport, loss, seconds: float) -> StreamReport:
-        points, state.curve = state.curve, []
-        return StreamReport(
-            learned, evaluation.val_acc, evaluation.test_acc, loss, seconds, curve=points
-        )
+    def add(self, rows: torch.Tensor, tasks: torch.Tensor) -> None:
+        self.rows.append(rows)
+        self.tasks.append(tasks)
 
-    start = time.perf_counter()
-    yield report_for(0, evaluate(0), None, time.perf_counter() - start)
-    optimizer = make_optimizer(cfg, model.parameters())
-    ctx.seen_tasks = schedule.seen(0)
-    method.before_task(model, ctx.seen_tasks - 1)
-    model.train()
-    total, steps, start = torch.zeros((), device=device), 0, time.perf_counter()
-    for i in range(schedule.total):
-        ctx.seen_tasks = schedule.seen(i)
-        latest = ctx.seen_tasks - 1
-        batch, rows, tasks = sampler.batch(i)
-        total += _step(model, method, optimizer, batch, latest)
-        steps += 1
-        state.window.append((rows, tasks))
-        done = i + 1
-        if done % cfg.update_every == 0:
-            consolidate(ctx, model, method, state, latest)
-        nominal_end = done % schedule.iters_per_task == 0
-        if steps % DIVERGENCE_CHECK_EVERY == 0 or nominal_end:
-            loss = total.item() / steps
-            if not math.isfinite(loss):
-                yield StreamReport(
-                    math.ceil(done / schedule.iters_per_task),
-                    [],
-                    [],
-                    loss,
-                    time.perf_counter() - start,
-                    "diverged",
-                    f"training loss became {loss} at step {done} of the stream; lower the "
-                    "learning rate or the method's strength",
-                )
-                return
-        evaluation = None
-        if nominal_end or (cfg.eval_every and done % cfg.eval_every == 0):
-            evaluation = evaluate(done)
-        if nominal_end:
-            learned = done // schedule.iters_per_task
-            yield report_for(learned, evaluation, total.item() / steps, time.perf_counter() - start)
-            total, steps, start = torch.zeros((), device=device), 0, time.perf_counter()
+    def take(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The window as (rows (M, n), tasks (M, n)), emptied."""
+        out = torch.cat(self.rows, 1), torch.cat(self.tasks, 1)
+        self.rows, self.tasks = [], []
+        return out
 
-
-def consolidate(ctx: StreamContext, model, method, state: StreamState, latest: int) -> None:
-    """What a method does at a task end, on the samples seen since the last consolidation."""
-    rows = torch.cat([r for r, _ in state.window]).to(ctx.device)
-    tasks = torch.cat([t for _, t in state.window]).to(ctx.device)
-    ctx.window = (rows, tasks)
-    try:  # both hooks see the window as "the task's data" (LwF's head warm-up trains on it)
-        method.after_task(model, latest)
-        method.before_task(model, latest)
-    finally:
-        ctx.window = None
-    state.window = []
-    state.consolidations += 1
-    model.train()
+    def select(self, keep: torch.Tensor) -> None:
+        self.rows = [r.index_select(0, keep.to(r.device)) for r in self.rows]
+        self.tasks = [t.index_select(0, keep.to(t.device)) for t in self.tasks]

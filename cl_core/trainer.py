@@ -1,6 +1,9 @@
 """The trainer: learns a task sequence with a method, yields one report per task learned.
 
-It owns the loop, optimizer, batching and evaluation; the method adds to it through its hooks.
+One loop serves every run: M ≥ 1 members of one configuration group trained as one computation
+(``Run``; a single run is a population of one, ``train``), on a task-based sequence or a
+task-free stream (``cl_core.stream``). It owns the loop, optimizer, batching and evaluation; the
+method adds to it through its hooks.
 """
 
 from __future__ import annotations
@@ -9,12 +12,11 @@ import contextlib
 import math
 import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
 from cl_core import metrics
 from cl_core.config import RunConfig
@@ -22,10 +24,11 @@ from cl_core.context import Batch, TrainContext
 from cl_core.data import Dataset, build_tasks, load_dataset
 from cl_core.errors import ClsweepError
 from cl_core.methods import Method, get_method
-from cl_core.models import ModelFactory
-from cl_core.optim import make_optimizer
+from cl_core.models import ModelFactory, StackedModel
+from cl_core.optim import StackedOptimizer, make_optimizer
 from cl_core.params import resolve
 from cl_core.progress import Progress, TaskProgress
+from cl_core.stream import CurvePoint, StreamSampler, StreamWindow, schedule_of
 
 DIVERGENCE_CHECK_EVERY = 50  # steps between NaN/inf checks (each check syncs with the device)
 MIN_STEPS_PER_TASK = 50
@@ -39,7 +42,8 @@ class FewStepsWarning(UserWarning):
 
 @dataclass
 class TaskReport:
-    """The state after ``tasks_learned`` tasks (0 = the untrained model)."""
+    """The state after ``tasks_learned`` tasks (0 = the untrained model). A stream's report also
+    carries the curve points evaluated since the previous report."""
 
     tasks_learned: int
     val_acc: list[float]
@@ -48,13 +52,14 @@ class TaskReport:
     seconds: float
     status: str = "ok"  # "ok" | "diverged"
     message: str | None = None
+    curve: list[CurvePoint] = field(default_factory=list)
 
     @classmethod
-    def diverged(cls, task: int, loss: float, seconds: float) -> TaskReport:
-        """The report of a run (or population member) whose loss became inf/NaN on ``task``."""
+    def diverged(cls, task: int, loss: float, seconds: float, where: str = "") -> TaskReport:
+        """The report of a member whose loss became inf/NaN on ``task``."""
         message = (
-            f"training loss became {loss} on task {task}; lower the learning rate or the "
-            "method's strength"
+            f"training loss became {loss} on task {task}{where}; lower the learning rate or "
+            "the method's strength"
         )
         return cls(task + 1, [], [], loss, seconds, "diverged", message)
 
@@ -91,7 +96,8 @@ class RunResult:
         )
 
     def metrics(self, split: str) -> dict[str, float]:
-        """R5 metrics of the val or test matrix; NaN where undefined (e.g. an unfinished run)."""
+        """Metrics (docs/references.md, Metrics) of the val or test matrix; NaN where undefined
+        (e.g. an unfinished run)."""
         acc = self.acc_val if split == "val" else self.acc_test
         return metrics.summary(acc[1:], acc[0]) if len(acc) > 1 else metrics.empty_summary()
 
@@ -110,46 +116,277 @@ def train(
 ) -> Iterator[TaskReport]:
     """Run ``cfg``; yield the evaluation of the untrained model, then one report per task.
 
-    ``dataset`` lets a caller share one loaded dataset across runs (the sweep passes it from
-    Ray's object store); otherwise it is loaded (and cached per process). ``progress`` shows the
-    steps within each task (the command line passes one; by default nothing is shown). A task
-    with fewer than ``MIN_STEPS_PER_TASK`` optimizer steps raises a :class:`FewStepsWarning`.
+    A single run is a population of one (``Run``). ``dataset`` lets a caller share one loaded
+    dataset across runs (the sweep passes it from Ray's object store); otherwise it is loaded
+    (and cached per process). ``progress`` shows the steps within each task (the command line
+    passes one; by default nothing is shown). A task with fewer than ``MIN_STEPS_PER_TASK``
+    optimizer steps raises a :class:`FewStepsWarning`.
     """
-    cfg = cfg.validated()
-    if cfg.stream != "none":  # task-free: one stream of batches, no boundaries (cl_core/stream.py)
-        from cl_core.stream import train_stream
+    for reports in Run([cfg.validated()], dataset, progress):
+        yield reports[0]
 
-        yield from train_stream(cfg, dataset)
-        return
-    method_cls = get_method(cfg.method)
-    params = resolve(method_cls.hyperparams, cfg.method_params, f"method {cfg.method!r}")
-    device = resolve_device(cfg.device)
-    seq = build_tasks(cfg, dataset if dataset is not None else load_dataset(cfg)).to(device)
-    ctx = TrainContext(cfg, seq, device)
 
-    method = method_cls(params, ctx)
-    steps = [ctx.training_steps(method.training_tasks(t)) for t in range(seq.n_tasks)]
-    warn_if_few_steps(cfg, steps)
-    torch.manual_seed(cfg.train_seed)
-    model = method.build_model(ModelFactory(cfg, ctx.input_shape, ctx.scenario.out_units, device))
+Round = dict[int, TaskReport]  # member position in the run's configs -> its report
 
-    start = time.perf_counter()
-    yield _evaluate(ctx, model, method, 0, None, start)
-    optimizer = None
-    for task in range(seq.n_tasks):
+
+class Run:
+    """M members of one configuration group (equal sharing keys, see cl_core.population)
+    trained as one computation. Iterating yields one round per task: the reports of the members
+    still training (round 0: the untrained models). ``stop(i)`` between rounds drops member i
+    before the next task; a member whose loss diverges leaves at once (its report says so), and
+    the others' numbers are those they have without it."""
+
+    def __init__(
+        self,
+        cfgs: Sequence[RunConfig],
+        dataset: Dataset | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.cfgs = list(cfgs)
+        cfg = self.cfgs[0]
+        method_cls = get_method(cfg.method)
+        owner = f"method {cfg.method!r}"
+        params = [resolve(method_cls.hyperparams, c.method_params, owner) for c in self.cfgs]
+        self.device = resolve_device(cfg.device)
+        seq = build_tasks(cfg, dataset if dataset is not None else load_dataset(cfg))
+        self.ctx = TrainContext(self.cfgs, seq.to(self.device), self.device)
+        self.ctx.task_free = cfg.stream != "none"
+        self.method: Method = method_cls(params, self.ctx)
+        out_units = self.ctx.scenario.out_units
+        factory = ModelFactory(self.cfgs, self.ctx.input_shape, out_units, self.device)
+        self.model: StackedModel = self.method.build_model(factory)
+        self.optimizer: StackedOptimizer | None = None
+        self._optimized: tuple[int, int] | None = None  # what the optimizer was built for
+        self.progress = progress
+        self.ids = list(range(len(self.cfgs)))  # member position -> index in ``cfgs``
+        self._stopped: set[int] = set()
+        self.sampler: StreamSampler | None = None
+        self.window = StreamWindow()
+        self._points: dict[int, list[CurvePoint]] = {}  # curve points not yet reported
+        if self.ctx.task_free:
+            self.schedule = schedule_of(cfg, seq.n_tasks)
+            self.sampler = StreamSampler(self.ctx, self.schedule, cfg.batch_size)
+        else:
+            steps = [
+                self.ctx.training_steps(self.method.training_tasks(t)) for t in range(seq.n_tasks)
+            ]
+            warn_if_few_steps(cfg, steps)
+
+    @property
+    def n_tasks(self) -> int:
+        return self.ctx.seq.n_tasks
+
+    def stop(self, member: int) -> None:
+        """Stop member ``member`` (an index into the configs): it trains no further task."""
+        self._stopped.add(member)
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Round]:
         start = time.perf_counter()
-        ctx.seen_tasks = task + 1
-        if optimizer is None or cfg.reset_optimizer:
-            optimizer = make_optimizer(cfg, model.parameters())
-        method.before_task(model, task)
-        shown = progress.task(task, seq.n_tasks, steps[task]) if progress else None
-        with shown or contextlib.nullcontext(TaskProgress()) as bar:
-            loss = _learn_task(ctx, model, method, optimizer, task, bar)
-        if not math.isfinite(loss):
-            yield TaskReport.diverged(task, loss, time.perf_counter() - start)
+        yield self._evaluate(0, None, start, iteration=0)
+        for task in range(self.n_tasks):
+            self._drop([i for i in self.ids if i in self._stopped])
+            if not self.ids:
+                return
+            start = time.perf_counter()
+            self._begin(task)
+            losses, diverged = self._learn(task, start)
+            if not self.ids:
+                yield diverged
+                return
+            if not self.ctx.task_free:
+                self.method.after_task(self.model, task)
+            done = (task + 1) * self.schedule.iters_per_task if self.ctx.task_free else None
+            yield {**diverged, **self._evaluate(task + 1, losses, start, iteration=done)}
+
+    def _begin(self, task: int) -> None:
+        """Before a task's steps: the optimizer (new, or kept across tasks) and the method's
+        ``before_task`` (a stream calls it once, at its start, then at each consolidation)."""
+        cfg = self.ctx.cfg
+        theta, _ = self.model.optimized()
+        key = (theta.data_ptr(), theta.shape[1])
+        if self.optimizer is None or self._optimized != key or (
+            cfg.reset_optimizer and not self.ctx.task_free
+        ):
+            self.optimizer = make_optimizer(self.ctx.cfgs, theta)
+            self._optimized = key
+        if self.ctx.task_free:
+            if task == 0:
+                self.ctx.seen_tasks = self.schedule.seen(0)
+                self.method.before_task(self.model, self.ctx.seen_tasks - 1)
             return
-        method.after_task(model, task)
-        yield _evaluate(ctx, model, method, task + 1, loss, start)
+        self.ctx.seen_tasks = task + 1
+        self.method.before_task(self.model, task)
+
+    def _batches(self, task: int) -> Iterator[tuple[Batch, int]]:
+        """The task's steps: (batch, the task the step learns)."""
+        if not self.ctx.task_free:
+            for batch in self.ctx.training_batches(self.method.training_tasks(task)):
+                yield batch, task
+            return
+        per_task = self.schedule.iters_per_task
+        for i in range(task * per_task, (task + 1) * per_task):
+            self.ctx.seen_tasks = self.schedule.seen(i)
+            batch, rows, tasks = self.sampler.batch(i)
+            self.window.add(rows, tasks)
+            yield batch, self.ctx.seen_tasks - 1
+
+    def _learn(self, task: int, start: float) -> tuple[list[float], Round]:
+        """Train every member on ``task``; return the survivors' mean losses and the reports of
+        the members that diverged (dropped at once)."""
+        self.model.train()
+        total = torch.zeros(len(self.ids), device=self.device)
+        steps = 0
+        diverged: Round = {}
+        n_steps = (
+            self.schedule.iters_per_task
+            if self.ctx.task_free
+            else self.ctx.training_steps(self.method.training_tasks(task))
+        )
+        shown = self.progress.task(task, self.n_tasks, n_steps) if self.progress else None
+        with shown or contextlib.nullcontext(TaskProgress()) as bar:
+            for batch, learning in self._batches(task):
+                total += self._step(batch, learning)
+                steps += 1
+                bar.update(lambda t=total, n=steps: t[0].item() / n)
+                if self.ctx.task_free:
+                    self._stream_events(task * self.schedule.iters_per_task + steps)
+                if steps % DIVERGENCE_CHECK_EVERY == 0:
+                    total = self._drop_diverged(total, steps, task, start, diverged)
+                    if not self.ids:
+                        break
+        total = self._drop_diverged(total, steps, task, start, diverged)
+        return [t / max(steps, 1) for t in total.tolist()], diverged
+
+    def _step(self, batch: Batch, task: int) -> torch.Tensor:
+        """One optimizer step of every member, with the method's hooks around it; returns each
+        member's loss (M,)."""
+        model, method = self.model, self.method
+        model.zero_grad_()
+        loss = method.loss(model, batch, task)
+        loss.sum().backward()
+        method.before_step(model, task)
+        self.optimizer.step(*model.optimized())
+        method.after_step(model, batch, task)
+        return loss.detach()
+
+    # ---- task-free streams --------------------------------------------------------------------
+    def _stream_events(self, done: int) -> None:
+        """After step ``done`` of a stream: consolidate every ``update_every`` steps, and
+        evaluate every ``eval_every`` steps (the curve; nominal task ends are evaluated by the
+        loop)."""
+        cfg = self.ctx.cfg
+        if done % cfg.update_every == 0:
+            self._consolidate(self.ctx.seen_tasks - 1)
+        nominal_end = done % self.schedule.iters_per_task == 0
+        if cfg.eval_every and done % cfg.eval_every == 0 and not nominal_end:
+            self._curve(done)
+
+    def _consolidate(self, latest: int) -> None:
+        """What a method does at a task end, on the samples seen since the last consolidation:
+        both hooks see the window as "the task's data" (LwF's head warm-up trains on it)."""
+        self.ctx.window = self.window.take()
+        try:
+            self.method.after_task(self.model, latest)
+            self.method.before_task(self.model, latest)
+        finally:
+            self.ctx.window = None
+        self.model.train()
+
+    # ---- evaluation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def _accuracies(self, learned: int) -> torch.Tensor:
+        """(M, 2T): each member's accuracy on every task's val, then test rows."""
+        model, method, ctx = self.model, self.method, self.ctx
+        model.eval()
+        ctx.seen_tasks = max(learned, 1)
+
+        def predict(x: torch.Tensor, task: int) -> torch.Tensor:
+            return method.predict(model, x, task)
+
+        n = ctx.seq.n_tasks
+        table = [ctx.accuracy(predict, j, split) for split in ("val", "test") for j in range(n)]
+        model.train()
+        return torch.stack(table, 1)
+
+    def _curve(self, done: int) -> None:
+        """Evaluate a stream after ``done`` steps, between nominal task ends (the curve)."""
+        saved = self.ctx.seen_tasks
+        seen = self.schedule.seen(max(done - 1, 0))
+        self._add_curve(done, seen, self._accuracies(seen).tolist())
+        self.ctx.seen_tasks = saved
+
+    def _add_curve(self, done: int, seen: int, table: list[list[float]]) -> None:
+        """Curve points of an evaluation after ``done`` steps; they go into the next reports."""
+        n = self.n_tasks
+        for pos, member in enumerate(self.ids):
+            self._points.setdefault(member, []).extend(
+                CurvePoint(done, seen, j, split, table[pos][col])
+                for j in range(n)
+                for split, col in (("val", j), ("test", n + j))
+            )
+
+    def _evaluate(
+        self, learned: int, losses: list[float] | None, start: float, iteration: int | None
+    ) -> Round:
+        """Every member's accuracy on every task's val and test rows, in one batched pass; a
+        stream's evaluation is also a point of its curve (after ``iteration`` steps)."""
+        if self.ctx.task_free:
+            seen = self.schedule.seen(max(iteration - 1, 0))
+            table = self._accuracies(seen).tolist()
+            self._add_curve(iteration, seen, table)
+        else:
+            table = self._accuracies(learned).tolist()
+        seconds = time.perf_counter() - start
+        n = self.n_tasks
+        out: Round = {}
+        for pos, member in enumerate(self.ids):
+            loss = None if losses is None else losses[pos]
+            curve = self._points.pop(member, [])
+            out[member] = TaskReport(learned, table[pos][:n], table[pos][n:], loss, seconds)
+            out[member].curve = curve
+        return out
+
+    # ---- members ------------------------------------------------------------------------------
+    def _drop_diverged(self, total, steps, task, start, diverged: Round) -> torch.Tensor:
+        finite = torch.isfinite(total)
+        if bool(finite.all()):
+            return total
+        keep = []
+        for pos, (member, ok, value) in enumerate(
+            zip(self.ids, finite.tolist(), total.tolist(), strict=True)
+        ):
+            if ok:
+                keep.append(pos)
+                continue
+            loss = value / max(steps, 1)
+            where = ""
+            if self.ctx.task_free:
+                where = f" (step {task * self.schedule.iters_per_task + steps} of the stream)"
+            diverged[member] = TaskReport.diverged(task, loss, time.perf_counter() - start, where)
+        self._narrow(keep)
+        return total[torch.tensor(keep, dtype=torch.long, device=total.device)]
+
+    def _drop(self, members: list[int]) -> None:
+        if members:
+            self._narrow([pos for pos, i in enumerate(self.ids) if i not in members])
+
+    def _narrow(self, keep: list[int]) -> None:
+        """Keep the members at positions ``keep``: parameters, optimizer, method and data state."""
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.ids = [self.ids[pos] for pos in keep]
+        if not keep:
+            return
+        self.model.select(index)
+        self.ctx.select(keep)
+        self.method.select(index)
+        if self.optimizer is not None:
+            self.optimizer.select(index)
+            theta, _ = self.model.optimized()
+            self._optimized = (theta.data_ptr(), theta.shape[1])
+        if self.sampler is not None:
+            self.sampler.select(index)
+        self.window.select(index)
 
 
 def warn_if_few_steps(cfg: RunConfig, steps: list[int]) -> None:
@@ -168,55 +405,5 @@ def warn_if_few_steps(cfg: RunConfig, steps: list[int]) -> None:
         f"{MIN_STEPS_PER_TASK} rarely learn a task: lower the batch size, train more epochs, or "
         "set iterations",
         FewStepsWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
-
-
-def _learn_task(
-    ctx: TrainContext,
-    model: nn.Module,
-    method: Method,
-    optimizer,
-    task: int,
-    bar: TaskProgress | None = None,
-) -> float:
-    """Train on ``task``; return the mean training loss (inf/NaN once it diverges)."""
-    bar = bar or TaskProgress()
-    model.train()
-    total = torch.zeros((), device=ctx.device)
-    steps = 0
-    for batch in ctx.training_batches(method.training_tasks(task)):
-        total += _step(model, method, optimizer, batch, task)
-        steps += 1
-        bar.update(lambda t=total, n=steps: t.item() / n)  # read (a device sync) only if shown
-        if steps % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(total):
-            break
-    return total.item() / max(steps, 1)
-
-
-def _step(model: nn.Module, method: Method, optimizer, batch: Batch, task: int) -> torch.Tensor:
-    """One optimizer step, with the method's hooks around it."""
-    optimizer.zero_grad(set_to_none=True)
-    loss = method.loss(model, batch, task)
-    loss.backward()
-    method.before_step(model, task)
-    optimizer.step()
-    method.after_step(model, batch, task)
-    return loss.detach()
-
-
-def _evaluate(
-    ctx: TrainContext, model: nn.Module, method: Method, learned: int, loss, start: float
-) -> TaskReport:
-    """Accuracy on every task's val and test rows, with the method's predictions."""
-    model.eval()
-    ctx.seen_tasks = max(learned, 1)
-    n = ctx.seq.n_tasks
-
-    def predict(x: torch.Tensor, task: int) -> torch.Tensor:
-        return method.predict(model, x, task)
-
-    val = [ctx.accuracy(predict, j, "val") for j in range(n)]
-    test = [ctx.accuracy(predict, j, "test") for j in range(n)]
-    model.train()
-    return TaskReport(learned, val, test, loss, time.perf_counter() - start)

@@ -12,8 +12,9 @@ units a task-IL prediction uses). The memory fills from the very first batch, so
 within the first task (DER needs no task boundaries).
 
 Capacity: ``budget_per: class`` gives budget × (tasks × classes per task) slots, the size a
-class-balanced memory of ``budget`` per class reaches at the end (R4's 100 per class on Split
-MNIST: 1,000 slots); ``budget_per: total`` gives ``budget`` slots.
+class-balanced memory of ``budget`` per class reaches at the end (the three-scenario protocol's
+100 per class on Split MNIST: 1,000 slots); ``budget_per: total`` gives ``budget`` slots.
+Members of a population differ in α (and DER++'s β); each fills its own reservoir.
 
 Default α = 1.0: the paper's best Seq-MNIST configuration (its appendix; Mammoth's
 ``best_args.py``) at buffer 500, the published size nearest to our 1,000 slots (200, 500 and
@@ -25,12 +26,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from cl_core.methods.base import Method
 from cl_core.methods.memory import Fields, ReservoirMemory, batch_fields, memory_hyperparams
 from cl_core.methods.replay import replay_batch_hyperparam, replay_batch_size
+from cl_core.models import StackedModel
 from cl_core.params import HyperParam
 
 
@@ -52,46 +52,50 @@ class DER(Method):
         )
     }
 
+    member_state = ("memory", "_seen_batch")
+
     def __init__(self, params, ctx) -> None:
         super().__init__(params, ctx)
-        budget = int(params["budget"])
-        if params["budget_per"] == "class":
+        budget = int(self.shared("budget"))
+        if self.shared("budget_per") == "class":
             budget *= ctx.seq.n_tasks * ctx.seq.classes_per_task
-        self.memory = ReservoirMemory(ctx.new_generator("memory"), budget)
+        self.memory = ReservoirMemory(ctx.random("memory"), budget)
         self._seen_batch: Fields | None = None  # this step's samples, offered after the step
 
-    def loss(self, model: nn.Module, batch, task: int) -> torch.Tensor:
+    def loss(self, model: StackedModel, batch, task: int) -> torch.Tensor:
         if len(self.memory) == 0:
             ce, logits = self.ce_and_logits(model, batch)
             self._remember(batch, logits)
             return ce
-        n = replay_batch_size(self.params, self.ctx)
+        n = replay_batch_size(self)
         draws = [self.memory.sample(n) for _ in range(self.n_draws)]
-        x = torch.cat([batch.x, *(d["x"] for d in draws)])
-        tasks = torch.cat([batch_fields(batch)["task"], *(d["task"] for d in draws)])
+        x = torch.cat([batch.x, *(d["x"] for d in draws)], dim=1)
+        tasks = torch.cat([batch.task_ids(), *(d["task"] for d in draws)], dim=1)
         logits = self.forward(model, x, tasks)
-        current = logits[: len(batch)]
+        current = logits[:, : len(batch)]
         self._remember(batch, current)
-        ce = F.cross_entropy(self.ctx.active_logits(current, batch.task), batch.target)
+        ce = self.ctx.cross_entropy(current, batch)
         replayed, start = [], len(batch)
         for d in draws:
-            replayed.append(logits[start : start + len(d["x"])])
-            start += len(d["x"])
+            size = d["x"].shape[1]
+            replayed.append(logits[:, start : start + size])
+            start += size
         return ce + self.replay_loss(replayed, draws)
 
     def replay_loss(self, logits: list[torch.Tensor], draws: list[Fields]) -> torch.Tensor:
         """α · MSE between the current logits of the stored samples and their stored logits."""
-        return self.params["alpha"] * self.logit_mse(logits[0], draws[0])
+        return self.column("alpha") * self.logit_mse(logits[0], draws[0])
 
     def logit_mse(self, logits: torch.Tensor, stored: Fields) -> torch.Tensor:
-        """Mean squared difference over the samples and their active units (eq. 4)."""
+        """Mean squared difference over the samples and their active units (eq. 4), (M,)."""
         active = self.ctx.active_logits
-        return F.mse_loss(active(logits, stored["task"]), active(stored["logits"], stored["task"]))
+        diff = active(logits, stored["task"]) - active(stored["logits"], stored["task"])
+        return diff.pow(2).mean((-2, -1))
 
     def _remember(self, batch, logits: torch.Tensor) -> None:
         self._seen_batch = {**batch_fields(batch), "logits": logits.detach()}
 
-    def after_step(self, model: nn.Module, batch, task: int) -> None:
+    def after_step(self, model: StackedModel, batch, task: int) -> None:
         if self._seen_batch is not None:
             self.memory.offer(self._seen_batch)
             self._seen_batch = None

@@ -13,8 +13,8 @@ Defaults α = 1.0, β = 0.5: the paper's best Seq-MNIST configuration (its appen
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from cl_core.context import member_cross_entropy
 from cl_core.methods.der import DER, weight_hyperparam
 from cl_core.methods.memory import Fields
 
@@ -31,5 +31,6 @@ class DERpp(DER):
 
     def replay_loss(self, logits: list[torch.Tensor], draws: list[Fields]) -> torch.Tensor:
         second = draws[1]
-        ce = F.cross_entropy(self.ctx.active_logits(logits[1], second["task"]), second["target"])
-        return super().replay_loss(logits, draws) + self.params["beta"] * ce
+        active = self.ctx.active_logits(logits[1], second["task"])
+        ce = member_cross_entropy(active, second["target"])
+        return super().replay_loss(logits, draws) + self.column("beta") * ce

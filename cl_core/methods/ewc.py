@@ -1,24 +1,27 @@
-"""Elastic weight consolidation (Kirkpatrick et al. 2017, PNAS, eq. 3; REFERENCE R1, R2).
+"""Elastic weight consolidation (Kirkpatrick et al. 2017, PNAS, eq. 3; docs/references.md,
+Classic Permuted MNIST and EWC variants).
 
-Penalty: λ · Σ_i F_i (θ_i − θ*_i)², times 1/2 when ``half`` (R2; the paper's eq. 3), no factor
-as in R1. Fisher merging across tasks:
-  - "sum":      F ← F_old + F_new (R1)
-  - "mean":     F ← (F_new + t · F_old) / (t + 1) for task t ≥ 1 (R2)
+Penalty: λ · Σ_i F_i (θ_i − θ*_i)², times 1/2 when ``half`` (the paper's eq. 3), no factor as in
+the classic Permuted MNIST script. Fisher merging across tasks:
+  - "sum":      F ← F_old + F_new (the classic script)
+  - "mean":     F ← (F_new + t · F_old) / (t + 1) for task t ≥ 1 (a running mean)
   - "online":   F ← γ · F_old + F_new (online EWC, Schwarz et al. 2018)
   - "separate": one penalty per task with its own Fisher and anchor ("offline" EWC)
 The anchor θ* is the parameters after the latest task (except "separate").
 The three-scenario reference code (GMvandeVen/continual-learning, ``ewc_loss`` in
 continual_learner.py, 2019 and 2022) also multiplies the online Fisher by γ inside the penalty,
 i.e. its λ times γ is our λ; the ``vdv-*`` presets fold that factor into λ (cl_core/presets.py).
+
+Members of a population differ in λ and γ; they share the Fisher kind, its samples and batch
+size, the merge rule and the 1/2 factor.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
-
-from cl_core.methods.base import Method
+from cl_core.methods.base import Method, per_member
 from cl_core.methods.fisher import fisher_diagonal
+from cl_core.models import StackedModel
 from cl_core.params import HyperParam
 
 
@@ -51,7 +54,7 @@ class EWC(Method):
                 "fisher_batch_size",
                 "int",
                 256,
-                "batch size of the 'batch' Fisher (R1)",
+                "batch size of the 'batch' Fisher (the classic script's)",
                 low=1,
                 high=10**6,
             ),
@@ -69,90 +72,62 @@ class EWC(Method):
         )
     }
 
+    member_state = ("terms", "_twice_scale")
+
     def __init__(self, params, ctx) -> None:
         super().__init__(params, ctx)
-        self.terms: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []  # (Fisher, anchor)
-        self._grad_factors: list[list[torch.Tensor]] = []  # 2·s·F per term (see before_step)
-        self._diffs: list[list[torch.Tensor]] | None = None  # θ − θ* of this step, per term
+        self.terms: list[tuple[torch.Tensor, torch.Tensor]] = []  # (Fisher, anchor), (M, P) each
+        self._twice_scale: torch.Tensor | None = None  # 2·s per member, (M, 1)
+        self.fisher_random = ctx.random("fisher")  # the sampled Fisher's labels
 
-    def loss(self, model: nn.Module, batch, task: int) -> torch.Tensor:
+    def scale(self) -> torch.Tensor:
+        """s = λ (· 1/2) per member, (M,)."""
+        return self.column("lambda") * (0.5 if self.shared("half") else 1.0)
+
+    def loss(self, model: StackedModel, batch, task: int) -> torch.Tensor:
         ce = super().loss(model, batch, task)
-        if not self.terms:
-            return ce
-        self._diffs = self._differences(model)
-        return ce + self._penalty_value(self._diffs)
-
-    def penalty(self, model: nn.Module) -> torch.Tensor:
-        """λ (· 1/2) · Σ_terms Σ_i F_i (θ_i − θ*_i)² (zero before the first task is learned).
-
-        A value only: training adds its gradient in closed form (``before_step``)."""
-        if not self.terms:
-            return torch.zeros((), device=self.ctx.device)
-        return self._penalty_value(self._differences(model))
-
-    def _scale(self) -> float:
-        return self.params["lambda"] * (0.5 if self.params["half"] else 1.0)
+        return ce if not self.terms else ce + self.penalty(model)
 
     @torch.no_grad()
-    def _differences(self, model: nn.Module) -> list[list[torch.Tensor]]:
-        params = list(model.parameters())
-        return [[p - a for p, a in zip(params, anchor, strict=True)] for _, anchor in self.terms]
+    def penalty(self, model: StackedModel) -> torch.Tensor:
+        """s · Σ_terms Σ_i F_i (θ_i − θ*_i)² per member (M,) (zero before the first task is
+        learned). A value only: training adds its gradient in closed form (``before_step``)."""
+        total = torch.zeros(model.size, device=model.theta.device)
+        for fisher, anchor in self.terms:
+            diff = model.theta - anchor
+            total += torch.linalg.vecdot(fisher * diff, diff)
+        return self.scale() * total
 
     @torch.no_grad()
-    def _penalty_value(self, diffs: list[list[torch.Tensor]]) -> torch.Tensor:
-        total = sum(
-            (f * d.pow(2)).sum()
-            for (fisher, _), term in zip(self.terms, diffs, strict=True)
-            for f, d in zip(fisher, term, strict=True)
-        )
-        return self._scale() * total
+    def before_step(self, model: StackedModel, task: int) -> None:
+        """Add the penalty's gradient 2·s·F·(θ − θ*) to every member's gradient."""
+        for fisher, anchor in self.terms:
+            model.grad.addcmul_(fisher * (model.theta - anchor), self._twice_scale)
 
     @torch.no_grad()
-    def before_step(self, model: nn.Module, task: int) -> None:
-        """Add the penalty's gradient 2·s·F·(θ − θ*) to each parameter's gradient.
-
-        Computed as autograd computes it, op for op, so that the numbers are bitwise those of
-        back-propagating through the penalty, without its graph (a third of an EWC step's
-        time): autograd forms (s·F)·(2·(θ − θ*)) per term (= (2·s·F)·(θ − θ*) exactly, as
-        doubling is exact), and sums the terms' gradients in reverse order of creation before
-        adding the cross-entropy's.
-        """
-        if self._diffs is None:
-            return
-        for k, p in enumerate(model.parameters()):
-            grads = [
-                factors[k] * diffs[k]
-                for factors, diffs in zip(self._grad_factors, self._diffs, strict=True)
-            ]
-            total = grads[-1]
-            for g in reversed(grads[:-1]):
-                total = total + g
-            if p.grad is None:
-                p.grad = total
-            else:
-                p.grad.add_(total)
-        self._diffs = None
-
-    def after_task(self, model: nn.Module, task: int) -> None:
+    def after_task(self, model: StackedModel, task: int) -> None:
         if task == self.ctx.seq.n_tasks - 1 and not self.ctx.task_free:
             return  # no later task would use this Fisher (a stream goes on consolidating)
-        p = self.params
-        new = list(
-            fisher_diagonal(
-                model, self.ctx, task, p["fisher"], p["fisher_samples"], p["fisher_batch_size"]
-            ).values()
+        new = fisher_diagonal(
+            model,
+            self.ctx,
+            task,
+            self.shared("fisher"),
+            self.shared("fisher_samples"),
+            self.shared("fisher_batch_size"),
+            self.fisher_random,
         )
-        anchor = [q.detach().clone() for q in model.parameters()]
-        if p["merge"] == "separate" or not self.terms:
+        anchor = model.theta.detach().clone()
+        merge = self.shared("merge")
+        if merge == "separate" or not self.terms:
             self.terms.append((new, anchor))
         else:
             old, _ = self.terms[0]
-            if p["merge"] == "sum":
-                merged = [o + n for o, n in zip(old, new, strict=True)]
-            elif p["merge"] == "mean":
-                merged = [(n + task * o) / (task + 1) for o, n in zip(old, new, strict=True)]
+            if merge == "sum":
+                merged = old + new
+            elif merge == "mean":
+                merged = (new + task * old) / (task + 1)
             else:
-                merged = [p["gamma"] * o + n for o, n in zip(old, new, strict=True)]
+                merged = per_member(self.column("gamma"), old) * old + new
             self.terms = [(merged, anchor)]
-        scale = torch.tensor(self._scale(), dtype=torch.float32, device=self.ctx.device)
-        self._grad_factors = [[2 * (scale * f) for f in fisher] for fisher, _ in self.terms]
+        self._twice_scale = (2 * self.scale()).unsqueeze(1)

@@ -1,9 +1,10 @@
-"""Diagonal Fisher information estimates for EWC (REFERENCE R1, R2).
+"""Diagonal Fisher information estimates for EWC (docs/references.md, EWC variants), for every
+member at once: an (M, P) tensor laid out like the model's parameters ``theta``.
 
 Per-sample squared gradients are never computed by a loop of batch-size-1 backward passes:
-- models built only of ``nn.Linear`` layers (the MLPs) use the exact outer-product identity
-  (Goodfellow 2015, "Efficient per-example gradient computations"): a Linear layer's per-sample
-  weight gradient is g_n a_nᵀ, so Σ_n (g_n a_nᵀ)² = (g²)ᵀ (a²), one matmul after one backward;
+- stacked MLPs use the exact outer-product identity (Goodfellow 2015, "Efficient per-example
+  gradient computations"): a linear layer's per-sample weight gradient is g_n a_nᵀ, so
+  Σ_n w_n (g_n a_nᵀ)² = (w g²)ᵀ (a²), one batched matmul per layer after one backward;
 - any other model uses ``torch.func`` (``vmap`` over ``grad``), in chunks sized to bound memory.
 """
 
@@ -11,126 +12,138 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
-from cl_core.context import TrainContext
+from cl_core.context import Batch, TrainContext
+from cl_core.models import StackedModel
+from cl_core.random import MemberRandom
 
 PER_SAMPLE_FLOATS = 2**25  # per-sample gradient floats held at once (128 MiB of float32)
+LINEAR_CHUNK = 1024  # rows per member per backward with the outer-product identity
 
 
+@torch.enable_grad()
 def fisher_diagonal(
-    model: nn.Module, ctx: TrainContext, task: int, kind: str, samples: int, batch_size: int
-) -> dict[str, torch.Tensor]:
-    """Diagonal Fisher of ``model`` on ``task``'s training data, one tensor per parameter.
+    model: StackedModel,
+    ctx: TrainContext,
+    task: int,
+    kind: str,
+    samples: int,
+    batch_size: int,
+    random: MemberRandom | None = None,
+) -> torch.Tensor:
+    """Each member's diagonal Fisher (M, P) on ``task``'s training data, rows of its own draw.
 
     kind:
       - "empirical": E_x[(d/dθ log p(y_true|x))²] (per sample, at the true label)
       - "expected":  E_x[Σ_c p(c|x) (d/dθ log p(c|x))²] (the true Fisher of Kirkpatrick et al. 2017)
-      - "sampled":   E_x[(d/dθ log p(ŷ|x))²] with ŷ ~ p(·|x) (one Monte Carlo label per sample)
+      - "sampled":   E_x[(d/dθ log p(ŷ|x))²] with ŷ ~ p(·|x) (one Monte Carlo label per sample,
+                     drawn from ``random``)
       - "predicted": E_x[(d/dθ log p(ŷ|x))²] with ŷ = argmax_c p(c|x) over the active units (the
                      three-scenario reference's default, ``ContinualLearner.estimate_fisher`` in
                      continual_learner.py of GMvandeVen/continual-learning, 2019; ``--fisher-labels
                      pred`` in its 2022 code)
-      - "batch":     R1's approximation: mean over batches of ``batch_size`` of the squared gradient
-                     of the batch-mean cross-entropy (not a per-sample Fisher).
-    ``samples`` = 0 uses all training samples of the task, else the first ``samples`` of a
-    seeded shuffle.
+      - "batch":     the classic Permuted MNIST script's approximation: mean over batches of
+                     ``batch_size`` of the squared gradient of the batch-mean cross-entropy (not a
+                     per-sample Fisher).
+    ``samples`` = 0 uses all training samples of the task, else the first ``samples`` of each
+    member's seeded shuffle.
     """
     limit = samples or None
-    fisher = {n: torch.zeros_like(p.detach()) for n, p in model.named_parameters()}
+    theta = model.theta.detach()
+    fisher = torch.zeros_like(theta)
     was_training = model.training
     model.eval()
-    if kind == "batch":
-        count = _batch_fisher(model, ctx, task, batch_size, limit, fisher)
-    else:
-        if _all_linear(model):
-            accumulate, chunk = _accumulate_linear, 1024
-        else:  # bound the per-sample gradients held at once
-            n_params = sum(f.numel() for f in fisher.values())
-            accumulate, chunk = _accumulate_func, max(1, min(1024, PER_SAMPLE_FLOATS // n_params))
-        count = 0
-        for batch in ctx.batches([task], chunk, limit=limit):
-            accumulate(model, ctx, batch, task, kind, fisher)
-            count += len(batch)
-    model.train(was_training)
-    return {n: f / max(count, 1) for n, f in fisher.items()}
+    try:
+        if kind == "batch":
+            count = _batch_fisher(model, ctx, task, batch_size, limit, theta, fisher)
+        else:
+            linear = hasattr(model, "forward_recording")
+            if linear:
+                accumulate, chunk = _accumulate_linear, LINEAR_CHUNK
+            else:  # bound the per-sample gradients held at once
+                accumulate = _accumulate_func
+                chunk = max(1, min(1024, PER_SAMPLE_FLOATS // fisher.numel()))
+            count = 0
+            for batch in ctx.batches([task], chunk, limit=limit):
+                pairs = lambda logits, b=batch: _labels_and_weights(  # noqa: E731
+                    ctx, logits, b, task, kind, random
+                )
+                accumulate(model, ctx, batch, task, pairs, theta, fisher)
+                count += len(batch)
+    finally:
+        model.train(was_training)
+    return fisher / max(count, 1)
 
 
-def _batch_fisher(model, ctx, task, batch_size, limit, fisher) -> int:
+def _batch_fisher(model, ctx, task, batch_size, limit, theta, fisher) -> int:
     """Sum of squared batch-mean gradients; returns the number of batches."""
     n_batches = 0
     for batch in ctx.batches([task], batch_size, limit=limit):
-        model.zero_grad(set_to_none=True)
-        logits = ctx.active_logits(model(batch.x), task)
-        F.cross_entropy(logits, batch.target).backward()
-        for n, p in model.named_parameters():
-            if p.grad is not None:  # frozen parameters (pre-trained conv layers) have none
-                fisher[n] += p.grad.detach() ** 2
+        leaf = theta.clone().requires_grad_(True)
+        logits = model(batch.x, params=model.params(leaf))
+        (g,) = torch.autograd.grad(ctx.cross_entropy(logits, batch).sum(), leaf)
+        fisher.add_(g**2)
         n_batches += 1
-    model.zero_grad(set_to_none=True)
     return n_batches
 
 
-def _all_linear(model: nn.Module) -> bool:
-    """Whether every parameter belongs to an nn.Linear (the outer-product identity applies)."""
-    return all(
-        isinstance(m, nn.Linear) for m in model.modules() if list(m.parameters(recurse=False))
-    )
-
-
-def _labels_and_weights(ctx, logits, batch, task, kind) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(labels, per-sample weight) pairs whose weighted squared gradients make up the Fisher."""
-    ones = torch.ones(len(batch), device=logits.device)
+def _labels_and_weights(
+    ctx: TrainContext,
+    logits: torch.Tensor,
+    batch: Batch,
+    task: int,
+    kind: str,
+    random: MemberRandom | None,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(labels (M, N), weights (M, N)) pairs whose weighted squared gradients make the Fisher."""
+    ones = torch.ones(batch.target.shape, device=logits.device)
     if kind == "empirical":
         return [(batch.target, ones)]
     active = ctx.active_logits(logits, task).detach()
     if kind == "predicted":
-        return [(active.argmax(1), ones)]
-    probs = F.softmax(active, dim=1)
+        return [(active.argmax(-1), ones)]
+    probs = F.softmax(active, dim=-1)
     if kind == "sampled":
-        return [(torch.multinomial(probs, 1, generator=ctx.device_gen).squeeze(1), ones)]
-    return [(torch.full_like(batch.target, c), probs[:, c]) for c in range(probs.shape[1])]
+        if random is None:
+            raise ValueError("the sampled Fisher needs a random stream")
+        return [(random.categorical(probs), ones)]
+    return [(torch.full_like(batch.target, c), probs[..., c]) for c in range(probs.shape[-1])]
 
 
-def _accumulate_linear(model, ctx, batch, task, kind, fisher) -> None:
-    """Σ_n w_n (per-sample grad)² for Linear layers from layer inputs a and output grads g."""
-    layers = {m: n for n, m in model.named_modules() if isinstance(m, nn.Linear)}
-    seen: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
-    hooks = [
-        m.register_forward_hook(lambda mod, inp, out: seen.__setitem__(mod, (inp[0], out)))
-        for m in layers
-    ]
-    try:
-        logits = model(batch.x)
-    finally:
-        for h in hooks:
-            h.remove()
-    outputs = [seen[m][1] for m in layers]
-    log_probs = F.log_softmax(ctx.active_logits(logits, task), dim=1)
-    for labels, weight in _labels_and_weights(ctx, logits, batch, task, kind):
+def _accumulate_linear(model, ctx, batch, task, pairs, theta, fisher) -> None:
+    """Σ_n w_n (per-sample grad)² for linear layers from layer inputs a and output grads g."""
+    params = model.params(theta)
+    logits, record = model.forward_recording(batch.x, params)
+    log_probs = F.log_softmax(ctx.active_logits(logits, task), dim=-1)
+    outputs = [z for _, z in record]
+    views = model.params(fisher)
+    for labels, weight in pairs(logits):
         # summed over samples, so each sample's output gradient is its own gradient
-        total = log_probs.gather(1, labels.unsqueeze(1)).sum()
+        total = log_probs.gather(-1, labels.unsqueeze(-1)).sum()
         grads = torch.autograd.grad(total, outputs, retain_graph=True)
-        for (module, name), g in zip(layers.items(), grads, strict=True):
-            a = seen[module][0].detach()
-            g2 = weight.unsqueeze(1) * g.detach() ** 2
-            fisher[f"{name}.weight"] += g2.T @ a**2
-            if module.bias is not None:
-                fisher[f"{name}.bias"] += g2.sum(0)
+        for name, (a, _), g in zip(model.linear_layers(), record, grads, strict=True):
+            g2 = weight.unsqueeze(-1) * g.detach() ** 2
+            a2 = a.detach() ** 2
+            if a2.dim() == 2:
+                a2 = a2.unsqueeze(0).expand(g2.shape[0], *a2.shape)
+            views[f"{name}.weight"].add_(torch.bmm(g2.transpose(1, 2), a2))
+            views[f"{name}.bias"].add_(g2.sum(1))
 
 
-def _accumulate_func(model, ctx, batch, task, kind, fisher) -> None:
-    """Σ_n w_n (per-sample grad)² for any model, per-sample gradients from torch.func."""
-    params = {n: p.detach() for n, p in model.named_parameters()}
+def _accumulate_func(model, ctx, batch, task, pairs, theta, fisher) -> None:
+    """Σ_n w_n (per-sample grad)² for any model, per-sample gradients from torch.func: one
+    sample of every member at a time, the members' log-likelihoods summed (each member's
+    gradient is its own row)."""
 
-    def log_prob(p, x, label):
-        logits = functional_call(model, p, (x.unsqueeze(0),))
-        return -F.cross_entropy(ctx.active_logits(logits, task), label.unsqueeze(0))
+    def log_prob(t, x, label):  # x (M, D): one sample per member; label (M,)
+        logits = model(x.unsqueeze(1), params=model.params(t))
+        logp = F.log_softmax(ctx.active_logits(logits, task), dim=-1)[:, 0]
+        return logp.gather(-1, label.unsqueeze(-1)).sum()
 
-    per_sample_grad = vmap(grad(log_prob), in_dims=(None, 0, 0))
+    per_sample = vmap(grad(log_prob), in_dims=(None, 1, 1))
     with torch.no_grad():
-        logits = model(batch.x)
-    for labels, weight in _labels_and_weights(ctx, logits, batch, task, kind):
-        for n, g in per_sample_grad(params, batch.x, labels).items():
-            fisher[n] += torch.einsum("b,b...->...", weight, g**2)
+        logits = model(batch.x, params=model.params(theta))
+    for labels, weight in pairs(logits):
+        g = per_sample(theta, batch.x, labels)  # (N, M, P)
+        fisher.add_(torch.einsum("mn,nmp->mp", weight, g**2))

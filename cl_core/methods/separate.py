@@ -17,19 +17,20 @@ Width rule (the total parameter budget stays that of the single network):
 
 Every network outputs its task's C logits; ``forward`` routes each sample to its task's network
 and returns logits over all T·C units with the task's slot filled (other units 0, never active
-in task-IL). While task t trains, every other network has ``requires_grad`` off, so no gradient,
-optimizer state, weight decay or momentum can move it: earlier networks stay bit-identical.
+in task-IL). While task t trains, the optimizer holds network t's parameters alone (a fresh one
+per task: the state a shared optimizer would have for parameters that never had a gradient), so
+no gradient, optimizer state, weight decay or momentum can move another network: earlier
+networks stay bit-identical. In a population each member has its T networks.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cl_core.errors import ClsweepError
 from cl_core.methods.base import Method
-from cl_core.models import ModelFactory
+from cl_core.models import ModelFactory, StackedModel
 
 
 class SeparateNetworks(Method):
@@ -39,36 +40,65 @@ class SeparateNetworks(Method):
     scenarios = ("task",)
     task_free = False  # samples are routed by their task, which a stream does not tell
 
-    def __init__(self, params, ctx) -> None:
-        super().__init__(params, ctx)
-        self.trainable: list[list[bool]] = []  # per network, per parameter: trainable at all
-
-    def build_model(self, factory: ModelFactory) -> nn.Module:
+    def build_model(self, factory: ModelFactory) -> StackedModel:
         n_tasks = self.ctx.seq.n_tasks
         per_task = self.ctx.scenario.classes_per_task
         hidden = per_task_hidden(factory, n_tasks, per_task)
-        networks = nn.ModuleList(factory(hidden=hidden, out_units=per_task) for _ in range(n_tasks))
-        self.trainable = [[p.requires_grad for p in net.parameters()] for net in networks]
-        return networks
+        networks = [factory(hidden=hidden, out_units=per_task) for _ in range(n_tasks)]
+        return TaskNetworks(networks, per_task)
 
-    def before_task(self, model: nn.Module, task: int) -> None:
-        for t, (net, trainable) in enumerate(zip(model, self.trainable, strict=True)):
-            for p, can_train in zip(net.parameters(), trainable, strict=True):
-                p.requires_grad_(can_train and t == task)
+    def before_task(self, model: TaskNetworks, task: int) -> None:
+        model.train_only(task)
 
-    def forward(self, model: nn.Module, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
+    def forward(self, model: TaskNetworks, x: torch.Tensor, task: int | torch.Tensor):
+        return model.routed(x, task)
+
+
+class TaskNetworks(StackedModel):
+    """T stacked networks (each of all M members); the one being trained is ``store``'s."""
+
+    def __init__(self, networks: list[StackedModel], classes_per_task: int) -> None:
+        super().__init__(networks[0].store)
+        self.networks = torch.nn.ModuleList(networks)
+        self.classes_per_task = classes_per_task
+
+    @property
+    def n_params(self) -> int:
+        return sum(net.n_params for net in self.networks)
+
+    def train_only(self, task: int) -> None:
+        """Network ``task`` is the one the optimizer updates from now on."""
+        self.store = self.networks[task].store
+
+    def zero_grad_(self) -> None:
+        for net in self.networks:
+            net.zero_grad_()
+
+    def select(self, keep: torch.Tensor) -> None:
+        current = [net.store for net in self.networks].index(self.store)
+        for net in self.networks:
+            net.select(keep)
+        self.store = self.networks[current].store
+
+    def routed(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
+        """Logits over all T·C units: each sample's task's network in that task's slot."""
         if isinstance(task, int):
-            return self._slot(model[task](x), task)
-        logits = x.new_zeros(len(x), self.ctx.scenario.out_units)
+            return self._slot(self.networks[task](x), task)
+        out = None
         for t in task.unique().tolist():
-            rows = (task == t).nonzero().squeeze(1)
-            logits = logits.index_copy(0, rows, self._slot(model[t](x[rows]), t))
-        return logits
+            slot = self._slot(self.networks[t](x), t)
+            where = (task == t).unsqueeze(-1)
+            out = torch.where(where, slot, 0.0 if out is None else out)
+        return out
+
+    def forward(self, x, params=None, gates=None) -> torch.Tensor:
+        raise TypeError("separate networks route each sample by its task: use routed(x, task)")
 
     def _slot(self, task_logits: torch.Tensor, task: int) -> torch.Tensor:
-        """(N, C) logits of ``task``'s network placed in its units of all T·C (zeros elsewhere)."""
-        c = self.ctx.scenario.classes_per_task
-        right = self.ctx.scenario.out_units - (task + 1) * c
+        """(M, N, C) logits of ``task``'s network placed in its units of all T·C (zeros
+        elsewhere)."""
+        c = self.classes_per_task
+        right = len(self.networks) * c - (task + 1) * c
         return F.pad(task_logits, (task * c, right))
 
 

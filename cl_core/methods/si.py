@@ -1,4 +1,4 @@
-"""Synaptic intelligence (Zenke, Poole & Ganguli 2017, ICML; REFERENCE R4).
+"""Synaptic intelligence (Zenke, Poole & Ganguli 2017, ICML).
 
 Path integral per parameter during task μ (eq. 3, discretised per optimizer step):
     ω_k += −g_k · Δθ_k,
@@ -13,14 +13,16 @@ penalty (eq. 4):  c · Σ_k Ω_k (θ_k − θ*_k)², θ* = parameters after the 
     clipping: the three-scenario reference code (GMvandeVen/continual-learning: ``train_cl`` in
     train.py accumulates ``W += -p.grad * (p - p_old)`` after the step on the total loss, and
     ``update_omega`` in continual_learner.py adds W/(Δ²+ε) as it is; same in 2019 and 2022).
+The penalty's gradient 2cΩ(θ − θ*) is added in closed form after backward (``before_step``), so
+the gradient of the task loss alone is at hand without removing anything. Members of a
+population differ in c and ε and share ``path_integral``.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
-
-from cl_core.methods.base import Method
+from cl_core.methods.base import Method, per_member
+from cl_core.models import StackedModel
 from cl_core.params import HyperParam
 
 PATH_INTEGRALS = ("task-loss-clamped", "total-loss-unclamped")
@@ -54,62 +56,59 @@ class SI(Method):
         )
     }
 
+    member_state = ("importance", "anchor", "path", "start", "before", "step_grad")
+
     def __init__(self, params, ctx) -> None:
         super().__init__(params, ctx)
-        self.importance: list[torch.Tensor] | None = None  # Ω
-        self.anchor: list[torch.Tensor] | None = None  # θ*
-        self.path: list[torch.Tensor] = []  # ω of the current task
-        self.start: list[torch.Tensor] = []
-        self.before: list[torch.Tensor] = []
-        self.step_grad: list[torch.Tensor] = []  # g of the step (see path_integral)
+        # (M, P) each, laid out like the model's parameters
+        self.importance: torch.Tensor | None = None  # Ω
+        self.anchor: torch.Tensor | None = None  # θ*
+        self.path: torch.Tensor | None = None  # ω of the current task
+        self.start: torch.Tensor | None = None
+        self.before: torch.Tensor | None = None
+        self.step_grad: torch.Tensor | None = None  # g of the step (see path_integral)
 
-    def before_task(self, model: nn.Module, task: int) -> None:
-        self.start = [p.detach().clone() for p in model.parameters()]
-        self.path = [torch.zeros_like(p) for p in model.parameters()]
+    def before_task(self, model: StackedModel, task: int) -> None:
+        self.start = model.theta.detach().clone()
+        self.path = torch.zeros_like(self.start)
 
-    def loss(self, model: nn.Module, batch, task: int) -> torch.Tensor:
+    def loss(self, model: StackedModel, batch, task: int) -> torch.Tensor:
         ce = super().loss(model, batch, task)
         return ce if self.importance is None else ce + self.penalty(model)
 
-    def penalty(self, model: nn.Module) -> torch.Tensor:
-        """c · Σ_k Ω_k (θ_k − θ*_k)² (zero before the first task is learned)."""
+    @torch.no_grad()
+    def penalty(self, model: StackedModel) -> torch.Tensor:
+        """c · Σ_k Ω_k (θ_k − θ*_k)² per member (M,) (zero before the first task is learned);
+        its gradient is added in ``before_step``."""
         if self.importance is None:
-            return torch.zeros((), device=self.ctx.device)
-        return self.params["c"] * sum(
-            (w * (p - a).pow(2)).sum()
-            for w, p, a in zip(self.importance, model.parameters(), self.anchor, strict=True)
+            return torch.zeros(model.size, device=model.theta.device)
+        diff = model.theta - self.anchor
+        return self.column("c") * torch.linalg.vecdot(self.importance * diff, diff)
+
+    @torch.no_grad()
+    def before_step(self, model: StackedModel, task: int) -> None:
+        self.before = model.theta.detach().clone()
+        task_loss_only = self.shared("path_integral") == "task-loss-clamped"
+        if task_loss_only:  # the gradient of the task loss alone, before the penalty's is added
+            self.step_grad = model.grad.clone()
+        if self.importance is not None:
+            twice_c = per_member(2 * self.column("c"), model.grad)
+            model.grad.addcmul_(self.importance * (model.theta - self.anchor), twice_c)
+        if not task_loss_only:
+            self.step_grad = model.grad.clone()
+
+    @torch.no_grad()
+    def after_step(self, model: StackedModel, batch, task: int) -> None:
+        self.path.sub_(self.step_grad * (model.theta - self.before))
+
+    @torch.no_grad()
+    def after_task(self, model: StackedModel, task: int) -> None:
+        theta = model.theta.detach()
+        eps = per_member(self.column("epsilon"), theta)
+        contribution = self.path / ((theta - self.start).pow(2) + eps)
+        if self.shared("path_integral") == "task-loss-clamped":
+            contribution = contribution.clamp_min(0)
+        self.importance = (
+            contribution if self.importance is None else self.importance + contribution
         )
-
-    @torch.no_grad()
-    def before_step(self, model: nn.Module, task: int) -> None:
-        params = list(model.parameters())
-        self.before = [p.detach().clone() for p in params]
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
-        task_loss_only = self.params["path_integral"] == "task-loss-clamped"
-        if task_loss_only and self.importance is not None:  # remove the penalty's 2cΩ(θ − θ*)
-            for g, w, p, a in zip(grads, self.importance, params, self.anchor, strict=True):
-                g.sub_(2 * self.params["c"] * w * (p - a))
-        self.step_grad = grads
-
-    @torch.no_grad()
-    def after_step(self, model: nn.Module, batch, task: int) -> None:
-        for w, g, p, b in zip(
-            self.path, self.step_grad, model.parameters(), self.before, strict=True
-        ):
-            w.sub_(g * (p - b))
-
-    @torch.no_grad()
-    def after_task(self, model: nn.Module, task: int) -> None:
-        eps = self.params["epsilon"]
-        params = [p.detach() for p in model.parameters()]
-        contribution = [
-            w / ((p - s).pow(2) + eps)
-            for w, p, s in zip(self.path, params, self.start, strict=True)
-        ]
-        if self.params["path_integral"] == "task-loss-clamped":
-            contribution = [c.clamp_min(0) for c in contribution]
-        if self.importance is None:
-            self.importance = contribution
-        else:
-            self.importance = [o + n for o, n in zip(self.importance, contribution, strict=True)]
-        self.anchor = [p.clone() for p in params]
+        self.anchor = theta.clone()

@@ -31,10 +31,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cl_core.errors import ClsweepError
 from cl_core.models.base import ContinualModel
+from cl_core.models.stacked import (
+    StackedModel,
+    StackedParameters,
+    grouped_conv,
+    linear_shapes,
+    relu_stack,
+    template_tensors,
+)
+
+WB = ("weight", "bias")
 
 if TYPE_CHECKING:
     from cl_core.config import RunConfig
@@ -104,6 +115,12 @@ class ConvNet(ContinualModel):
     def gated_layers(self) -> list[nn.Module]:
         return [m for m in self.fc if isinstance(m, nn.ReLU)]
 
+    @staticmethod
+    def conv_index(k: int) -> int:
+        """Position of conv layer k (0-based) in ``conv``: each but the last is followed by
+        batch norm and ReLU."""
+        return 3 * k
+
     def freeze_conv(self) -> None:
         """No gradients for the conv layers, and eval mode for them from now on."""
         self.conv.requires_grad_(False)
@@ -166,3 +183,96 @@ def build_conv(
     if cfg.freeze_conv:
         model.freeze_conv()
     return model
+
+
+class StackedConvNet(StackedModel):
+    """M members of ``ConvNet``. The members' channels sit side by side, (N, M·C, H, W), from
+    the first conv layer's output to the last, so that every conv layer is one grouped
+    convolution and every batch norm one ``F.batch_norm`` with per-member statistics.
+
+    Frozen pre-trained conv layers are the same fixed function for every member: they are kept
+    once, as the template's module (eval mode, no gradients), and only the fully connected
+    layers are stacked.
+    """
+
+    def __init__(self, templates: list[ConvNet], device: torch.device) -> None:
+        first = templates[0]
+        self.input_shape = first.input_shape
+        self.frozen_conv = first.conv_frozen
+        fc = [m for m in first.fc if isinstance(m, nn.Linear)]
+        width_in = first.fc[0].in_features if fc else first.head.in_features
+        self.sizes = [width_in] + [lin.out_features for lin in fc]
+        shapes: dict[str, tuple[int, ...]] = {}
+        rename: dict[str, str] = {}
+        convs = [m for m in first.conv if isinstance(m, nn.Conv2d)]
+        self.strides = [c.stride[0] for c in convs]
+        if not self.frozen_conv:
+            for k, conv in enumerate(convs):
+                index = first.conv_index(k)
+                for p in WB:
+                    shapes[f"conv{k}.{p}"] = tuple(getattr(conv, p).shape)
+                    rename[f"conv.{index}.{p}"] = f"conv{k}.{p}"
+                    if k < len(convs) - 1:
+                        shapes[f"bn{k}.{p}"] = (conv.out_channels,)
+                        rename[f"conv.{index + 1}.{p}"] = f"bn{k}.{p}"
+        shapes.update(linear_shapes("fc", self.sizes))
+        rename.update({f"fc.{2 * k}.{p}": f"fc{k}.{p}" for k in range(len(fc)) for p in WB})
+        shapes.update({f"head.{p}": tuple(getattr(first.head, p).shape) for p in WB})
+        rename.update({f"head.{p}": f"head.{p}" for p in WB})
+        store = StackedParameters(shapes, len(templates), device)
+        for m, template in enumerate(templates):
+            store.load(m, template_tensors(template, rename))
+        super().__init__(store)
+        self.n_bn = 0 if self.frozen_conv else len(convs) - 1
+        for k in range(self.n_bn):
+            norms = [t.conv[first.conv_index(k) + 1] for t in templates]
+            for stat in ("running_mean", "running_var"):
+                stacked = torch.stack([getattr(n, stat) for n in norms]).to(device)
+                self.register_buffer(f"bn{k}_{stat}", stacked)
+        self.trunk = first.conv.to(device) if self.frozen_conv else None
+
+    def conv_features(self, x: torch.Tensor, params) -> torch.Tensor:
+        """The conv layers' flattened output: (M, N, F), or (N, F) for shared inputs through
+        frozen conv layers."""
+        shared = x.dim() == 2
+        m = self.size
+        if self.frozen_conv:
+            with torch.no_grad():
+                images = x.reshape(-1, *self.input_shape)
+                out = self.trunk(images).flatten(1)
+            return out if shared else out.view(m, -1, out.shape[1])
+        if shared:
+            h = x.view(len(x), *self.input_shape)
+        else:  # (M, N, D) -> (N, M·C, H, W)
+            n = x.shape[1]
+            h = x.view(m, n, *self.input_shape).transpose(0, 1)
+            h = h.reshape(n, m * self.input_shape[0], *self.input_shape[1:])
+        last = len(self.strides) - 1
+        for k, stride in enumerate(self.strides):
+            h = grouped_conv(h, params[f"conv{k}.weight"], params[f"conv{k}.bias"], stride, 1)
+            if k < last:
+                h = F.batch_norm(
+                    h,
+                    getattr(self, f"bn{k}_running_mean").view(-1),
+                    getattr(self, f"bn{k}_running_var").view(-1),
+                    params[f"bn{k}.weight"].reshape(-1),
+                    params[f"bn{k}.bias"].reshape(-1),
+                    training=self.training,
+                )
+                h = torch.relu(h)
+        n = h.shape[0]
+        return h.reshape(n, m, -1).transpose(0, 1)
+
+    def features(self, x, params=None, gates=None) -> torch.Tensor:
+        p = self.params() if params is None else params
+        return relu_stack(self.conv_features(x, p), p, "fc", len(self.sizes) - 1, gates)
+
+    def gated_widths(self) -> list[int]:
+        return self.sizes[1:]
+
+    def train(self, mode: bool = True) -> StackedConvNet:
+        """As nn.Module.train, except that frozen conv layers stay in eval mode."""
+        super().train(mode)
+        if self.trunk is not None:
+            self.trunk.eval()
+        return self

@@ -1,10 +1,11 @@
 """Which configurations can be trained as one population, and why not.
 
 Members of a population run one batched computation, so everything that fixes a shape, the data
-or the number of steps must be equal (``SHARED_FIELDS``); what may differ per member is the
-learning rate, weight decay, momentum, ``train_seed`` and the method's hyperparameters that have a
-population form. A config whose method or setting has no population form runs the ordinary
-per-trial path (``population_problem`` names the reason).
+or the number of steps must be equal: the ``RunConfig`` fields whose population role is "shared"
+(``cl_core.config.SHARED_FIELDS``) and the method's hyperparameters that are not floats
+(``Method.shared_settings``). Members may differ in the learning rate, weight decay, momentum,
+``train_seed`` and every float hyperparameter of the method. A method that declares
+``population_form = False`` runs each configuration alone (``population_problem`` names why).
 """
 
 from __future__ import annotations
@@ -12,34 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cl_core.config import RunConfig
+from cl_core.config import SHARED_FIELDS, RunConfig
 from cl_core.methods import get_method
 from cl_core.params import resolve
-from cl_core.population.methods import POPULATION_METHODS
-
-# Settings every member of one population shares (they fix shapes, data, steps or evaluation).
-SHARED_FIELDS = (
-    "benchmark",
-    "scenario",
-    "n_tasks",
-    "method",
-    "model",
-    "hidden",
-    "optimizer",
-    "reset_optimizer",
-    "epochs",
-    "iterations",
-    "batch_size",
-    "eval_batch_size",
-    "device",
-    "data_seed",
-    "val_fraction",
-    "data_root",
-    "first_task_unpermuted",
-    "pad32",
-    "class_il_units",
-)
-POPULATION_MODELS = ("mlp",)  # architectures with a stacked (batched) form
 
 
 def method_params(cfg: RunConfig) -> dict[str, Any]:
@@ -49,23 +25,18 @@ def method_params(cfg: RunConfig) -> dict[str, Any]:
 
 
 def population_problem(cfg: RunConfig) -> str | None:
-    """Why ``cfg`` has no population form (it then runs per trial), or None if it has one."""
-    if cfg.stream != "none":
-        return f"a task-free stream ({cfg.stream!r}) has no population form"
-    if cfg.model not in POPULATION_MODELS:
-        return f"model {cfg.model!r} has no population form (only {', '.join(POPULATION_MODELS)})"
-    form = POPULATION_METHODS.get(cfg.method)
-    if form is None:
-        return f"method {cfg.method!r} has no population form"
-    return form.problem(method_params(cfg))
+    """Why ``cfg`` has no population form (it then runs alone), or None if it has one."""
+    method = get_method(cfg.method)
+    if not getattr(method, "population_form", True):
+        return f"method {cfg.method!r} has no population form (docs/population.md says why)"
+    return None
 
 
 def sharing_key(cfg: RunConfig) -> tuple:
     """Configs with equal keys (and a population form) can share one population."""
     shared = tuple(getattr(cfg, name) for name in SHARED_FIELDS)
-    form = POPULATION_METHODS.get(cfg.method)
-    extra = form.shared_settings(method_params(cfg)) if form is not None else ()
-    return (*shared, extra)
+    settings = get_method(cfg.method).shared_settings(method_params(cfg))
+    return (*shared, settings)
 
 
 def sharing_problem(configs: Sequence[RunConfig]) -> str | None:
@@ -81,20 +52,21 @@ def sharing_problem(configs: Sequence[RunConfig]) -> str | None:
             left, right = getattr(first, name), getattr(cfg, name)
             if left != right:
                 return f"config {i}: {name} differs ({right!r} vs {left!r}); members must share it"
-        form = POPULATION_METHODS[first.method]
-        left = form.shared_settings(method_params(first))
-        right = form.shared_settings(method_params(cfg))
+        method = get_method(first.method)
+        left = method.shared_settings(method_params(first))
+        right = method.shared_settings(method_params(cfg))
         if left != right:
+            differ = [f"{a[0]}={b[1]!r} vs {a[1]!r}" for a, b in zip(left, right) if a != b]
             return (
-                f"config {i}: {first.method} settings {right} differ from {left}; members must "
-                "share them"
+                f"config {i}: {first.method} {', '.join(differ)}; members must share every "
+                "hyperparameter that is not a float"
             )
     return None
 
 
 def group_configs(configs: Sequence[RunConfig]) -> list[tuple[list[int], str | None]]:
     """Split ``configs`` into populations: (member indices, None) for each group that trains
-    together, ([i], reason) for each config that has no population form and runs per trial.
+    together, ([i], reason) for each config that has no population form and runs alone.
     Groups keep the order of their first member."""
     groups: dict[tuple, list[int]] = {}
     out: list[tuple[list[int], str | None]] = []
