@@ -145,9 +145,9 @@ class FROMP(Method):
     @torch.no_grad()
     def before_step(self, model: StackedModel, task: int) -> None:
         """Clip each member's gradient norm at its ``grad_clip`` (as ``clip_grad_norm_``)."""
-        clip = self.column("grad_clip")
-        if not bool((clip > 0).any()):
+        if not any(p["grad_clip"] > 0 for p in self.params):
             return
+        clip = self.column("grad_clip")
         norm = torch.linalg.vector_norm(model.grad, dim=1)
         coef = (clip / (norm + 1e-6)).clamp(max=1.0)
         model.grad.mul_(torch.where(clip > 0, coef, torch.ones_like(coef)).unsqueeze(1))
