@@ -13,14 +13,17 @@ Steps (each timed; a failing step is recorded and the suite goes on):
    (shortened to 2 tasks of 300 steps: steps per second do not depend on the length) at
    N = 1, 16, 64, 256, and the conv net on CIFAR-shaped random tensors (speed only) at N = 1,
    16, 64; trials per GPU-minute against the per-trial path (measured at N = 1).
-3. TF32 as an opt-in: EWC at N = 64 with TF32 matmuls on vs off.
-4. R1 EWC: ``--preset classic-permuted --method ewc``, one run (the classic script's numbers).
-5. The vdv-permuted protocol (10 tasks of 5,000 steps, 1024-1000-1000, domain-IL), one seed,
+3. R1 EWC: ``--preset classic-permuted --method ewc``, one run (the classic script's numbers).
+4. The vdv-permuted protocol (10 tasks of 5,000 steps, 1024-1000-1000, domain-IL), one seed,
    for finetune, EWC and DER++, run side by side as three processes: the Permuted MNIST row of
-   docs/validation.md. It gets what is left of ``--budget`` seconds; a run still going then is
-   stopped and its finished tasks are read from its log.
-Writes ``suite.json`` (everything) and ``suite.md`` (the tables) into ``--out``, and prints the
-tables last.
+   docs/validation.md. It gets what is left of ``--budget`` seconds but ``--reserve``; a run
+   still going then is stopped and its finished tasks are read from its log.
+5. TF32 as an opt-in: EWC at N = 64 with TF32 matmuls on vs off; the Adam update compiled into
+   one kernel (``CLSWEEP_COMPILE=1``) vs eager, EWC at N = 256 (each skipped if the budget is
+   spent).
+Writes three files into ``--out``: ``suite.json`` (everything), ``suite.md`` (the tables) and
+``logs.txt`` (the runs' logs; their files are kept in a scratch folder), and prints the tables
+last.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,7 +72,15 @@ def environment(device: str) -> dict:
 
 def cuda_tests(out: Path) -> dict:
     log = out / "cuda_tests.log"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/core/test_cuda.py"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/core/test_cuda.py",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     log.write_text(proc.stdout + proc.stderr)
     tail = (proc.stdout.strip().splitlines() or [""])[-1]
@@ -124,8 +136,11 @@ def vdv_permuted(args, out: Path, deadline: float) -> dict:
             results[method] = read_run(out / f"vdv_{method}.json")
         else:  # the per-task rows printed so far: "learned | T0 .. | avg | loss | s"
             rows = [line for line in log.splitlines() if line.strip()[:1].isdigit()]
-            results[method] = {"status": "stopped" if code is None else "failed", "rows": rows,
-                               "log_tail": log[-1500:]}
+            results[method] = {
+                "status": "stopped" if code is None else "failed",
+                "rows": rows,
+                "log_tail": log[-1500:],
+            }
     return results
 
 
@@ -143,8 +158,22 @@ def tf32_ab(args, out: Path, size: int, iterations: int) -> dict:
     for flag in (False, True):
         torch.backends.cuda.matmul.allow_tf32 = flag
         torch.backends.cudnn.allow_tf32 = flag
-        rows["tf32" if flag else "fp32"] = speed(args, out, "ewc", "vdv-permuted", [size], iterations)
+        rows["tf32" if flag else "fp32"] = speed(
+            args, out, "ewc", "vdv-permuted", [size], iterations
+        )
     torch.backends.cuda.matmul.allow_tf32 = False
+    return rows
+
+
+def compiled_ab(args, out: Path, size: int, iterations: int) -> dict:
+    """The Adam update compiled into one kernel (CLSWEEP_COMPILE=1) vs eager, EWC at ``size``."""
+    rows = {}
+    for flag in ("0", "1"):
+        os.environ["CLSWEEP_COMPILE"] = flag
+        rows["compiled" if flag == "1" else "eager"] = speed(
+            args, out, "ewc", "vdv-permuted", [size], iterations
+        )
+    os.environ.pop("CLSWEEP_COMPILE")
     return rows
 
 
@@ -160,8 +189,12 @@ def markdown(results: dict) -> str:
         result = entry["result"]
         rows = result if isinstance(result, list) else None
         if rows and isinstance(rows[0], dict) and "n" in rows[0]:
-            lines += ["", "| method | N | population s | per trial s | trials/min pop | "
-                      "trials/min per trial | speedup | max Δ (samples) |", "|---|---|---|---|---|---|---|---|"]
+            lines += [
+                "",
+                "| method | N | population s | per trial s | trials/min pop | "
+                "trials/min per trial | speedup | max Δ (samples) |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
             lines += [
                 f"| {r['method']} | {r['n']} | {r['population_s']:.2f} | {r['per_trial_s']:.2f} | "
                 f"{r['population_trials_per_min']:.1f} | {r['per_trial_trials_per_min']:.1f} | "
@@ -181,9 +214,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (a CPU rehearsal)")
     parser.add_argument("--skip", nargs="*", default=[], help="step names to skip")
-    parser.add_argument("--budget", type=float, default=470.0, help="seconds for the whole suite")
+    parser.add_argument("--budget", type=float, default=520.0, help="seconds for the whole suite")
+    parser.add_argument(
+        "--reserve", type=float, default=120.0, help="seconds the vdv runs leave for the A/B steps"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="gpu-suite-"))
     if args.data_root:
         os.environ["CLSWEEP_DATA"] = args.data_root
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -191,22 +228,33 @@ def main() -> None:
     sizes = [1, 2] if args.smoke else [1, 16, 64, 256]
     iters = 5 if args.smoke else 300
     deadline = time.perf_counter() + args.budget
-    steps = {
-        "cuda_tests": lambda: cuda_tests(args.out),
-        "speed_ewc": lambda: speed(args, args.out, "ewc", "vdv-permuted", sizes, iters),
-        "speed_derpp": lambda: speed(args, args.out, "derpp", "vdv-permuted", sizes, iters),
-        "speed_conv": lambda: speed(args, args.out, "er", "conv", sizes[:3], max(iters // 6, 3)),
-        "tf32": lambda: tf32_ab(args, args.out, sizes[-2] if len(sizes) > 2 else 1, iters),
-        "r1_ewc": lambda: r1_ewc(args, args.out),
-        "vdv_permuted": lambda: vdv_permuted(args, args.out, deadline),
-    }
-    for name, fn in steps.items():
-        if name in args.skip:
+    # (name, step, seconds it needs at least: skipped when less is left of the budget)
+    steps = [
+        ("cuda_tests", lambda: cuda_tests(scratch), 0),
+        ("speed_ewc", lambda: speed(args, args.out, "ewc", "vdv-permuted", sizes, iters), 0),
+        ("speed_derpp", lambda: speed(args, args.out, "derpp", "vdv-permuted", sizes, iters), 0),
+        (
+            "speed_conv",
+            lambda: speed(args, args.out, "er", "conv", sizes[:3], max(iters // 6, 3)),
+            0,
+        ),
+        ("r1_ewc", lambda: r1_ewc(args, scratch), 0),
+        ("vdv_permuted", lambda: vdv_permuted(args, scratch, deadline - args.reserve), 0),
+        ("tf32", lambda: tf32_ab(args, args.out, sizes[-2] if len(sizes) > 2 else 1, iters), 30),
+        ("compiled_adam", lambda: compiled_ab(args, args.out, sizes[-1], iters), 90),
+    ]
+    for name, fn, needs in steps:
+        left = deadline - time.perf_counter()
+        if name in args.skip or left < needs:
+            why = "--skip" if name in args.skip else f"{left:.0f} s of the budget left"
+            results[name] = {"ok": False, "error": f"skipped ({why})"}
             continue
         step(name, results, fn)
         (args.out / "suite.json").write_text(json.dumps(results, indent=1, default=str))
     text = markdown(results)
     (args.out / "suite.md").write_text(text)
+    logs = [f"===== {p.name}\n{p.read_text()}" for p in sorted(scratch.glob("*.log"))]
+    (args.out / "logs.txt").write_text("\n".join(logs))
     print(text)
 
 

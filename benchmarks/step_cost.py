@@ -47,8 +47,10 @@ def prepared(name: str, args: argparse.Namespace, dataset) -> Callable[[int], No
     run_settings = PRESETS["vdv-split"].run_settings({"scenario": scenario})
     run_settings["benchmark"] = args.benchmark
     cfg = RunConfig(**run_settings, method=name, device=args.device, data_root=args.data_root)
-    cfgs = [replace(cfg, train_seed=i, lr=cfg.lr * (1 + 0.1 * i)).validated()
-            for i in range(args.members)]
+    cfgs = [
+        replace(cfg, train_seed=i, lr=cfg.lr * (1 + 0.1 * i)).validated()
+        for i in range(args.members)
+    ]
     run = Run(cfgs, dataset)
     run.begin_task(0)
     for batch in islice(run.ctx.training_batches(run.method.training_tasks(0)), args.warmup):

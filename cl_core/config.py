@@ -214,7 +214,7 @@ def _at_least(name: str, value: int | None, low: int) -> None:
 
 
 def population_role(name: str) -> str:
-    """"member", "method" or "shared": how members of a population may differ in field ``name``."""
+    """ "member", "method" or "shared": how members of a population may differ in field ``name``."""
     return _FIELDS[name].metadata.get("population", "shared")
 
 

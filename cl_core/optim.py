@@ -120,8 +120,19 @@ class StackedAdam(StackedOptimizer):
             self._root.fill_(root)
             root = self._root
         self.update(
-            theta, grad, self.exp_avg, self.exp_avg_sq, neg_step_size, root, self.decay,
-            self.weight_decay, self.decoupled, self.any_decay, self.beta1, self.beta2, self.eps,
+            theta,
+            grad,
+            self.exp_avg,
+            self.exp_avg_sq,
+            neg_step_size,
+            root,
+            self.decay,
+            self.weight_decay,
+            self.decoupled,
+            self.any_decay,
+            self.beta1,
+            self.beta2,
+            self.eps,
         )
 
 

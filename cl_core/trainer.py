@@ -208,8 +208,10 @@ class Run:
         cfg = self.ctx.cfg
         theta, _ = self.model.optimized()
         key = (theta.data_ptr(), theta.shape[1])
-        if self.optimizer is None or self._optimized != key or (
-            cfg.reset_optimizer and not self.ctx.task_free
+        if (
+            self.optimizer is None
+            or self._optimized != key
+            or (cfg.reset_optimizer and not self.ctx.task_free)
         ):
             self.optimizer = make_optimizer(self.ctx.cfgs, theta)
             self._optimized = key

@@ -146,9 +146,7 @@ class Method:
             setattr(self, name, narrow(getattr(self, name), keep))
 
     # ---- shared by subclasses ------------------------------------------------------------------
-    def ce_and_logits(
-        self, model: StackedModel, batch: Batch
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def ce_and_logits(self, model: StackedModel, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Each member's mean cross-entropy (M,) of ``batch`` over the scenario's active units,
         and the logits."""
         logits = self.forward(model, batch.x, batch.task)

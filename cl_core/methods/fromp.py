@@ -169,7 +169,9 @@ def inverse_with_jitter(kernels: torch.Tensor, jitter: float = KERNEL_JITTER) ->
     tenfold, matrix by matrix, while K + εI is not numerically positive definite (K = J Σ Jᵀ is
     only semi-definite, and ill-conditioned in float32)."""
     eye = torch.eye(kernels.shape[-1], dtype=kernels.dtype, device=kernels.device)
-    eps = torch.full((*kernels.shape[:-2], 1, 1), jitter, dtype=kernels.dtype, device=kernels.device)
+    eps = torch.full(
+        (*kernels.shape[:-2], 1, 1), jitter, dtype=kernels.dtype, device=kernels.device
+    )
     while True:
         factor, info = torch.linalg.cholesky_ex(kernels + eps * eye)
         bad = info != 0

@@ -169,7 +169,7 @@ class ClassVAEs(StackedModel):
         return self.store.theta.view(m, -1), self.store.grad.view(m, -1)
 
     def select(self, keep: torch.Tensor, _done=None) -> None:
-        rows = (keep.unsqueeze(1) * self.classes + torch.arange(self.classes, device=keep.device))
+        rows = keep.unsqueeze(1) * self.classes + torch.arange(self.classes, device=keep.device)
         self.store.select(rows.flatten())
 
     def forward(self, x, params=None, gates=None) -> torch.Tensor:

@@ -58,7 +58,9 @@ def as_batch(fields: Fields) -> Batch:
 
 def gather_rows(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Rows ``rows`` (M, k) of each member's ``values`` (M, K, ...): (M, k, ...)."""
-    index = rows.view(*rows.shape, *([1] * (values.dim() - 2))).expand(*rows.shape, *values.shape[2:])
+    index = rows.view(*rows.shape, *([1] * (values.dim() - 2))).expand(
+        *rows.shape, *values.shape[2:]
+    )
     return values.gather(1, index)
 
 

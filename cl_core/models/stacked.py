@@ -41,9 +41,7 @@ Params = dict[str, torch.Tensor]  # parameter name -> (M, *shape) view
 class StackedParameters:
     """The trainable parameters of M members: ``theta`` (M, P), named views, bound grads."""
 
-    def __init__(
-        self, shapes: dict[str, tuple[int, ...]], size: int, device: torch.device
-    ) -> None:
+    def __init__(self, shapes: dict[str, tuple[int, ...]], size: int, device: torch.device) -> None:
         self.shapes = dict(shapes)
         self.slices: dict[str, slice] = {}
         offset = 0
@@ -191,7 +189,9 @@ class StackedModel(nn.Module):
         previous model of LwF, iCaRL and generative replay)."""
         copy = self._shallow_copy({})
         copy.eval()
-        for store in {id(m.store): m.store for m in copy.modules() if isinstance(m, StackedModel)}.values():
+        for store in {
+            id(m.store): m.store for m in copy.modules() if isinstance(m, StackedModel)
+        }.values():
             store.theta.requires_grad_(False)
             for leaf in store.leaves.values():
                 leaf.requires_grad_(False)
@@ -202,7 +202,9 @@ class StackedModel(nn.Module):
         """A frozen copy of the members at positions ``keep`` (work done member by member)."""
         copy = self.frozen_copy()
         copy.select(keep)
-        for store in {id(m.store): m.store for m in copy.modules() if isinstance(m, StackedModel)}.values():
+        for store in {
+            id(m.store): m.store for m in copy.modules() if isinstance(m, StackedModel)
+        }.values():
             for leaf in store.leaves.values():
                 leaf.requires_grad_(False)
                 leaf.grad = None
@@ -212,7 +214,9 @@ class StackedModel(nn.Module):
         copy = self.__class__.__new__(self.__class__)
         copy.__dict__ = dict(self.__dict__)
         copy._parameters = dict(self._parameters)
-        copy._buffers = {k: (v.clone() if v is not None else None) for k, v in self._buffers.items()}
+        copy._buffers = {
+            k: (v.clone() if v is not None else None) for k, v in self._buffers.items()
+        }
         copy._modules = {
             k: (m._shallow_copy(memo) if isinstance(m, StackedModel) else m)
             for k, m in self._modules.items()

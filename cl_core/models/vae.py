@@ -160,7 +160,11 @@ class VAESpec:
         p = self.prefix
         names = {f"encoder.{2 * k}.{w}": f"{p}enc{k}.{w}" for k in range(self.n_enc) for w in WB}
         names.update(
-            {f"decoder.layers.{k}.{w}": f"{p}dec{k}.{w}" for k in range(len(self.dec_hidden)) for w in WB}
+            {
+                f"decoder.layers.{k}.{w}": f"{p}dec{k}.{w}"
+                for k in range(len(self.dec_hidden))
+                for w in WB
+            }
         )
         names.update({f"decoder.out.{w}": f"{p}dec_out.{w}" for w in WB})
         names.update({f"to_z.{w}": f"{p}to_z.{w}" for w in WB})
