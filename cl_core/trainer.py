@@ -9,7 +9,6 @@ method adds to it through its hooks.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import warnings
 from collections.abc import Iterator, Sequence

@@ -1,4 +1,5 @@
-"""The three scenarios (van de Ven & Tolias 2019; docs/references.md, the three-scenario protocol), orthogonal to the benchmark.
+"""The three scenarios (van de Ven & Tolias 2019; docs/references.md, the three-scenario
+protocol), orthogonal to the benchmark.
 
 Labels are first mapped to a global label ``g`` (see TaskSequence); with C classes per task and
 T tasks a sample of task t has within-task label ``g - t*C``.
@@ -6,7 +7,8 @@ T tasks a sample of task t has within-task label ``g - t*C``.
 - task-IL: T*C output units; only task t's C units are active, in training and at test.
 - domain-IL: C output units shared by all tasks; target = within-task label.
 - class-IL: T*C output units; target = g. ``class_il_units="all"`` keeps every unit active from the
-  start (the three-scenario code's default); ``"seen"`` activates the units of the tasks seen so far.
+  start (the three-scenario code's default); ``"seen"`` activates the units of the tasks seen so
+  far.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ code does) and
     "concat" (Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning",
         Algorithm 1): one cross-entropy over the current batch with the replayed one appended.
 Each replayed sample is scored on its own task's active units (task-IL: its task's head), with
-its stored target. Difference from the three-scenario code in task-IL: it draws ceil(B/(t−1)) samples from each
+its stored target. Difference from the three-scenario code in task-IL: it draws ceil(B/(t−1))
+samples from each
 previous task and averages their losses; here one batch is drawn from the whole (class-balanced)
 memory, which gives the same loss in expectation.
 """

@@ -19,6 +19,7 @@ size, the merge rule and the 1/2 factor.
 from __future__ import annotations
 
 import torch
+
 from cl_core.methods.base import Method, per_member
 from cl_core.methods.fisher import fisher_diagonal
 from cl_core.models import StackedModel

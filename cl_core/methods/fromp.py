@@ -200,7 +200,7 @@ def function_kernels(model: StackedModel, x: torch.Tensor, output, sigma: torch.
         xs = x.index_select(0, idx)
         for name in base:
 
-            def unit_output(value, xi, k, name=name):
+            def unit_output(value, xi, k, name=name, sub=sub, base=base):
                 out = sub(xi.unsqueeze(1), params={**base, name: value})
                 return output(out)[:, 0, k].sum()  # summed over members: each row its own
 

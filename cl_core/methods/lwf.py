@@ -24,7 +24,8 @@ averaged over the batch; ``distill`` chooses which units and how they are normal
     (models/utils/loss_functions.py; there without T², as ``norm=False``, and in class-IL only
     with ``--active-classes all-so-far``: its default, ``all``, distils all units unpadded).
 In task- and domain-IL all three forms distil the same units (nothing is padded); "padded-unit-mean"
-then differs from "per-scenario" only by the 1/n. The multiplier m is an explicit choice (docs/references.md, LwF):
+then differs from "per-scenario" only by the 1/n. The multiplier m is an explicit choice
+(docs/references.md, LwF):
   - "tasks": m = t (number of previous tasks) in task- and domain-IL, 1 in class-IL, no T² (the
     2022 three-scenario code: ``lwf_weighting`` in models/classifier.py);
   - "t2":    m = T² (Hinton et al.'s gradient-scale correction; the 2019 reference code, where

@@ -21,6 +21,7 @@ population differ in c and ε and share ``path_integral``.
 from __future__ import annotations
 
 import torch
+
 from cl_core.methods.base import Method, per_member
 from cl_core.models import StackedModel
 from cl_core.params import HyperParam

@@ -271,7 +271,8 @@ def grouped_conv(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int, padding: int
 ) -> torch.Tensor:
     """Convolution of every member: x (N, M·C_in, H, W) members side by side (or shared
-    (N, C_in, H, W)); weight (M, C_out, C_in, k, k); bias (M, C_out). Returns (N, M·C_out, H', W')."""
+    (N, C_in, H, W)); weight (M, C_out, C_in, k, k); bias (M, C_out). Returns
+    (N, M·C_out, H', W')."""
     m, c_out = weight.shape[:2]
     w = weight.reshape(m * c_out, *weight.shape[2:])
     shared = x.shape[1] == weight.shape[2]  # (with M = 1 both layouts are the same)

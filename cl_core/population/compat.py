@@ -56,7 +56,9 @@ def sharing_problem(configs: Sequence[RunConfig]) -> str | None:
         left = method.shared_settings(method_params(first))
         right = method.shared_settings(method_params(cfg))
         if left != right:
-            differ = [f"{a[0]}={b[1]!r} vs {a[1]!r}" for a, b in zip(left, right) if a != b]
+            differ = [
+                f"{a[0]}={b[1]!r} vs {a[1]!r}" for a, b in zip(left, right, strict=True) if a != b
+            ]
             return (
                 f"config {i}: {first.method} {', '.join(differ)}; members must share every "
                 "hyperparameter that is not a float"
