@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch.func import grad, vmap
 
 from cl_core.methods.base import Method, per_member
-from cl_core.methods.fisher import PER_SAMPLE_FLOATS, fisher_diagonal
+from cl_core.methods.fisher import fisher_diagonal
 from cl_core.methods.memory import gather_rows
 from cl_core.models import StackedModel
 from cl_core.params import HyperParam
@@ -184,16 +184,15 @@ def function_kernels(model: StackedModel, x: torch.Tensor, output, sigma: torch.
     """K_k = J_k Σ J_kᵀ per member and output unit k: (M, units, n, n) in float64, J_k the
     per-sample gradients of ``output(logits)[..., k]`` at each member's inputs ``x`` (M, n, D)
     and Σ its diagonal covariance ``sigma`` (M, P). Per-sample gradients come from torch.func,
-    one parameter tensor and a few members at a time, so at most about ``PER_SAMPLE_FLOATS``
-    values are held at once."""
+    one member and one parameter tensor at a time: at most n × (largest parameter) values are
+    held at once, and a member's kernel is computed exactly as a run of it alone computes it (K
+    is ill-conditioned, so the last bits of a batched kernel would matter)."""
     m, n = x.shape[:2]
     with torch.no_grad():
         units = output(model(x[:, :1])).shape[-1]
     kernels = torch.zeros(m, units, n, n, dtype=torch.float64, device=x.device)
-    largest = max(math.prod(shape) for shape in model.store.shapes.values())
-    chunk = max(1, PER_SAMPLE_FLOATS // (n * largest))
-    for start in range(0, m, chunk):
-        idx = torch.arange(start, min(start + chunk, m), device=x.device)
+    for member in range(m):
+        idx = torch.tensor([member], device=x.device)
         sub = model.subset(idx)
         base = sub.params()
         sig = sub.params(sigma.index_select(0, idx))
