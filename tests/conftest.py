@@ -35,3 +35,8 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+    # stacked models bind their grads as views of one (M, P) tensor on purpose
+    # (cl_core/models/stacked.py); autograd only notes it cannot steal their buffers
+    config.addinivalue_line(
+        "filterwarnings", "ignore:grad and param do not obey the gradient layout contract"
+    )
