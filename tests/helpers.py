@@ -56,8 +56,9 @@ def make_method(name: str | type[Method], ctx: TrainContext, *params: dict) -> M
 
 def mlp_names(n_hidden: int) -> dict[str, str]:
     """Stacked parameter name -> the name of the same parameter in the ``MLP`` template."""
-    names = {f"fc{k}.{p}": f"trunk.{2 * k}.{p}" for k in range(n_hidden) for p in ("weight", "bias")}
-    names.update({f"head.{p}": f"head.{p}" for p in ("weight", "bias")})
+    wb = ("weight", "bias")
+    names = {f"fc{k}.{p}": f"trunk.{2 * k}.{p}" for k in range(n_hidden) for p in wb}
+    names.update({f"head.{p}": f"head.{p}" for p in wb})
     return names
 
 
