@@ -6,6 +6,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from cl_core.population.optim import make_stacked_optimizer
 
 import cl_core.population.trainer as population_trainer
 import cl_core.trainer as single_trainer
@@ -21,7 +22,6 @@ from cl_core.population import (
     sharing_problem,
     train_population,
 )
-from cl_core.population.optim import make_stacked_optimizer
 from cl_core.trainer import RunResult, train
 
 # our grads are strided views of one tensor on purpose (cl_core/population/network.py)
