@@ -40,3 +40,11 @@ def pytest_configure(config):
     config.addinivalue_line(
         "filterwarnings", "ignore:grad and param do not obey the gradient layout contract"
     )
+
+
+def pytest_report_header(config):
+    """Which CPU kernels torch dispatches to (ATEN_CPU_CAPABILITY): population equivalence
+    depends on it (tests/core/test_population.py)."""
+    import torch
+
+    return f"torch {torch.__version__}, CPU kernels: {torch.backends.cpu.get_cpu_capability()}"

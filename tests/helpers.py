@@ -166,3 +166,52 @@ def cifar_setup(
     ctx = TrainContext(cfgs, build_tasks(cfgs[0], load_dataset(cfgs[0])), CPU)
     model = ModelFactory(cfgs, ctx.input_shape, ctx.scenario.out_units, ctx.device)()
     return cfgs[0], ctx, model
+
+
+# ---- populations against single runs ----------------------------------------------------------
+def member_states(model: StackedModel) -> torch.Tensor:
+    """(M, S): every member's trainable parameters (of every stacked network the model holds,
+    e.g. one per task for separate networks) and per-member buffers (batch norm statistics),
+    as one row per member."""
+    parts, stores = [], set()
+    for module in model.modules():
+        if not isinstance(module, StackedModel):
+            continue
+        if id(module.store) not in stores:
+            stores.add(id(module.store))
+            parts.append(module.store.theta)
+        parts += [b for b in module.buffers(recurse=False) if b is not None]
+    return torch.cat([p.detach().flatten(1) for p in parts], 1).clone()
+
+
+def trace(
+    cfgs: list[RunConfig], dataset: Dataset | None = None, validate: bool = True
+) -> tuple[dict[int, list], dict[int, list[torch.Tensor]]]:
+    """Train ``cfgs`` as one population (``Run``, the loop every run takes; one config: the
+    single run, as ``train`` does it). Returns each member's reports and its parameters and
+    buffers after every round (round 0: the untrained model)."""
+    from cl_core.trainer import Run
+
+    run = Run([c.validated() for c in cfgs] if validate else cfgs, dataset)
+    reports: dict[int, list] = {i: [] for i in range(len(cfgs))}
+    states: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(cfgs))}
+    for batch in run:
+        state = member_states(run.model)
+        for pos, member in enumerate(run.ids):
+            states[member].append(state[pos])
+        for member, report in batch.items():
+            reports[member].append(report)
+    return reports, states
+
+
+def eval_rows(cfg: RunConfig, split: str, dataset: Dataset | None = None) -> np.ndarray:
+    """Evaluation rows of every task in ``split`` (one accuracy step is 1 / rows)."""
+    data = dataset if dataset is not None else load_dataset(cfg)
+    seq = build_tasks(cfg, data)
+    return np.array([len(t.val_idx if split == "val" else t.test_idx) for t in seq.tasks])
+
+
+def samples_apart(ours: np.ndarray, theirs: np.ndarray, rows: np.ndarray) -> float:
+    """The largest difference between two accuracy matrices (rows: tasks learned, columns:
+    tasks), in evaluation samples of the cell's task."""
+    return float(np.max(np.abs(np.asarray(ours) - np.asarray(theirs)) * rows[None, :]))
