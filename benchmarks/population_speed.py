@@ -1,216 +1,203 @@
-"""Speed: population training vs the per-trial path, in trials per minute (issue 9).
+"""Speed: population training vs the per-trial path, in trials per minute, side by side.
 
-For each population size N, the same N EWC configurations (a λ x lr grid, one train seed) are
-trained once as one population (``cl_core.population.run_population``) and once per trial (the
-single-run trainer, ``cl_core.trainer.train``, once per config), alternating the two, with the same
-torch threads; the dataset is loaded once and shared by both. Medians over ``--repeats``.
-The per-trial path's time does not depend on N, so it is measured on the first
-``--per-trial`` configs of each grid (all of them when N is smaller) and reported per trial.
-Both sides must agree (max difference of the final test accuracies, printed).
+For each population size N, N configurations of one method (a grid over the learning rate, the
+method's float hyperparameters and the training seed) are trained once as one population
+(``cl_core.population.run_population``) and, alternating with it, one by one (the per-trial path:
+``cl_core.trainer.train`` once per configuration; its time does not depend on N, so it is
+measured on the first ``--per-trial`` configurations and reported per trial). The dataset is
+loaded once and shared. Medians over ``--repeats``. Both sides must agree: the largest
+difference of a member's final test accuracy from its own per-trial run is printed, in samples.
 
-Protocols: ``quickstart`` (permuted digits, 5 tasks, MLP 100-100, 10 epochs, batch 32; as
-search_spaces/quickstart.yaml), ``r1`` (the classic-permuted preset: Permuted MNIST, 3 tasks,
-784-400-400-400, 2 epochs, batch 256, R1's batch Fisher), ``vdv-permuted`` (the vdv-permuted
-preset: 10 tasks of 5,000 iterations, 1024-1000-1000; for a GPU). ``--compare-backends``
-measures the population's two stacked forms (batched matmuls vs torch.func vmap over the
-models) instead of the per-trial path.
+Protocols: ``quickstart`` (permuted digits, 5 tasks, MLP 100-100, 10 epochs, batch 32: the
+shipped quickstart space), ``digits-split`` (split digits class-IL, 5 tasks, MLP 100-100, 10
+epochs, batch 32), ``r1`` (the classic-permuted preset: Permuted MNIST, 3 tasks, 784-400-400-400,
+2 epochs, batch 256), ``vdv-permuted`` (the vdv-permuted preset: 10 tasks of 5,000 iterations,
+1024-1000-1000; for a GPU), ``conv`` (the three-scenario conv net on CIFAR-shaped random
+tensors, 5 tasks: speed only, never an accuracy). ``--tasks`` and ``--iterations`` shorten a
+protocol (steps per second do not depend on the length).
 
-    python benchmarks/population_speed.py --protocol quickstart --sizes 1 8 32 128
-    python benchmarks/population_speed.py --protocol r1 --sizes 1 8 --repeats 1 --per-trial 1
-    python benchmarks/population_speed.py --protocol vdv-permuted --device cuda --sizes 64 \\
-        --per-trial 2 --repeats 1                      # the 64-config EWC λ x lr search
-    python benchmarks/population_speed.py --compare-backends --sizes 8 32 128
+    python benchmarks/population_speed.py --method ewc --protocol quickstart --sizes 1 8 32
+    python benchmarks/population_speed.py --method derpp --protocol r1 --sizes 8 --repeats 1
+    python benchmarks/population_speed.py --method ewc --protocol vdv-permuted --device cuda \\
+        --sizes 1 16 64 256 --tasks 2 --iterations 500 --per-trial 1 --repeats 1
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import math
+import itertools
+import json
 import statistics
+import sys
 import time
-from contextlib import contextmanager
-from unittest import mock
+from dataclasses import replace
+from pathlib import Path
 
-import numpy as np
 import torch
-from torch.func import functional_call, vmap
 
-import cl_core.population.trainer as population_trainer
-from cl_core.config import RunConfig
-from cl_core.data import load_dataset
-from cl_core.population import run_population
-from cl_core.population.network import StackedMLP
-from cl_core.presets import PRESETS
-from cl_core.trainer import RunResult, train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-QUICKSTART = {
-    "benchmark": "permuted-digits",
-    "scenario": "domain",
-    "n_tasks": 5,
-    "hidden": (100, 100),
-    "epochs": 10,
-    "iterations": None,
-    "batch_size": 32,
-    "optimizer": "adam",
-}
-PROTOCOLS = {
-    # name: (run settings, EWC settings, λ range, lr range)
-    "quickstart": (QUICKSTART, {"fisher": "empirical"}, (1.0, 1e5), (3e-4, 3e-3)),
-    "r1": (
-        PRESETS["classic-permuted"].run_settings({}),
-        PRESETS["classic-permuted"].method_defaults("ewc", "domain", {}),
-        (1e2, 1e6),
-        (3e-4, 3e-3),
-    ),
-    "vdv-permuted": (PRESETS["vdv-permuted"].run_settings({}), {}, (1.0, 1e8), (3e-5, 1e-3)),
-}
+from cl_core.config import RunConfig  # noqa: E402
+from cl_core.data import Dataset, load_dataset  # noqa: E402
+from cl_core.methods import get_method  # noqa: E402
+from cl_core.population import run_population  # noqa: E402
+from cl_core.presets import preset_config  # noqa: E402
+from cl_core.trainer import RunResult, train  # noqa: E402
+
+PROTOCOLS = ("quickstart", "digits-split", "r1", "vdv-permuted", "conv")
 
 
-def grid(protocol: str, n: int, device: str, data_root: str | None, **changes) -> list[RunConfig]:
-    """``n`` EWC configs on a λ x lr grid (log-spaced, about √n values of each); ``changes``
-    override run settings (shorter smoke runs)."""
-    run, ewc, (lam_lo, lam_hi), (lr_lo, lr_hi) = PROTOCOLS[protocol]
-    run = {**run, **changes}
-    side = math.ceil(math.sqrt(n))
-    lams = np.geomspace(lam_lo, lam_hi, side) if side > 1 else [math.sqrt(lam_lo * lam_hi)]
-    lrs = np.geomspace(lr_lo, lr_hi, side) if side > 1 else [math.sqrt(lr_lo * lr_hi)]
-    pairs = [(float(lam), float(lr)) for lam in lams for lr in lrs][:n]
-    base = {**run, "method": "ewc", "device": device, "data_root": data_root}
-    return [
-        RunConfig(**{**base, "lr": lr}, method_params={**ewc, "lambda": lam}) for lam, lr in pairs
-    ]
+def base_config(protocol: str, method: str, device: str, data_root: str | None) -> RunConfig:
+    """The protocol's configuration of ``method`` (one member's)."""
+    common = dict(method=method, device=device)
+    if protocol == "quickstart":
+        return RunConfig(
+            benchmark="permuted-digits", scenario="domain", n_tasks=5, hidden=(100, 100),
+            epochs=10, batch_size=32, **common,
+        )
+    if protocol == "digits-split":
+        return RunConfig(
+            benchmark="split-digits", scenario="class", n_tasks=5, hidden=(100, 100),
+            epochs=10, batch_size=32, **common,
+        )
+    if protocol == "conv":
+        return RunConfig(
+            benchmark="split-cifar10", scenario="class", n_tasks=5, model="conv",
+            hidden=(2000, 2000), iterations=100, epochs=None, batch_size=256, **common,
+        )
+    preset = "classic-permuted" if protocol == "r1" else "vdv-permuted"
+    return preset_config(preset, method=method, device=device, data_root=data_root)
 
 
-def timed(fn, device: str):
-    if device == "cuda":
+def random_cifar(n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> Dataset:
+    """CIFAR-shaped random images and labels: the conv net's speed without CIFAR's files."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def images(n: int) -> torch.Tensor:
+        return torch.randint(0, 256, (n, 3 * 32 * 32), generator=gen, dtype=torch.uint8)
+
+    def labels(n: int) -> torch.Tensor:
+        return torch.arange(n) % 10
+
+    return Dataset(
+        "random-cifar", images(n_train), labels(n_train), images(n_test), labels(n_test),
+        255.0, (3, 32, 32), 10, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25),
+    )
+
+
+def grid(base: RunConfig, n: int) -> list[RunConfig]:
+    """``n`` configurations of ``base``'s method: learning rate x float hyperparameters x seed."""
+    method = get_method(base.method)
+    floats = [p for p in method.hyperparams.values() if p.per_member]
+    lrs = [base.lr * f for f in (1.0, 0.5, 2.0, 0.25)]
+    scales = (1.0, 0.1, 10.0, 0.3, 3.0)
+    out = []
+    for i, (lr, scale) in enumerate(itertools.islice(itertools.cycle(
+        itertools.product(lrs, scales)), n)):
+        params = dict(base.method_params)
+        for p in floats:
+            value = params.get(p.name, p.default) * scale
+            if p.high is not None:
+                value = min(value, p.high)
+            params[p.name] = value
+        out.append(replace(base, lr=lr, method_params=params, train_seed=base.train_seed + i))
+    return out
+
+
+def seconds(fn) -> tuple[float, object]:
+    if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
     out = fn()
-    if device == "cuda":
+    if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - start, out
 
 
-def per_trial(configs: list[RunConfig], dataset) -> list[RunResult]:
-    return [RunResult.from_reports(c.validated(), list(train(c, dataset))) for c in configs]
-
-
-def final_acc(results: list[RunResult]) -> np.ndarray:
-    return np.array([r.acc_test[-1] for r in results])
-
-
-class VmapMLP(StackedMLP):
-    """The torch.func form: ``vmap`` over ``functional_call`` of the single-run MLP, on the same
-    stacked parameters (only the forward differs from the batched-matmul form)."""
-
-    def __init__(self, models) -> None:
-        super().__init__(models)
-        self.template = copy.deepcopy(models[0]).to("meta")
-        self.names = [name for name, _ in models[0].named_parameters()]
-
-    def forward(self, x, layers=None):
-        layers = self.trainable if layers is None else layers
-        params = dict(zip(self.names, [p for layer in layers for p in layer], strict=True))
-
-        def call(p, xb):
-            return functional_call(self.template, p, (xb,))
-
-        return vmap(call, in_dims=(0, None if x.dim() == 2 else 0))(params, x)
-
-
-@contextmanager
-def network(cls):
-    with mock.patch.object(population_trainer, "StackedMLP", cls):
-        yield
-
-
-def measure(args, dataset) -> None:
+def measure(
+    base: RunConfig, sizes: list[int], repeats: int, per_trial: int, dataset: Dataset
+) -> list[dict]:
+    """One row per population size: medians of both paths and their ratio."""
     rows = []
-    for size in args.sizes:
-        configs = grid(args.protocol, size, args.device, args.data_root, **args.changes)
-        sample = configs[: min(size, args.per_trial)]
-        pop_t, single_t, diffs = [], [], []
-        for rep in range(args.repeats):
-            order = ("pop", "single") if rep % 2 == 0 else ("single", "pop")
-            for side in order:
-                if side == "pop":
-                    t, pop = timed(lambda c=configs: run_population(c, dataset), args.device)
-                    pop_t.append(t)
-                else:
-                    t, single = timed(lambda s=sample: per_trial(s, dataset), args.device)
-                    single_t.append(t / len(sample))
-            diffs.append(np.abs(final_acc(pop[: len(sample)]) - final_acc(single)).max())
-        pop_s, trial_s = statistics.median(pop_t), statistics.median(single_t)
-        rows.append((size, pop_s, 60 * size / pop_s, trial_s, 60 / trial_s, max(diffs)))
-        print(
-            f"N={size:4d}: population {pop_s:8.1f} s ({60 * size / pop_s:7.1f} trials/min), "
-            f"per-trial {trial_s:6.2f} s/trial ({60 / trial_s:6.1f} trials/min) "
-            f"x{trial_s * size / pop_s:.2f}; runs {len(pop_t)}, max |Δ final acc| "
-            f"{100 * max(diffs):.2f} pts",
-            flush=True,
+    for n in sizes:
+        cfgs = [c.validated() for c in grid(base, n)]
+        singles = cfgs[: min(per_trial, n)]
+        pop_times, trial_times, agreement = [], [], 0.0
+        for _ in range(repeats):
+            t_pop, results = seconds(lambda cfgs=cfgs: run_population(cfgs, dataset))
+            t_single, alone = seconds(
+                lambda s=singles: [RunResult.from_reports(c, list(train(c, dataset))) for c in s]
+            )
+            pop_times.append(t_pop)
+            trial_times.append(t_single / len(singles))
+            agreement = max(agreement, max_difference_in_samples(results, alone, dataset, base))
+        pop, trial = statistics.median(pop_times), statistics.median(trial_times)
+        rows.append(
+            {
+                "method": base.method,
+                "n": n,
+                "population_s": pop,
+                "per_trial_s": trial,
+                "population_trials_per_min": 60 * n / pop,
+                "per_trial_trials_per_min": 60 / trial,
+                "speedup": (60 * n / pop) / (60 / trial),
+                "max_test_diff_samples": agreement,
+            }
         )
-    unit = "GPU-minute" if args.device == "cuda" else "minute"
-    print(f"\n{args.protocol} on {args.device}, torch threads {torch.get_num_threads()}")
-    print(f"| N | population s | trials/{unit} | per-trial s/trial | trials/{unit} | ratio |")
-    print("|---|---|---|---|---|---|")
-    for size, pop_s, pop_rate, trial_s, trial_rate, _ in rows:
-        print(
-            f"| {size} | {pop_s:.1f} | {pop_rate:.1f} | {trial_s:.2f} | {trial_rate:.1f} "
-            f"| x{pop_rate / trial_rate:.2f} |"
-        )
+    return rows
 
 
-def compare_backends(args, dataset) -> None:
-    print(f"{args.protocol} on {args.device}: batched matmuls (bmm) vs torch.func vmap")
-    for size in args.sizes:
-        configs = grid(args.protocol, size, args.device, args.data_root, **args.changes)
-        times = {"bmm": [], "vmap": []}
-        results = {}
-        for rep in range(args.repeats):
-            order = ("bmm", "vmap") if rep % 2 == 0 else ("vmap", "bmm")
-            for name in order:
-                with network(StackedMLP if name == "bmm" else VmapMLP):
-                    t, results[name] = timed(
-                        lambda c=configs: run_population(c, dataset), args.device
-                    )
-                times[name].append(t)
-        bmm, vm = statistics.median(times["bmm"]), statistics.median(times["vmap"])
-        diff = np.abs(final_acc(results["bmm"]) - final_acc(results["vmap"])).max()
-        print(
-            f"N={size:4d}: bmm {bmm:7.2f} s, vmap {vm:7.2f} s, vmap/bmm x{vm / bmm:.2f} "
-            f"(max |Δ final acc| {100 * diff:.2f} pts)",
-            flush=True,
-        )
+def max_difference_in_samples(results, alone, dataset: Dataset, base: RunConfig) -> float:
+    """Largest |Δ| of a final test accuracy cell between a member and its per-trial run, in
+    test samples of one task (the accuracy's resolution)."""
+    per_task = len(dataset.y_test) / max(base.n_tasks, 1)
+    worst = 0.0
+    for pop, single in zip(results, alone, strict=False):
+        if len(pop.acc_test) and len(single.acc_test):
+            worst = max(worst, float(abs(pop.acc_test[-1] - single.acc_test[-1]).max()))
+    return worst * per_task
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="quickstart")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32, 128])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--per-trial", type=int, default=8, help="per-trial runs measured per size")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (both sides)")
-    parser.add_argument("--data-root", help="folder holding MNIST/raw (else $CLSWEEP_DATA)")
-    parser.add_argument("--compare-backends", action="store_true")
-    parser.add_argument(
-        "--tf32",
-        action="store_true",
-        help="CUDA matmuls in TF32 (both sides; faster on Ampere/Hopper, ~1e-3 relative error)",
+def print_table(rows: list[dict]) -> None:
+    print(
+        f"{'method':>8} {'N':>5} {'population s':>13} {'per trial s':>12} "
+        f"{'trials/min pop':>15} {'per trial':>10} {'speedup':>8} {'max Δ (samples)':>16}"
     )
-    parser.add_argument("--tasks", type=int, help="override the protocol's task count")
-    parser.add_argument("--epochs", type=int, help="override the training length (epochs)")
+    for r in rows:
+        print(
+            f"{r['method']:>8} {r['n']:>5} {r['population_s']:>13.2f} {r['per_trial_s']:>12.2f} "
+            f"{r['population_trials_per_min']:>15.1f} {r['per_trial_trials_per_min']:>10.1f} "
+            f"{r['speedup']:>7.2f}x {r['max_test_diff_samples']:>16.1f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", default="ewc")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="quickstart")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--per-trial", type=int, default=4)
+    parser.add_argument("--tasks", type=int, help="shorten the protocol to this many tasks")
+    parser.add_argument("--iterations", type=int, help="steps per task instead of epochs")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-root")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
-    args.changes = {}
-    if args.tasks:
-        args.changes["n_tasks"] = args.tasks
-    if args.epochs:
-        args.changes.update(epochs=args.epochs, iterations=None)
     torch.set_num_threads(args.threads)
-    torch.backends.cuda.matmul.allow_tf32 = args.tf32
-    dataset = load_dataset(grid(args.protocol, 1, args.device, args.data_root, **args.changes)[0])
-    (compare_backends if args.compare_backends else measure)(args, dataset)
+    base = base_config(args.protocol, args.method, args.device, args.data_root)
+    if args.tasks:
+        base = replace(base, n_tasks=args.tasks)
+    if args.iterations:
+        base = replace(base, iterations=args.iterations, epochs=None)
+    base = base.validated()
+    dataset = random_cifar() if args.protocol == "conv" else load_dataset(base)
+    rows = measure(base, args.sizes, args.repeats, args.per_trial, dataset)
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return rows
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ for CIFAR-10 (van de Ven et al. 2022): fully connected layers 2 x 2,000, Adam (0
 lr 1e-4, batch 256, 100 epochs, data augmentation (random 32x32 crop of the image padded by 4
 with symmetric padding, random horizontal flip), per-channel normalisation. Differences: batches
 are index draws with the last partial batch kept (it drops it), and augmentation is done on
-tensors, batch by batch, with a generator seeded from the training seed.
+tensors, batch by batch, with a random stream keyed by the training seed. The conv net trains
+here as one ordinary module (a run's template, ``cl_core.models.ConvNet``), with torch's Adam.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from cl_core.context import TrainContext
 from cl_core.data import BENCHMARKS, build_tasks, load_dataset
 from cl_core.errors import ClsweepError
 from cl_core.models import ConvNet, ModelFactory
+from cl_core.random import MemberRandom
 from cl_core.trainer import resolve_device
 
 AUGMENT_PAD = 4
@@ -42,18 +44,19 @@ def symmetric_pad(images: torch.Tensor, pad: int) -> torch.Tensor:
     return images
 
 
-def augment(images: torch.Tensor, gen: torch.Generator, pad: int = AUGMENT_PAD) -> torch.Tensor:
-    """Random crop of the symmetrically padded images, then a random horizontal flip (p = 1/2)."""
+def augment(images: torch.Tensor, random: MemberRandom, pad: int = AUGMENT_PAD) -> torch.Tensor:
+    """Random crop of the symmetrically padded images, then a random horizontal flip (p = 1/2);
+    ``random`` is a stream of one member."""
     n, _, h, w = images.shape
     device = images.device
     padded = symmetric_pad(images, pad)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=device)
+    dy = random.randint(2 * pad + 1, n)[0].to(device)
+    dx = random.randint(2 * pad + 1, n)[0].to(device)
     rows = (dy[:, None] + torch.arange(h, device=device))[:, :, None]  # (n, h, 1)
     cols = (dx[:, None] + torch.arange(w, device=device))[:, None, :]  # (n, 1, w)
     sample = torch.arange(n, device=device)[:, None, None]
     crops = padded[sample, :, rows, cols].permute(0, 3, 1, 2)  # (n, h, w, c) -> (n, c, h, w)
-    flip = torch.rand(n, generator=gen, device=device) < 0.5
+    flip = random.rand(n)[0].to(device) < 0.5
     return torch.where(flip[:, None, None, None], crops.flip(3), crops)
 
 
@@ -95,29 +98,29 @@ def pretrain(cfg: RunConfig, out: Path, do_augment: bool, log=print) -> float:
     """Train the conv net of ``cfg`` on its single task, save its conv layers to ``out``;
     return the final test accuracy."""
     device = resolve_device(cfg.device)
-    ctx = TrainContext(cfg, build_tasks(cfg, load_dataset(cfg)).to(device), device)
-    torch.manual_seed(cfg.train_seed)
-    model = ModelFactory(cfg, ctx.input_shape, ctx.scenario.out_units, device)()
+    ctx = TrainContext([cfg], build_tasks(cfg, load_dataset(cfg)).to(device), device)
+    factory = ModelFactory([cfg], ctx.input_shape, ctx.scenario.out_units, device)
+    model = factory.templates()[0].to(device)
     assert isinstance(model, ConvNet)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
-    aug_gen = ctx.new_generator("augment")
+    aug_random = ctx.random("augment")
     accuracy = float("nan")
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         total, steps = torch.zeros((), device=device), 0
         for batch in ctx.batches([0], cfg.batch_size):
-            x = batch.x
+            x, target = batch.x[0], batch.target[0]  # a population of one
             if do_augment:
                 images = x.view(len(x), *ctx.input_shape)
-                x = augment(images, aug_gen).reshape(len(x), -1)
+                x = augment(images, aug_random).reshape(len(x), -1)
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), batch.target)
+            loss = F.cross_entropy(model(x), target)
             loss.backward()
             optimizer.step()
             total += loss.detach()
             steps += 1
         model.eval()
-        accuracy = ctx.accuracy(lambda x, task: model(x), 0, "test")
+        accuracy = ctx.accuracy(lambda x, task: model(x).unsqueeze(0), 0, "test")[0].item()
         log(f"epoch {epoch:>4}  loss {total.item() / max(steps, 1):.4f}  test acc {accuracy:.4f}")
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.conv.state_dict(), out)

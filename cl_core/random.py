@@ -13,9 +13,9 @@ key (from its ``train_seed`` and the stream's purpose), the number of draws the 
   integers per member (a checkpoint stores it as is).
 
 The bits are ``lowbias32`` (C. Wellons, "Prospecting for hash functions", 2018: an integer hash
-whose output bits each flip with probability ~1/2 when any input bit flips), applied twice to the
-element index combined with the per-member, per-draw key. 32-bit products are formed from 16-bit
-halves so that no int64 operation overflows. Uniform floats take the top 24 bits (exact in
+whose output bits each flip with probability ~1/2 when any input bit flips) of the element's
+hashed index combined with the per-member, per-draw key (itself a hash of the member's key and
+the counter). Uniform floats take the top 24 bits (exact in
 float32); normals are Box-Muller pairs (Box & Muller 1958).
 """
 
@@ -32,10 +32,10 @@ _C1, _C2 = 0x7FEB352D, 0x846CA68B  # lowbias32's multipliers
 
 
 def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(x · c) mod 2^32 for x in [0, 2^32), without int64 overflow (16-bit halves of c)."""
-    low = x * (c & 0xFFFF)
-    high = ((x * (c >> 16)) & 0xFFFF) << 16
-    return (low + high) & MASK32
+    """(x · c) mod 2^32 for x, c in [0, 2^32): the product's low 32 bits, which an int64
+    product keeps whether or not it wraps (two's complement; checked equal on CPU and GPU by
+    tests/core/test_cuda.py)."""
+    return (x * c) & MASK32
 
 
 def hash32(x: torch.Tensor) -> torch.Tensor:
@@ -48,8 +48,28 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
 
 
 def _hash_int(value: int) -> int:
-    """hash32 of one Python integer (keys and counters), on the CPU."""
-    return int(hash32(torch.tensor([value & MASK32], dtype=torch.int64))[0])
+    """hash32 of one Python integer (keys and counters), in plain integer arithmetic."""
+    x = value & MASK32
+    x ^= x >> 16
+    x = (x * _C1) & MASK32
+    x ^= x >> 15
+    x = (x * _C2) & MASK32
+    return x ^ (x >> 16)
+
+
+_INDEX_HASHES: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _index_hash(n: int, device: torch.device) -> torch.Tensor:
+    """hash32 of 0..n−1 (each element's position within a draw), cached per size and device."""
+    key = (n, str(device))
+    cached = _INDEX_HASHES.get(key)
+    if cached is None:
+        if len(_INDEX_HASHES) > 64:
+            _INDEX_HASHES.clear()
+        index = torch.arange(n, dtype=torch.int64, device=device)
+        cached = _INDEX_HASHES[key] = hash32(_mul32(index, GOLDEN) ^ 0x5BD1E995)
+    return cached
 
 
 def member_key(seed: int, purpose: str) -> int:
@@ -78,11 +98,9 @@ class MemberRandom:
         """(M, *shape) int64 in [0, 2^32): the next draw of every member."""
         draw = _hash_int(self.counter * GOLDEN + 1)
         self.counter += 1
-        per_member = hash32(self.keys ^ draw)  # (M,)
-        n = math.prod(shape)
-        index = torch.arange(n, dtype=torch.int64, device=self.device)
-        mixed = _mul32(index, GOLDEN) ^ per_member.unsqueeze(1)
-        return hash32(hash32(mixed) ^ per_member.unsqueeze(1)).view(len(self.keys), *shape)
+        per_member = hash32(self.keys ^ draw).unsqueeze(1)  # (M, 1): this draw's key
+        index = _index_hash(math.prod(shape), self.device)  # (n,): each element's own bits
+        return hash32(index ^ per_member).view(len(self.keys), *shape)
 
     # ---- distributions -------------------------------------------------------------------------
     def rand(self, *shape: int) -> torch.Tensor:
@@ -110,8 +128,9 @@ class MemberRandom:
         return torch.sort(self.bits(n), dim=1, stable=True).indices
 
     def subset(self, n: int, k: int) -> torch.Tensor:
-        """(M, min(k, n)): distinct indices drawn uniformly from 0..n−1, in random order."""
-        return self.permutation(n)[:, : min(k, n)]
+        """(M, min(k, n)): distinct indices drawn uniformly from 0..n−1, in random order (the
+        ``k`` largest of n random keys: a selection, not a sort of all n)."""
+        return torch.topk(self.bits(n), min(k, n), dim=1).indices
 
     def categorical(self, probs: torch.Tensor) -> torch.Tensor:
         """One class index per row of ``probs`` (M, ..., K) (rows need not be normalised),
@@ -120,6 +139,14 @@ class MemberRandom:
         u = self.rand(*probs.shape[1:-1]).to(cdf.dtype) * cdf[..., -1]
         index = torch.searchsorted(cdf.contiguous(), u.unsqueeze(-1), right=True).squeeze(-1)
         return index.clamp_max(probs.shape[-1] - 1)
+
+    def fork(self, name: str) -> MemberRandom:
+        """An independent stream per member keyed by this stream's keys and ``name`` (draws
+        that must not depend on how many other draws were made, e.g. one per class)."""
+        child = MemberRandom.__new__(MemberRandom)
+        child.purpose, child.device, child.counter = f"{self.purpose}/{name}", self.device, 0
+        child.keys = hash32(self.keys ^ _hash_int(zlib.crc32(name.encode())))
+        return child
 
     # ---- members -------------------------------------------------------------------------------
     def select(self, keep: torch.Tensor) -> None:

@@ -103,11 +103,15 @@ class RunResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "auto" picks CUDA when available; asking for CUDA without one is a usage error."""
+    """ "auto" picks CUDA when available; asking for CUDA without one is a usage error. On a GPU,
+    cuDNN picks deterministic convolution algorithms: same config and seed, same numbers."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ClsweepError("device 'cuda' requested but no CUDA GPU is visible; use --device cpu")
+    if name == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     return torch.device(name)
 
 
@@ -189,17 +193,16 @@ class Run:
             if not self.ids:
                 return
             start = time.perf_counter()
-            self._begin(task)
+            self.begin_task(task)
             losses, diverged = self._learn(task, start)
             if not self.ids:
                 yield diverged
                 return
-            if not self.ctx.task_free:
-                self.method.after_task(self.model, task)
+            self.end_task(task)
             done = (task + 1) * self.schedule.iters_per_task if self.ctx.task_free else None
             yield {**diverged, **self._evaluate(task + 1, losses, start, iteration=done)}
 
-    def _begin(self, task: int) -> None:
+    def begin_task(self, task: int) -> None:
         """Before a task's steps: the optimizer (new, or kept across tasks) and the method's
         ``before_task`` (a stream calls it once, at its start, then at each consolidation)."""
         cfg = self.ctx.cfg
@@ -217,6 +220,11 @@ class Run:
             return
         self.ctx.seen_tasks = task + 1
         self.method.before_task(self.model, task)
+
+    def end_task(self, task: int) -> None:
+        """After a task's steps: the method consolidates (a stream does so on its own clock)."""
+        if not self.ctx.task_free:
+            self.method.after_task(self.model, task)
 
     def _batches(self, task: int) -> Iterator[tuple[Batch, int]]:
         """The task's steps: (batch, the task the step learns)."""
@@ -246,7 +254,7 @@ class Run:
         shown = self.progress.task(task, self.n_tasks, n_steps) if self.progress else None
         with shown or contextlib.nullcontext(TaskProgress()) as bar:
             for batch, learning in self._batches(task):
-                total += self._step(batch, learning)
+                total += self.step(batch, learning)
                 steps += 1
                 bar.update(lambda t=total, n=steps: t[0].item() / n)
                 if self.ctx.task_free:
@@ -258,7 +266,7 @@ class Run:
         total = self._drop_diverged(total, steps, task, start, diverged)
         return [t / max(steps, 1) for t in total.tolist()], diverged
 
-    def _step(self, batch: Batch, task: int) -> torch.Tensor:
+    def step(self, batch: Batch, task: int) -> torch.Tensor:
         """One optimizer step of every member, with the method's hooks around it; returns each
         member's loss (M,)."""
         model, method = self.model, self.method

@@ -1,5 +1,5 @@
 """FROMP: functional regularisation of memorable past (Pan, Swaroop, Immer, Eschenhagen, Turner &
-Khan 2020, NeurIPS), as the three-scenario code base runs it (REFERENCE R7).
+Khan 2020, NeurIPS), as the three-scenario code base runs it (docs/references.md, Method sources).
 
 Memorable points (Pan et al. Sec. 3.2): after task t, for each of its classes the ``budget``
 training samples with the largest Λ(x) = Σ_k p_k(x)(1 − p_k(x)), the trace of the softmax
@@ -25,6 +25,8 @@ regulariser (three-scenario convention); Pan et al.'s code instead scales the da
 (with clip 0.1), which is the same objective up to the learning rate.
 Defaults are the three-scenario values for class-IL Split MNIST (budget 100 per class, τ = 1000;
 task-IL 0.01, domain-IL 10: the vdv-split preset sets those), δ = 10⁻³.
+Members of a population differ in τ, δ and the clipping norm; each has its own memorable points,
+kernels and GGN (the kernels are computed a few members at a time, to bound memory).
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
-from cl_core.methods.base import Method
-from cl_core.methods.fisher import fisher_diagonal
+from cl_core.methods.base import Method, per_member
+from cl_core.methods.fisher import PER_SAMPLE_FLOATS, fisher_diagonal
+from cl_core.methods.memory import gather_rows
+from cl_core.models import StackedModel
 from cl_core.params import HyperParam
 
 KERNEL_JITTER = 1e-6
@@ -59,51 +62,54 @@ class FROMP(Method):
             HyperParam("all_points", "bool", False, "use every memorable point at each step"),
         )
     }
+    member_state = ("points", "ggn", "anchors", "kernel_inv")
 
     def __init__(self, params, ctx) -> None:
         super().__init__(params, ctx)
-        self.gen = ctx.new_generator("fromp")
-        self.points: list[torch.Tensor] = []  # memorable inputs per task
-        self.ggn: dict[str, torch.Tensor] | None = None  # F, summed over tasks
-        self.anchors: list[torch.Tensor] = []  # m_s: (points, units) per previous task
-        self.kernel_inv: list[torch.Tensor] = []  # K⁻¹: (units, points, points) per task
+        self.random = ctx.random("fromp")
+        self.points: list[torch.Tensor] = []  # memorable inputs per task, (M, K, D)
+        self.ggn: torch.Tensor | None = None  # F, summed over tasks, (M, P)
+        self.anchors: list[torch.Tensor] = []  # m_s: (M, K, units) per previous task
+        self.kernel_inv: list[torch.Tensor] = []  # K⁻¹: (M, units, K, K) per task
 
     # ---- after a task: memorable points and F -------------------------------------------------
-    @torch.no_grad()
-    def after_task(self, model: nn.Module, task: int) -> None:
+    def after_task(self, model: StackedModel, task: int) -> None:
         was_training = model.training
         model.eval()
-        self.points.append(self.select_points(model, task))
+        with torch.no_grad():
+            self.points.append(self.select_points(model, task))
         model.train(was_training)
         rows = len(self.ctx.seq.tasks[task].train_idx)
-        with torch.enable_grad():
-            fisher = fisher_diagonal(model, self.ctx, task, "expected", 0, 1)
-        summed = {n: f * rows for n, f in fisher.items()}
-        self.ggn = summed if self.ggn is None else {n: self.ggn[n] + summed[n] for n in self.ggn}
+        fisher = fisher_diagonal(model, self.ctx, task, "expected", 0, 1)
+        summed = fisher * rows
+        self.ggn = summed if self.ggn is None else self.ggn + summed
 
-    def select_points(self, model: nn.Module, task: int) -> torch.Tensor:
-        """Per class of ``task``, the ``budget`` training inputs with the largest Λ trace."""
-        scores, xs, labels = [], [], []
-        for batch in self.ctx.batches([task], SELECTION_BATCH, shuffle=False):
-            p = F.softmax(self.ctx.active_logits(self.forward(model, batch.x, task), task), dim=1)
-            scores.append((p * (1 - p)).sum(1))
-            xs.append(batch.x)
-            labels.append(batch.label)
-        budget = self.params["budget"]
-        return xs_by_score(torch.cat(xs), torch.cat(scores), torch.cat(labels), budget)
+    def select_points(self, model: StackedModel, task: int) -> torch.Tensor:
+        """Per member and class of ``task``, the ``budget`` training inputs with the largest Λ
+        trace: (M, K, D)."""
+        rows = self.ctx.seq.tasks[task].train_idx
+        scores = []
+        for start in range(0, len(rows), SELECTION_BATCH):
+            x = self.ctx.inputs(rows[start : start + SELECTION_BATCH], task)
+            logits = self.forward(model, x, task)
+            p = F.softmax(self.ctx.active_logits(logits, task), dim=-1)
+            scores.append((p * (1 - p)).sum(-1))
+        _, labels = self.ctx.labels(rows, task)
+        chosen = rows_by_score(torch.cat(scores, 1), labels, self.shared("budget"))
+        return self.ctx.inputs(rows[chosen], task)
 
     # ---- before a task: anchors and kernels ---------------------------------------------------
-    def before_task(self, model: nn.Module, task: int) -> None:
+    def before_task(self, model: StackedModel, task: int) -> None:
         if task == 0:
             return
         was_training = model.training
         model.eval()
-        sigma = {n: 1.0 / (f + self.params["prior_precision"]) for n, f in self.ggn.items()}
+        delta = per_member(self.column("prior_precision"), self.ggn)
+        sigma = 1.0 / (self.ggn + delta)
         self.anchors, self.kernel_inv = [], []
         for s, x in enumerate(self.points):
             with torch.no_grad():
-                probs = F.softmax(self.ctx.active_logits(self.forward(model, x, s), s), dim=1)
-            self.anchors.append(probs)
+                self.anchors.append(self.probs(self.forward(model, x, s), s))
             kernels = function_kernels(model, x, lambda out, s=s: self.probs(out, s), sigma)
             self.kernel_inv.append(inverse_with_jitter(kernels).float())
         model.train(was_training)
@@ -112,72 +118,93 @@ class FROMP(Method):
         return F.softmax(self.ctx.active_logits(logits, task), dim=-1)
 
     # ---- a step -------------------------------------------------------------------------------
-    def loss(self, model: nn.Module, batch, task: int) -> torch.Tensor:
+    def loss(self, model: StackedModel, batch, task: int) -> torch.Tensor:
         ce = super().loss(model, batch, task)
         if not self.points or task == 0:
             return ce
-        return ce + self.params["tau"] * self.regulariser(model, len(batch), task)
+        return ce + self.column("tau") * self.regulariser(model, len(batch), task)
 
-    def regulariser(self, model: nn.Module, batch_size: int, task: int) -> torch.Tensor:
-        """½ Σ_s Σ_k δ_{s,k}ᵀ [K_{s,k}⁻¹]_M δ_{s,k} on a subset M of each task's points."""
-        total = torch.zeros((), device=self.ctx.device)
+    def regulariser(self, model: StackedModel, batch_size: int, task: int) -> torch.Tensor:
+        """½ Σ_s Σ_k δ_{s,k}ᵀ [K_{s,k}⁻¹]_M δ_{s,k} on a subset M of each task's points, (M,)."""
+        total = torch.zeros(self.size, device=self.ctx.device)
         per_task = math.ceil(batch_size / task)
         for s in range(task):
             x, anchor, kinv = self.points[s], self.anchors[s], self.kernel_inv[s]
-            if not self.params["all_points"] and per_task < len(x):
-                pick = torch.randperm(len(x), generator=self.gen, device=self.gen.device)
-                pick = pick[:per_task]
-                x, anchor, kinv = x[pick], anchor[pick], kinv[:, pick][:, :, pick]
-            delta = (self.probs(self.forward(model, x, s), s) - anchor).T  # (units, points)
-            total = total + 0.5 * torch.einsum("ki,kij,kj->", delta, kinv, delta)
+            n = x.shape[1]
+            if not self.shared("all_points") and per_task < n:
+                pick = self.random.subset(n, per_task)  # (M, r)
+                x, anchor = gather_rows(x, pick), gather_rows(anchor, pick)
+                units, r = kinv.shape[1], pick.shape[1]
+                rows = pick.view(-1, 1, r, 1).expand(-1, units, r, n)
+                kinv = kinv.gather(2, rows)
+                kinv = kinv.gather(3, pick.view(-1, 1, 1, r).expand(-1, units, r, r))
+            delta = (self.probs(self.forward(model, x, s), s) - anchor).transpose(1, 2)
+            total = total + 0.5 * torch.einsum("mki,mkij,mkj->m", delta, kinv, delta)
         return total
 
-    def before_step(self, model: nn.Module, task: int) -> None:
-        if self.params["grad_clip"] > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), self.params["grad_clip"])
+    @torch.no_grad()
+    def before_step(self, model: StackedModel, task: int) -> None:
+        """Clip each member's gradient norm at its ``grad_clip`` (as ``clip_grad_norm_``)."""
+        if not any(p["grad_clip"] > 0 for p in self.params):
+            return
+        clip = self.column("grad_clip")
+        norm = torch.linalg.vector_norm(model.grad, dim=1)
+        coef = (clip / (norm + 1e-6)).clamp(max=1.0)
+        model.grad.mul_(torch.where(clip > 0, coef, torch.ones_like(coef)).unsqueeze(1))
 
 
-def xs_by_score(
-    x: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, per_class: int
-) -> torch.Tensor:
-    """For each label (in increasing order), the ``per_class`` rows of ``x`` with the largest
-    scores, best first (ties keep data order)."""
+def rows_by_score(scores: torch.Tensor, labels: torch.Tensor, per_class: int) -> torch.Tensor:
+    """For each label (in increasing order), the ``per_class`` positions with the largest scores
+    per member, best first (ties keep data order): (M, K) indices into the rows."""
     chosen = []
     for label in labels.unique().tolist():
         rows = (labels == label).nonzero().flatten()
-        order = torch.sort(scores[rows], descending=True, stable=True).indices
-        chosen.append(rows[order[:per_class]])
-    return x[torch.cat(chosen)]
+        order = torch.sort(scores[:, rows], dim=1, descending=True, stable=True).indices
+        chosen.append(rows[order[:, :per_class]])
+    return torch.cat(chosen, dim=1)
 
 
 def inverse_with_jitter(kernels: torch.Tensor, jitter: float = KERNEL_JITTER) -> torch.Tensor:
-    """(K + εI)⁻¹ by Cholesky, in float64; ε grows tenfold while K + εI is not numerically
-    positive definite (K = J Σ Jᵀ is only semi-definite, and ill-conditioned in float32)."""
+    """(K + εI)⁻¹ of every matrix of ``kernels`` (..., n, n) by Cholesky, in float64; ε grows
+    tenfold, matrix by matrix, while K + εI is not numerically positive definite (K = J Σ Jᵀ is
+    only semi-definite, and ill-conditioned in float32)."""
     eye = torch.eye(kernels.shape[-1], dtype=kernels.dtype, device=kernels.device)
+    eps = torch.full((*kernels.shape[:-2], 1, 1), jitter, dtype=kernels.dtype, device=kernels.device)
     while True:
-        factor, info = torch.linalg.cholesky_ex(kernels + jitter * eye)
-        if not info.any():
+        factor, info = torch.linalg.cholesky_ex(kernels + eps * eye)
+        bad = info != 0
+        if not bad.any():
             return torch.cholesky_inverse(factor)
-        jitter *= 10
+        eps = torch.where(bad[..., None, None], eps * 10, eps)
 
 
-def function_kernels(model: nn.Module, x: torch.Tensor, output, sigma: dict) -> torch.Tensor:
-    """K_k = J_k Σ J_kᵀ for every output unit k: (units, n, n), J_k the per-sample gradients of
-    ``output(logits)[:, k]`` at inputs ``x`` and Σ the diagonal covariance (one tensor per
-    parameter), in float64. Per-sample gradients come from torch.func, one parameter tensor at a
-    time, so at most n × (largest parameter) values are held at once."""
-    params = {n: p.detach() for n, p in model.named_parameters()}
+def function_kernels(model: StackedModel, x: torch.Tensor, output, sigma: torch.Tensor):
+    """K_k = J_k Σ J_kᵀ per member and output unit k: (M, units, n, n) in float64, J_k the
+    per-sample gradients of ``output(logits)[..., k]`` at each member's inputs ``x`` (M, n, D)
+    and Σ its diagonal covariance ``sigma`` (M, P). Per-sample gradients come from torch.func,
+    one parameter tensor and a few members at a time, so at most about ``PER_SAMPLE_FLOATS``
+    values are held at once."""
+    m, n = x.shape[:2]
     with torch.no_grad():
-        units = output(model(x[:1])).shape[1]
-    kernels = torch.zeros(units, len(x), len(x), dtype=torch.float64, device=x.device)
-    for name in params:
+        units = output(model(x[:, :1])).shape[-1]
+    kernels = torch.zeros(m, units, n, n, dtype=torch.float64, device=x.device)
+    largest = max(math.prod(shape) for shape in model.store.shapes.values())
+    chunk = max(1, PER_SAMPLE_FLOATS // (n * largest))
+    for start in range(0, m, chunk):
+        idx = torch.arange(start, min(start + chunk, m), device=x.device)
+        sub = model.subset(idx)
+        base = sub.params()
+        sig = sub.params(sigma.index_select(0, idx))
+        xs = x.index_select(0, idx)
+        for name in base:
 
-        def unit_output(p, xi, k, name=name):
-            out = functional_call(model, {**params, name: p}, (xi.unsqueeze(0),))
-            return output(out)[0, k]
+            def unit_output(value, xi, k, name=name):
+                out = sub(xi.unsqueeze(1), params={**base, name: value})
+                return output(out)[:, 0, k].sum()  # summed over members: each row its own
 
-        for k in range(units):
-            jac = vmap(grad(unit_output), in_dims=(None, 0, None))(params[name], x, k)
-            jac = jac.reshape(len(x), -1).double()
-            kernels[k] += (jac * sigma[name].reshape(1, -1).double()) @ jac.T
+            for k in range(units):
+                jac = vmap(grad(unit_output), in_dims=(None, 1, None))(base[name], xs, k)
+                jac = jac.reshape(n, len(idx), -1).transpose(0, 1).double()  # (m, n, p)
+                weighted = jac * sig[name].reshape(len(idx), 1, -1).double()
+                kernels[idx, k] += weighted @ jac.transpose(1, 2)
     return kernels

@@ -156,7 +156,8 @@ class ReservoirMemory(ExemplarMemory):
         """Algorithm R for a batch (M, n, ...): sample j (the (seen+j)-th overall) fills the next
         free slot while the memory is not full, else replaces slot r ~ U{0..seen+j} if r <
         capacity. Where two samples of a batch pick one slot, the later wins, as in a
-        sequential loop."""
+        sequential loop. No step waits for the device: rows that replace nothing are written
+        to a scratch slot past the end (its content is never read)."""
         m, n = next(iter(samples.values())).shape[:2]
         if self.capacity == 0 or n == 0:
             self.seen += n
@@ -164,25 +165,24 @@ class ReservoirMemory(ExemplarMemory):
         device = self.random.device
         index = torch.arange(self.seen, self.seen + n, device=device)
         draw = (self.random.rand(n) * (index + 1)).long()
-        slot = torch.where(index < self.capacity, index, draw)  # (M, n)
+        slot = torch.where(index < self.capacity, index, draw).clamp_max(self.capacity)  # (M, n)
         rows = torch.arange(n, device=device).expand(m, n)
-        # keep the last row aiming at each slot: sort by (slot, row) and take each group's end;
-        # rows that replace nothing (slot ≥ capacity) sort after all others and are dropped
+        # keep the last row aiming at each slot: sort by (slot, row) and take each group's end
         order = torch.argsort(slot * n + rows, dim=1)
         slot, rows = slot.gather(1, order), rows.gather(1, order)
         last = torch.ones_like(slot, dtype=torch.bool)
         last[:, :-1] = slot[:, 1:] != slot[:, :-1]
-        keep = last & (slot < self.capacity)
-        member = torch.arange(m, device=device).unsqueeze(1).expand(m, n)[keep]
-        flat_slot = member * self.capacity + slot[keep]
-        flat_row = member * n + rows[keep]
+        slot = torch.where(last, slot, self.capacity)  # overwritten in the batch: to scratch
+        width = self.capacity + 1
+        flat_slot = (torch.arange(m, device=device).unsqueeze(1) * width + slot).flatten()
+        flat_row = (torch.arange(m, device=device).unsqueeze(1) * n + rows).flatten()
         if not self._slots:
             self._slots = {
-                k: torch.zeros((m, self.capacity, *v.shape[2:]), dtype=v.dtype, device=v.device)
+                k: torch.zeros((m, width, *v.shape[2:]), dtype=v.dtype, device=v.device)
                 for k, v in samples.items()
             }
         for k, v in samples.items():
-            target = self._slots[k].view(m * self.capacity, *v.shape[2:])
+            target = self._slots[k].view(m * width, *v.shape[2:])
             target[flat_slot] = v.detach().reshape(m * n, *v.shape[2:])[flat_row]
         self.seen += n
         size = len(self)

@@ -75,10 +75,10 @@ class StackedParameters:
             leaf.grad = grads[name]
 
     def load(self, member: int, tensors: dict[str, torch.Tensor]) -> None:
-        """Set member ``member``'s parameters from (*shape) tensors named as declared."""
+        """Set member ``member``'s parameters named in ``tensors`` ((*shape) each)."""
         with torch.no_grad():
-            for name, s in self.slices.items():
-                self.theta[member, s] = tensors[name].reshape(-1).to(self.theta.device)
+            for name, value in tensors.items():
+                self.theta[member, self.slices[name]] = value.reshape(-1).to(self.theta.device)
 
     def columns(self, names: Iterable[str]) -> slice:
         """The columns of ``theta`` holding parameters ``names`` (declared consecutively)."""
@@ -172,40 +172,57 @@ class StackedModel(nn.Module):
         return []
 
     # ---- members ------------------------------------------------------------------------------
-    def select(self, keep: torch.Tensor) -> None:
-        """Keep the members at positions ``keep``: parameters and per-member buffers."""
-        self.store.select(keep)
+    def select(self, keep: torch.Tensor, _done: set[int] | None = None) -> None:
+        """Keep the members at positions ``keep``: parameters and per-member buffers (a store
+        shared with a child model is narrowed once)."""
+        done = set() if _done is None else _done
+        if id(self.store) not in done:
+            self.store.select(keep)
+            done.add(id(self.store))
         for name, buf in list(self._buffers.items()):
             if buf is not None:
                 self._buffers[name] = buf.index_select(0, keep.to(buf.device))
         for module in self.children():
             if isinstance(module, StackedModel):
-                module.select(keep)
+                module.select(keep, done)
 
     def frozen_copy(self) -> StackedModel:
         """A copy with its own parameters and buffers, in eval mode, without gradients (the
         previous model of LwF, iCaRL and generative replay)."""
-        copy = self._shallow_copy()
+        copy = self._shallow_copy({})
         copy.eval()
-        copy.store.theta.requires_grad_(False)
-        for leaf in copy.store.leaves.values():
-            leaf.requires_grad_(False)
-            leaf.grad = None
+        for store in {id(m.store): m.store for m in copy.modules() if isinstance(m, StackedModel)}.values():
+            store.theta.requires_grad_(False)
+            for leaf in store.leaves.values():
+                leaf.requires_grad_(False)
+                leaf.grad = None
         return copy
 
-    def _shallow_copy(self) -> StackedModel:
+    def subset(self, keep: torch.Tensor) -> StackedModel:
+        """A frozen copy of the members at positions ``keep`` (work done member by member)."""
+        copy = self.frozen_copy()
+        copy.select(keep)
+        for store in {id(m.store): m.store for m in copy.modules() if isinstance(m, StackedModel)}.values():
+            for leaf in store.leaves.values():
+                leaf.requires_grad_(False)
+                leaf.grad = None
+        return copy
+
+    def _shallow_copy(self, memo: dict[int, StackedParameters]) -> StackedModel:
         copy = self.__class__.__new__(self.__class__)
         copy.__dict__ = dict(self.__dict__)
         copy._parameters = dict(self._parameters)
         copy._buffers = {k: (v.clone() if v is not None else None) for k, v in self._buffers.items()}
         copy._modules = {
-            k: (m._shallow_copy() if isinstance(m, StackedModel) else m)
+            k: (m._shallow_copy(memo) if isinstance(m, StackedModel) else m)
             for k, m in self._modules.items()
         }
-        store = StackedParameters.__new__(StackedParameters)
-        store.__dict__ = dict(self.store.__dict__)
-        store.replace(self.store.theta)
-        copy.store = store
+        if id(self.store) not in memo:
+            store = StackedParameters.__new__(StackedParameters)
+            store.__dict__ = dict(self.store.__dict__)
+            store.replace(self.store.theta)
+            memo[id(self.store)] = store
+        copy.store = memo[id(self.store)]
         return copy
 
 

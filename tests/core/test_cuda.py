@@ -1,0 +1,77 @@
+"""The CUDA path: the same engine on a GPU (skipped without one; CI has none, so every path these
+check also runs on the CPU in the other tests). ``benchmarks/gpu_suite.py`` runs this file."""
+
+import numpy as np
+import pytest
+import torch
+
+from cl_core.config import RunConfig
+from cl_core.population import run_population
+from cl_core.random import MemberRandom
+from cl_core.trainer import RunResult, train
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+DIGITS = dict(benchmark="split-digits", scenario="class", n_tasks=5, hidden=(64, 64))
+
+
+def _result(cfg: RunConfig) -> RunResult:
+    return RunResult.from_reports(cfg.validated(), list(train(cfg)))
+
+
+def test_random_streams_draw_the_same_bits_on_cpu_and_gpu():
+    cpu = MemberRandom([0, 7, 11], "memory", "cpu")
+    gpu = MemberRandom([0, 7, 11], "memory", "cuda")
+    for _ in range(3):
+        assert torch.equal(cpu.bits(5, 7), gpu.bits(5, 7).cpu())
+        assert torch.equal(cpu.permutation(100), gpu.permutation(100).cpu())
+
+
+@pytest.mark.parametrize("method", ["ewc", "derpp", "icarl", "bir"])
+def test_members_reproduce_their_single_runs_on_the_gpu(method):
+    cfgs = [
+        RunConfig(
+            **DIGITS, method=method, iterations=60, epochs=None, batch_size=32,
+            lr=lr, train_seed=seed, device="cuda",
+        )
+        for lr, seed in ((1e-3, 0), (2e-3, 1), (5e-4, 2))
+    ]
+    population = run_population(cfgs)
+    for cfg, member in zip(cfgs, population, strict=True):
+        single = _result(cfg)
+        rows = min(len(t.test_idx) for t in _tasks(cfg))
+        assert np.abs(member.acc_test - single.acc_test).max() <= 1 / rows + 1e-9
+
+
+def test_a_run_on_the_gpu_is_deterministic():
+    cfg = RunConfig(
+        **DIGITS, method="derpp", iterations=60, epochs=None, batch_size=32, device="cuda"
+    )
+    first, second = _result(cfg), _result(cfg)
+    assert np.array_equal(first.acc_test, second.acc_test)
+    assert first.train_loss == second.train_loss
+
+
+def test_conv_population_on_the_gpu_matches_single_runs():
+    cfgs = [
+        RunConfig(
+            benchmark="split-mnist", scenario="task", n_tasks=5, model="conv", hidden=(32,),
+            method="er", iterations=20, epochs=None, batch_size=64, lr=lr, train_seed=seed,
+            device="cuda", val_fraction=0.01,
+        )
+        for lr, seed in ((1e-3, 0), (3e-4, 1))
+    ]
+    try:
+        population = run_population(cfgs)
+    except Exception as exc:  # MNIST files missing on this machine
+        pytest.skip(str(exc))
+    for cfg, member in zip(cfgs, population, strict=True):
+        single = _result(cfg)
+        assert np.abs(member.acc_test - single.acc_test).max() <= 0.01
+
+
+def _tasks(cfg: RunConfig):
+    from cl_core.data import build_tasks, load_dataset
+
+    cfg = cfg.validated()
+    return build_tasks(cfg, load_dataset(cfg)).tasks
