@@ -108,12 +108,6 @@ def test_corrupt_cifar_file_is_one_line_error(tmp_path):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="TODO(issue 16): cl_core/pretrain.py still builds TrainContext(cfg, ...) from one "
-    "config, and trains ModelFactory's model as a ConvNet (it is a StackedConvNet now)",
-)
 def test_pretrain_writes_conv_weights_a_run_loads(tmp_path, capsys):
     write_cifar(tmp_path, CIFAR10)
     out = tmp_path / "weights" / "conv.pt"

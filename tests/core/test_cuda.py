@@ -31,8 +31,14 @@ def test_random_streams_draw_the_same_bits_on_cpu_and_gpu():
 def test_members_reproduce_their_single_runs_on_the_gpu(method):
     cfgs = [
         RunConfig(
-            **DIGITS, method=method, iterations=60, epochs=None, batch_size=32,
-            lr=lr, train_seed=seed, device="cuda",
+            **DIGITS,
+            method=method,
+            iterations=60,
+            epochs=None,
+            batch_size=32,
+            lr=lr,
+            train_seed=seed,
+            device="cuda",
         )
         for lr, seed in ((1e-3, 0), (2e-3, 1), (5e-4, 2))
     ]
@@ -55,9 +61,19 @@ def test_a_run_on_the_gpu_is_deterministic():
 def test_conv_population_on_the_gpu_matches_single_runs():
     cfgs = [
         RunConfig(
-            benchmark="split-mnist", scenario="task", n_tasks=5, model="conv", hidden=(32,),
-            method="er", iterations=20, epochs=None, batch_size=64, lr=lr, train_seed=seed,
-            device="cuda", val_fraction=0.01,
+            benchmark="split-mnist",
+            scenario="task",
+            n_tasks=5,
+            model="conv",
+            hidden=(32,),
+            method="er",
+            iterations=20,
+            epochs=None,
+            batch_size=64,
+            lr=lr,
+            train_seed=seed,
+            device="cuda",
+            val_fraction=0.01,
         )
         for lr, seed in ((1e-3, 0), (3e-4, 1))
     ]

@@ -543,19 +543,17 @@ def test_stacked_optimizers_match_torch_optim_step_by_step(kind):
         torch.testing.assert_close(theta[row], singles[i].detach(), rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ModuleNotFoundError,
-    reason="TODO(issue 16): benchmarks/population_speed.py imports the deleted "
-    "cl_core.population.network",
-)
-def test_population_speed_benchmark_runs_on_the_device_code_path(capsys):
-    """The benchmark's CPU run takes the code path ``--device cuda`` takes on a GPU."""
+def test_population_speed_benchmark_runs_both_paths_and_they_agree(capsys):
+    """The benchmark's CPU run (the code path ``--device cuda`` takes on a GPU): a population of
+    2 and the per-trial path, side by side, their final accuracies within one sample."""
     from benchmarks.population_speed import main
 
-    main(["--sizes", "2", "--repeats", "1", "--per-trial", "1", "--epochs", "1", "--tasks", "2"])
+    args = ["--method", "ewc", "--sizes", "2", "--repeats", "1", "--per-trial", "1"]
+    rows = main([*args, "--tasks", "2", "--iterations", "20"])
+    torch.set_num_threads(1)  # the benchmark sets its own thread count
     out = capsys.readouterr().out
-    assert "N=   2: population" in out and "max |Δ final acc| 0.00 pts" in out
-    assert "| 2 |" in out
-    main(["--compare-backends", "--sizes", "2", "--repeats", "1", "--epochs", "1", "--tasks", "2"])
-    assert "vmap/bmm x" in capsys.readouterr().out
+    assert "max Δ (samples)" in out and len(out.strip().splitlines()) == 2
+    ((row),) = rows
+    assert row["method"] == "ewc" and row["n"] == 2
+    assert row["population_s"] > 0 and row["per_trial_s"] > 0
+    assert row["max_test_diff_samples"] <= 1 + 1e-6
