@@ -4,10 +4,15 @@ stopped member leaves the others bit-identical; grouping, stacked optimizers, pe
 
 The contract, stated in what float32 rounding can change:
 - parameters (and per-member buffers) after every 50 steps: within float32 tolerance of the
-  single run's (rtol 1e-4, atol 1e-5; measured on these setups: at most 7e-7 apart);
+  single run's (rtol 1e-4, atol 1e-5; measured on these setups under every kernel set: at most
+  3e-8 apart after the first 50 steps, 6e-7 after the last task);
 - accuracy matrices: at most one evaluation sample per cell, |Δ| ≤ 1/len(rows) (a cell is the
-  share of a task's val or test rows classified right; one rounding-level difference in a
-  logit can flip at most a near-tie, and these setups have none that flips two).
+  share of a task's val or test rows classified right; a rounding-level difference in a logit
+  can only flip a near-tie; measured: no cell apart at all);
+- exemplar memories: bit-identical where they are drawn at random or by reservoir sampling
+  (counter-based streams); herding (iCaRL) ranks float32 features, so a near-tie can pick
+  another exemplar, after which the runs legitimately part: the tests then xfail, naming the
+  member and round, and check everything before it.
 Populations and single runs differ in the shapes of their batched matmuls, so which CPU kernels
 run matters: run this module under every kernel set the CPU offers, e.g.
     for c in default avx2 avx512; do

@@ -1,4 +1,4 @@
-"""Scenario label and output-unit logic (R4)."""
+"""Scenario label and output-unit logic (docs/references.md, The three-scenario protocol)."""
 
 import torch
 from helpers import digits_setup
