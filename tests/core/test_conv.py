@@ -233,3 +233,57 @@ def test_symmetric_pad_matches_numpy_and_augment_crops_or_flips():
             for v in (v, v.flip(2))
         ]
         assert any(torch.equal(out[n], v) for v in views)
+
+
+def test_conv_fisher_per_member_equals_a_per_sample_loop_over_each_template():
+    """EWC's Fisher for models without the linear-layer identity (``_accumulate_func``: per-sample
+    gradients by ``torch.func``), on the stacked conv net in evaluation mode: every member's
+    empirical Fisher equals batch-size-1 backward passes through that member's template."""
+    from helpers import padded_digits
+
+    from cl_core.context import TrainContext
+    from cl_core.data import build_tasks
+    from cl_core.methods.fisher import _accumulate_func, _labels_and_weights
+    from cl_core.models import ModelFactory
+
+    data = padded_digits()
+    cfgs = [
+        RunConfig(
+            benchmark="split-digits", scenario="task", model="conv", hidden=(8,), train_seed=s
+        )
+        for s in (0, 1)
+    ]
+    ctx = TrainContext(cfgs, build_tasks(cfgs[0], data), torch.device("cpu"))
+    factory = ModelFactory(cfgs, ctx.input_shape, ctx.scenario.out_units, ctx.device)
+    templates = factory.templates()
+    model = stack(templates, torch.device("cpu"))
+    model.eval()
+    rows = ctx.seq.tasks[1].train_idx
+    batch = ctx.make_batch(torch.stack([rows[:6], rows[6:12]]), 1)
+    fisher = torch.zeros_like(model.theta)
+
+    def pairs(logits):
+        return _labels_and_weights(ctx, logits, batch, 1, "empirical", None)
+
+    _accumulate_func(model, ctx, batch, 1, pairs, model.theta.detach(), fisher)
+    views = model.params(fisher)
+    for m, template in enumerate(templates):
+        template.eval()
+        slow = {n: torch.zeros_like(p) for n, p in template.named_parameters()}
+        for i in range(batch.x.shape[1]):
+            template.zero_grad()
+            logits = ctx.active_logits(template(batch.x[m, i : i + 1]), 1)
+            torch.log_softmax(logits, -1)[0, batch.target[m, i]].backward()
+            for n, p in template.named_parameters():
+                slow[n] += p.grad**2
+        for k in range(5):
+            for p in ("weight", "bias"):
+                torch.testing.assert_close(
+                    views[f"conv{k}.{p}"][m], slow[f"conv.{3 * k}.{p}"], rtol=1e-3, atol=1e-9
+                )
+        torch.testing.assert_close(
+            views["head.weight"][m], slow["head.weight"], rtol=1e-3, atol=1e-9
+        )
+        torch.testing.assert_close(
+            views["bn0.weight"][m], slow["conv.1.weight"], rtol=1e-3, atol=1e-9
+        )
