@@ -35,3 +35,16 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+    # stacked models bind their grads as views of one (M, P) tensor on purpose
+    # (cl_core/models/stacked.py); autograd only notes it cannot steal their buffers
+    config.addinivalue_line(
+        "filterwarnings", "ignore:grad and param do not obey the gradient layout contract"
+    )
+
+
+def pytest_report_header(config):
+    """Which CPU kernels torch dispatches to (ATEN_CPU_CAPABILITY): population equivalence
+    depends on it (tests/core/test_population.py)."""
+    import torch
+
+    return f"torch {torch.__version__}, CPU kernels: {torch.backends.cpu.get_cpu_capability()}"

@@ -76,14 +76,14 @@ def test_split_cifar_benchmarks_build_their_tasks(tmp_path):
 def test_batches_are_normalised_per_channel(tmp_path):
     written = write_cifar(tmp_path, CIFAR10)
     cfg = _cfg(tmp_path, "split-cifar10", 5, val_fraction=0.0).validated()
-    ctx = TrainContext(cfg, build_tasks(cfg, load_dataset(cfg)), torch.device("cpu"))
+    ctx = TrainContext([cfg], build_tasks(cfg, load_dataset(cfg)), torch.device("cpu"))
     row = int(ctx.seq.tasks[1].train_idx[0])
-    batch = ctx.make_batch(torch.tensor([row]), 1)
+    batch = ctx.make_batch(torch.tensor([[row]]), 1)
     raw = written["data_batch_1"]["data"][row].astype(np.float64).reshape(3, 1024) / 255.0
     mean = np.array(CIFAR10.mean)[:, None]
     std = np.array(CIFAR10.std)[:, None]
     expected = ((raw - mean) / std).reshape(-1)
-    np.testing.assert_allclose(batch.x[0].numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(batch.x[0, 0].numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_missing_cifar_names_folder_and_files(tmp_path, monkeypatch):
@@ -120,6 +120,6 @@ def test_pretrain_writes_conv_weights_a_run_loads(tmp_path, capsys):
     from cl_core.models import ModelFactory
 
     cfg = _cfg(tmp_path, "split-cifar10", 5, model="conv", conv_weights=str(out), freeze_conv=True)
-    model = ModelFactory(cfg.validated(), (3, 32, 32), 10, torch.device("cpu"))()
-    assert all(torch.equal(model.conv.state_dict()[k], v) for k, v in saved.items())
+    model = ModelFactory([cfg.validated()], (3, 32, 32), 10, torch.device("cpu"))()
+    assert all(torch.equal(model.trunk.state_dict()[k], v) for k, v in saved.items())
     assert pretrain_main(["--benchmark", "permuted-mnist", "--out", str(out)]) == 2

@@ -1,4 +1,4 @@
-"""R5 metrics on hand-computed matrices."""
+"""The metrics (docs/references.md, Metrics) on hand-computed matrices."""
 
 import numpy as np
 import pytest

@@ -110,7 +110,7 @@ def test_progress_bar_on_a_terminal_and_lines_in_a_log():
 def test_training_steps_count_the_batches_of_a_task(length):
     values = {**dict(benchmark="permuted-digits", n_tasks=2, hidden=(8,), epochs=None), **length}
     cfg = RunConfig(**values).validated()
-    ctx = TrainContext(cfg, build_tasks(cfg, load_dataset(cfg)), torch.device("cpu"))
+    ctx = TrainContext([cfg], build_tasks(cfg, load_dataset(cfg)), torch.device("cpu"))
     assert ctx.training_steps([0]) == sum(1 for _ in ctx.training_batches([0]))
     assert ctx.training_steps([0, 1]) == sum(1 for _ in ctx.training_batches([0, 1]))
 

@@ -60,9 +60,11 @@ def test_iterations_mode_counts_batches():
     from cl_core.data import build_tasks, load_dataset
 
     cfg = RunConfig(benchmark="split-digits", n_tasks=5, iterations=7, epochs=None, batch_size=100)
-    ctx = TrainContext(cfg.validated(), build_tasks(cfg, load_dataset(cfg)), "cpu")
-    sizes = [len(b) for b in ctx.training_batches([0])]  # ~250 rows: 100, 100, 50, 100, ...
+    ctx = TrainContext([cfg.validated()], build_tasks(cfg, load_dataset(cfg)), "cpu")
+    batches = list(ctx.training_batches([0]))
+    sizes = [len(b) for b in batches]  # ~250 rows: 100, 100, 50, 100, ...
     assert len(sizes) == 7 and sizes[:3] == [100, 100, len(ctx.seq.tasks[0].train_idx) - 200]
+    assert [tuple(b.x.shape[:2]) for b in batches[:3]] == [(1, 100), (1, 100), (1, sizes[2])]
 
 
 @pytest.mark.parametrize(

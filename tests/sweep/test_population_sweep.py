@@ -15,6 +15,9 @@ import pytest
 from optuna.trial import TrialState
 from sweep_helpers import study_trials, write_space
 
+from cl_core.config import RunConfig
+from cl_core.data import build_tasks, load_dataset
+from cl_core.methods.er import ER
 from sweep.batching import batch_size
 from sweep.runner import Options, run_sweep
 from sweep.space import load_space
@@ -83,9 +86,24 @@ def test_population_rows_are_the_per_trial_rows(both_modes):
     assert pop_tasks.groupby("trial_id").size().equals(our_tasks.groupby("trial_id").size())
 
 
+def _sample(split: str, data_seed: int) -> float:
+    """One evaluation sample of a task of the cell, as accuracy: 1 / its val or test rows
+    (permuted digits: every task holds the same rows)."""
+    cfg = RunConfig(benchmark="permuted-digits", scenario="domain", n_tasks=3, data_seed=data_seed)
+    rows = {
+        len(t.val_idx if split == "val" else t.test_idx)
+        for t in build_tasks(cfg, load_dataset(cfg)).tasks
+    }
+    assert len(rows) == 1
+    return 1 / rows.pop()
+
+
 def test_each_member_matches_its_per_trial_run(both_modes):
-    """Same config and seed: the same accuracy matrix within 0.5 points (the population
-    contract), the diverged member included, which leaves its population's others unchanged."""
+    """Same config and seed: the same accuracy matrix up to what float32 rounding can flip, one
+    evaluation sample per cell (the population contract; a digits task has 140 validation and
+    397 test samples, so one sample is 0.71 and 0.25 points), the diverged member included,
+    which leaves its population's others unchanged. Averages over the tasks move by at most one
+    sample, backward transfer (a difference of two cells) by two."""
     (_, ours, our_tasks), (_, pop, pop_tasks) = both_modes
     key = ["phase", "config_id", "train_seed"]
     joined = ours.merge(pop, on=key, suffixes=("_one", "_pop"))
@@ -93,9 +111,13 @@ def test_each_member_matches_its_per_trial_run(both_modes):
     assert (joined.status_one == joined.status_pop).all()
     assert (joined.tasks_completed_one == joined.tasks_completed_pop).all()
     ok = joined[joined.status_one == "completed"]
-    for column in ("val_avg_acc", "test_avg_acc", "test_bwt", "objective"):
-        diff = (ok[f"{column}_one"] - ok[f"{column}_pop"]).abs()
-        assert diff.max() <= 0.005, (column, diff.max())
+    samples = {"val_avg_acc": ("val", 1), "test_avg_acc": ("test", 1), "test_bwt": ("test", 2)}
+    samples["objective"] = samples["val_avg_acc"]  # the objective is val_avg_acc
+    for column, (split, cells) in samples.items():
+        for _, row in ok.iterrows():
+            bound = cells * _sample(split, int(row.data_seed_one)) + 1e-9
+            diff = abs(row[f"{column}_one"] - row[f"{column}_pop"])
+            assert diff <= bound, (column, row.trial_id_one, diff, bound)
     diverged = pop[pop.status == "diverged"]
     assert len(diverged) == 1 and diverged.hp_lambda.iloc[0] == 1e13
     assert "lower the learning rate" in diverged.message.iloc[0]
@@ -103,7 +125,10 @@ def test_each_member_matches_its_per_trial_run(both_modes):
     assert len(mates) >= 1 and (mates.status == "completed").all()
     merged = our_tasks.merge(pop_tasks, on=["trial_id", "tasks_learned", "task", "split"])
     assert len(merged) == len(pop_tasks)
-    assert (merged.accuracy_x - merged.accuracy_y).abs().max() <= 0.005
+    seeds = ours.set_index("trial_id").data_seed
+    for _, cell in merged.iterrows():  # one sample of the cell's task and split
+        bound = _sample(cell.split, int(seeds[cell.trial_id])) + 1e-9
+        assert abs(cell.accuracy_x - cell.accuracy_y) <= bound, (cell.trial_id, cell.task)
 
 
 def test_one_optuna_trial_per_member_with_its_state(both_modes):
@@ -128,7 +153,9 @@ def test_one_optuna_trial_per_member_with_its_state(both_modes):
 
 
 # Six learning rates of clearly different quality, one population of six (one slot), ASHA on;
-# er has no population form: its configs run per trial.
+# er's configs run per trial: the driver, which groups plans into populations, is told that er
+# has no population form (every registered method has one; the fallback is for those that
+# declare ``population_form = False``).
 ASHA_SPACE = """
 method: [finetune, er]
 train: {hidden: "16", epochs: 1}
@@ -146,7 +173,8 @@ resources: {max_concurrent: 1}
 def asha_population(local_ray, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("asha-population")
     driver_err = io.StringIO()
-    with contextlib.redirect_stderr(driver_err):  # the driver's console lines
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(driver_err):
+        patch.setattr(ER, "population_form", False, raising=False)  # in the driver only
         folder, trials, tasks = run(tmp, ASHA_SPACE, "asha", 6, loggers="[json]")
     return folder, trials, tasks, driver_err.getvalue()
 
@@ -192,5 +220,6 @@ def test_a_config_without_population_form_runs_per_trial_with_one_line(asha_popu
     assert len(er) == 6 and er.population.isna().all()
     notices = [line for line in err.splitlines() if "runs per trial" in line]
     assert notices == [
-        "er permuted-digits/domain/4: runs per trial: method 'er' has no population form"
+        "er permuted-digits/domain/4: runs per trial: method 'er' has no population form "
+        "(docs/population.md says why)"
     ], notices
