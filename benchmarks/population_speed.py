@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cl_core.config import RunConfig  # noqa: E402
-from cl_core.data import Dataset, load_dataset  # noqa: E402
+from cl_core.data import Dataset, build_tasks, load_dataset  # noqa: E402
 from cl_core.methods import get_method  # noqa: E402
 from cl_core.population import run_population  # noqa: E402
 from cl_core.presets import preset_config  # noqa: E402
@@ -181,13 +181,14 @@ def measure(
 
 def max_difference_in_samples(results, alone, dataset: Dataset, base: RunConfig) -> float:
     """Largest |Δ| of a final test accuracy cell between a member and its per-trial run, in
-    test samples of one task (the accuracy's resolution)."""
-    per_task = len(dataset.y_test) / max(base.n_tasks, 1)
+    test samples of that cell's task (the accuracy's resolution)."""
+    rows = [len(t.test_idx) for t in build_tasks(base, dataset).tasks]
     worst = 0.0
     for pop, single in zip(results, alone, strict=False):
         if len(pop.acc_test) and len(single.acc_test):
-            worst = max(worst, float(abs(pop.acc_test[-1] - single.acc_test[-1]).max()))
-    return worst * per_task
+            diff = abs(pop.acc_test[-1] - single.acc_test[-1]) * rows
+            worst = max(worst, float(diff.max()))
+    return worst
 
 
 def print_table(rows: list[dict]) -> None:

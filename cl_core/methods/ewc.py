@@ -73,12 +73,12 @@ class EWC(Method):
         )
     }
 
-    member_state = ("terms", "_twice_scale")
+    member_state = ("terms", "_grad_factors")
 
     def __init__(self, params, ctx) -> None:
         super().__init__(params, ctx)
         self.terms: list[tuple[torch.Tensor, torch.Tensor]] = []  # (Fisher, anchor), (M, P) each
-        self._twice_scale: torch.Tensor | None = None  # 2·s per member, (M, 1)
+        self._grad_factors: list[torch.Tensor] = []  # 2·(s·F) per term (see before_step)
         self.fisher_random = ctx.random("fisher")  # the sampled Fisher's labels
 
     def scale(self) -> torch.Tensor:
@@ -101,9 +101,24 @@ class EWC(Method):
 
     @torch.no_grad()
     def before_step(self, model: StackedModel, task: int) -> None:
-        """Add the penalty's gradient 2·s·F·(θ − θ*) to every member's gradient."""
-        for fisher, anchor in self.terms:
-            model.grad.addcmul_(fisher * (model.theta - anchor), self._twice_scale)
+        """Add the penalty's gradient 2·s·F·(θ − θ*) to every member's gradient.
+
+        Computed as autograd computes it, op for op, so that the numbers are bitwise those of
+        back-propagating through the penalty, without its graph: autograd forms
+        (s·F)·(2·(θ − θ*)) per term (= (2·(s·F))·(θ − θ*) exactly, as doubling is exact), and
+        sums the terms' gradients in reverse order of creation before adding the
+        cross-entropy's.
+        """
+        if not self.terms:
+            return
+        grads = [
+            factor * (model.theta - anchor)
+            for factor, (_, anchor) in zip(self._grad_factors, self.terms, strict=True)
+        ]
+        total = grads[-1]
+        for g in reversed(grads[:-1]):
+            total = total + g
+        model.grad.add_(total)
 
     @torch.no_grad()
     def after_task(self, model: StackedModel, task: int) -> None:
@@ -131,4 +146,5 @@ class EWC(Method):
             else:
                 merged = per_member(self.column("gamma"), old) * old + new
             self.terms = [(merged, anchor)]
-        self._twice_scale = (2 * self.scale()).unsqueeze(1)
+        scale = self.scale().unsqueeze(1)
+        self._grad_factors = [2 * (scale * fisher) for fisher, _ in self.terms]
