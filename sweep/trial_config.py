@@ -64,6 +64,16 @@ def population_members(config: dict[str, Any]) -> list[TrialPlan] | None:
     return [TrialPlan.from_config(member) for member in config["members"]]
 
 
+def search_id(unit_slug: str, number: int) -> str:
+    """The Parquet id of search trial ``number`` of a unit (``<method>-<cell slug>``)."""
+    return f"{unit_slug}-s{number:04d}"
+
+
+def final_id(unit_slug: str, cid: str, seed: int) -> str:
+    """The Parquet id of a final-phase re-run of config ``cid`` with fresh ``seed``."""
+    return f"{unit_slug}-final-{cid}-{seed}"
+
+
 def config_id(values: dict[str, Any]) -> str:
     """12-hex hash of the searched values, equal for equal configs across phases."""
     text = json.dumps(values, sort_keys=True, default=str)

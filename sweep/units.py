@@ -25,6 +25,7 @@ which members to drop. Capacity counts Ray trials, not plans.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -35,18 +36,18 @@ from pathlib import Path
 from typing import Any
 
 from contract import tables
-from contract.schema import ATTR_TRIAL_ID, COMPLETED, FAILED_STATUSES, STUDY_FILE, TASKS_FILE
+from contract.schema import COMPLETED, FAILED_STATUSES, TASKS_FILE
 from sweep import batching
 from sweep.asha import Asha
 from sweep.curves import curve_rows
-from sweep.results import ResultsStore, avg_acc_curve, trial_rows
+from sweep.results import ResultsStore, trial_rows
+from sweep.resume import ATTR_SEARCH_ENDED, ATTR_SEARCH_SECONDS, UnitStart, unit_start
 from sweep.space import Cell, SweepSpec
-from sweep.studies import UnitStudies, storage
-from sweep.trial_config import TrialPlan, config_id
+from sweep.studies import UnitStudies
+from sweep.study_storage import open_storage, study_file
+from sweep.trial_config import TrialPlan, config_id, final_id, search_id
 
 FINISHED = "FINISHED"
-ATTR_SEARCH_SECONDS = "search_seconds"
-ATTR_SEARCH_ENDED = "search_ended"
 SAVE_CLOCK_EVERY_S = 30.0
 
 
@@ -119,18 +120,21 @@ class SweepState:
         store: ResultsStore,
         capacity: int,
         say: Callable[[str], None] | None = None,
+        backend: str = "auto",
     ) -> None:
         self.spec = spec
         self.folder = Path(folder)
         self.store = store
         self.capacity = capacity
         self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
-        self.storage = storage(str(self.folder / STUDY_FILE))
+        self.study_file = study_file(self.folder, backend)
+        self.storage = open_storage(self.study_file)
         self.units: list[Unit] = []
         self.population = spec.population
         self.launches: dict[str, Launch] = {}
         self._notices: set[tuple[int, str]] = set()
-        self._rows = {r["trial_id"]: r for r in store.rows_read}
+        rows = {r["trial_id"]: r for r in store.rows_read}
+        tasks = functools.cache(lambda: tables.read_table(self.folder, TASKS_FILE).to_pylist())
         for index, (method, cell) in enumerate(spec.units):
             early = spec.early_stopping
             asha = (
@@ -147,86 +151,36 @@ class SweepState:
                 asha=asha,
             )
             self.units.append(unit)
-            self._resume(unit)
-        self._rows = {}
+            final_ids = unit.studies.final_ids()
+            search = unit.studies.search
+            self._resume(unit, unit_start(spec, index, unit.slug, search, final_ids, rows, tasks))
         store.rows_read = []  # needed only to resume; a long sweep's rows need not stay in memory
         self.started = time.monotonic()
         self.ended_this_run = 0
 
     # -- resuming --------------------------------------------------------------------------------
 
-    def _resume(self, unit: Unit) -> None:
-        study = unit.studies.search
-        rows = self._rows
-        trials = study.get_trials(deepcopy=False)
-        unit.asked = len(trials)
-        missing = 0
-        for frozen in trials:
-            tid = frozen.user_attrs.get(ATTR_TRIAL_ID) or self.search_id(unit, frozen.number)
-            plan = TrialPlan(
-                trial_id=tid,
-                unit=unit.index,
-                phase="search",
-                values=dict(frozen.params),
-                config_id=config_id(dict(frozen.params)),
-                number=frozen.number,
-            )
-            if frozen.state.is_finished():
-                if tid not in self.store.ids:
-                    missing += 1
-                if unit.asha is not None:
-                    unit.asha.seed(tid, dict(frozen.intermediate_values))
-            elif tid in rows:  # recorded, then the driver died before telling Optuna
-                unit.studies.tell(plan, rows[tid])
-            else:  # interrupted: run it again, in the same Optuna trial
-                unit.reruns.append(plan)
-        if missing:
+    def _resume(self, unit: Unit, start: UnitStart) -> None:
+        """Apply what the folder holds for ``unit`` (:mod:`sweep.resume`)."""
+        unit.asked = start.asked
+        if unit.asha is not None:
+            for trial_id, values in start.ended:
+                unit.asha.seed(trial_id, values)
+        for plan, row in start.untold:
+            unit.studies.tell(plan, row)
+        for interrupted in start.interrupted:  # run again, in the same Optuna trial
+            unit.studies.interrupted(interrupted.plan.number, interrupted.reported)
+            unit.reruns.append(interrupted.plan)
+        if start.missing:
             self.say(
-                f"warning: {unit.label}: {missing} ended trial(s) of study.db have no row in "
-                f"{self.folder}/trials.parquet (parts removed?); they are not run again"
+                f"warning: {unit.label}: {start.missing} ended trial(s) of the study have no row "
+                f"in {self.folder}/trials.parquet (parts removed?); they are not run again"
             )
-        attrs = study.user_attrs
-        unit.elapsed_before = float(attrs.get(ATTR_SEARCH_SECONDS, 0.0))
-        ended_by_time = attrs.get(ATTR_SEARCH_ENDED) == "time_limit"
-        if not unit.reruns and (unit.asked >= self.spec.trials or ended_by_time):
-            self._end_search(unit, reason=attrs.get(ATTR_SEARCH_ENDED) or "budget")
-        self._reconcile_final(unit)
-
-    def _reconcile_final(self, unit: Unit) -> None:
-        """Final-phase rows recorded but not yet in the final study (driver died in between)."""
-        told = unit.studies.final_ids()
-        rows = [
-            r
-            for r in self._rows.values()
-            if r["phase"] == "final" and r["method"] == unit.method and r["cell"] == unit.cell.key
-        ]
-        late = [r for r in rows if r["trial_id"] not in told]
-        if not late:
-            return
-        tasks = tables.read_table(self.folder, TASKS_FILE).to_pylist()
-        for row in late:
-            plan = TrialPlan(
-                trial_id=row["trial_id"],
-                unit=unit.index,
-                phase="final",
-                values={p.name: row[p.column] for p in self.spec.params_for(unit.method)},
-                config_id=row["config_id"],
-                final_rank=row["final_rank"],
-                seed=row["train_seed"],
-            )
-            mine = [t for t in tasks if t["trial_id"] == row["trial_id"]]
-            curve = avg_acc_curve(mine) if self.spec.metrics[0] == "val_avg_acc" else {}
+        unit.elapsed_before = start.elapsed_s
+        if start.search_ended is not None:
+            self._end_search(unit, reason=start.search_ended)
+        for plan, row, curve in start.late_finals:  # recorded, then the driver died
             unit.studies.add_final(plan, row, curve)
-
-    # -- ids -------------------------------------------------------------------------------------
-
-    @staticmethod
-    def search_id(unit: Unit, number: int) -> str:
-        return f"{unit.slug}-s{number:04d}"
-
-    @staticmethod
-    def final_id(unit: Unit, cid: str, seed: int) -> str:
-        return f"{unit.slug}-final-{cid}-{seed}"
 
     # -- launching -------------------------------------------------------------------------------
 
@@ -344,7 +298,7 @@ class SweepState:
         number, values = unit.studies.ask()
         unit.asked += 1
         return TrialPlan(
-            trial_id=self.search_id(unit, number),
+            trial_id=search_id(unit.slug, number),
             unit=unit.index,
             phase="search",
             values=values,
@@ -503,7 +457,7 @@ class SweepState:
         for rank, (cid, values) in enumerate(points, start=1):
             for seed in seeds:
                 plan = TrialPlan(
-                    trial_id=self.final_id(unit, cid, seed),
+                    trial_id=final_id(unit.slug, cid, seed),
                     unit=unit.index,
                     phase="final",
                     values=values,

@@ -37,15 +37,16 @@ def documented_columns(table: str) -> set[str]:
 
 
 def study_trials(folder: Path, method: str, cell: str, phase: str = "search") -> list:
-    """The Optuna trials of one study of a sweep, read back from its study.db."""
+    """The Optuna trials of one study of a sweep, read back from its study file."""
     import json
 
     import optuna
 
+    from sweep.study_storage import existing_study_file, open_storage
+
     name = json.loads((folder / "sweep.json").read_text())["name"]
-    study = optuna.load_study(
-        study_name=f"{name}:{method}:{cell}:{phase}", storage=f"sqlite:///{folder / 'study.db'}"
-    )
+    storage = open_storage(existing_study_file(folder))
+    study = optuna.load_study(study_name=f"{name}:{method}:{cell}:{phase}", storage=storage)
     return study.trials
 
 

@@ -33,11 +33,12 @@ final: {top_k: 1, seeds: 2}
 """
 
 
-def make_state(tmp_path, text: str, capacity: int = 2) -> SweepState:
+def make_state(tmp_path, text: str, capacity: int = 2, backend: str = "auto") -> SweepState:
     spec = load_space(write_space(tmp_path, text, "state.yaml"))
     folder = tmp_path / "out" / spec.name
     folder.mkdir(parents=True, exist_ok=True)
-    return SweepState(spec, folder, ResultsStore(spec, folder), capacity, say=lambda _: None)
+    store = ResultsStore(spec, folder)
+    return SweepState(spec, folder, store, capacity, say=lambda _: None, backend=backend)
 
 
 def reports(state: SweepState, plan, upto: int | None = None, quality=None) -> list[dict]:
@@ -120,19 +121,25 @@ def test_the_report_that_stops_a_trial_reaches_optuna(tmp_path):
     assert trial.user_attrs["trial_id"] == weak.trial_id
 
 
-def test_resume_runs_an_interrupted_trial_again_in_its_own_optuna_trial(tmp_path):
-    state = make_state(tmp_path, TWO_CELLS, capacity=1)
+@pytest.mark.parametrize("backend", ["sqlite", "journal"])
+def test_resume_runs_an_interrupted_trial_again_in_its_own_optuna_trial(tmp_path, backend):
+    state = make_state(tmp_path, TWO_CELLS, capacity=1, backend=backend)
     done = state.next_plan()
     run_to_end(state, done)
     cut = state.next_plan()
-    state.on_report(cut, reports(state, cut)[0])  # one report, then the driver dies
-    resumed = make_state(tmp_path, TWO_CELLS, capacity=1)
+    first = reports(state, cut)[0]
+    state.on_report(cut, first)  # one report, then the driver dies
+    resumed = make_state(tmp_path, TWO_CELLS, capacity=1)  # the folder's file decides
+    assert resumed.study_file.name == {"sqlite": "study.db", "journal": "study.journal"}[backend]
     rerun = resumed.next_plan()
     assert (rerun.trial_id, rerun.number, rerun.values) == (cut.trial_id, cut.number, cut.values)
     run_to_end(resumed, rerun)
     study = resumed.units[cut.unit].studies.search
     assert len(study.trials) == cut.number + 1  # no new Optuna trial for the re-run
     assert study.trials[cut.number].state == TrialState.COMPLETE
+    values = study.trials[cut.number].intermediate_values  # the first report kept, not repeated
+    assert values[1] == first["val_avg_acc"]
+    assert sorted(values) == list(range(1, resumed.units[cut.unit].cell.n_tasks + 1))
     assert study.trials[cut.number].user_attrs["trial_id"] == cut.trial_id
     assert resumed.store.ids == {done.trial_id, cut.trial_id}
 
