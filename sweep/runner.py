@@ -28,7 +28,6 @@ from typing import Any
 
 import optuna
 
-from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
 from contract import tables
 from sweep import resources
@@ -155,8 +154,7 @@ def _load_datasets(spec: SweepSpec, options: Options) -> dict[str, Any]:
     """Each dataset once, in the driver, before Ray (a missing one is a one-line error)."""
     data_root = options.data_root or os.environ.get("CLSWEEP_DATA")
     data_root = str(Path(data_root).expanduser().resolve()) if data_root else None
-    configs = [RunConfig.from_dict(spec.base_config(m, c)) for m, c in spec.units]
-    return load_datasets(configs, data_root)
+    return load_datasets([spec.base_config(m, c) for m, c in spec.units], data_root)
 
 
 def _run_on_ray(
@@ -237,7 +235,6 @@ def _fit(
     from sweep.trainable import run_trial
     from sweep.tune_glue import Recorder, UnitScheduler, UnitSearcher
 
-    bases = [unit.base for unit in state.units]
     run = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     board = None
     if spec.population > 1:
@@ -246,12 +243,10 @@ def _fit(
 
         board = StopBoard(f"clsweep-stops-{spec.name}-{run}")
         trainable = tune.with_parameters(
-            run_launch, datasets=datasets, bases=bases, board=board.name, train_fn=options.train_fn
+            run_launch, datasets=datasets, board=board.name, train_fn=options.train_fn
         )
     else:
-        trainable = tune.with_parameters(
-            run_trial, datasets=datasets, bases=bases, train_fn=options.train_fn
-        )
+        trainable = tune.with_parameters(run_trial, datasets=datasets, train_fn=options.train_fn)
     trainable = tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus})
     tuner = tune.Tuner(
         trainable,

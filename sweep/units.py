@@ -8,15 +8,17 @@ with the fewest trials running, then to the one that has had the least slot time
 share: a cell of short trials is not held back behind a cell of long ones, and finishes early), so
 every cell progresses and none waits for another to finish.
 
-Nothing here imports Ray: the Tune glue (:mod:`sweep.tune_glue`) calls :meth:`SweepState.next_plan`
-when a slot is free, :meth:`SweepState.decide` on every report (continue or stop),
-:meth:`SweepState.on_report` with every report and :meth:`SweepState.on_end` when a trial ends.
-Resuming is building the state from the folder: trials recorded in Parquet are done; an Optuna
-trial left running by an interrupted driver is run again in its own Optuna trial; one whose row
-reached Parquet before the driver died is told Optuna from that row.
+Nothing here imports Ray: the Tune glue (:mod:`sweep.tune_glue`) calls
+:meth:`SweepState.next_launch` when a slot is free (each trial's RunConfig is built then, once,
+and kept for its Parquet row: :class:`sweep.trial_config.TrialRun`), :meth:`SweepState.decide`
+on every report (continue or stop), :meth:`SweepState.on_report` with every report and
+:meth:`SweepState.on_end` when a trial ends. Resuming is building the state from the folder
+(:mod:`sweep.resume`): trials recorded in Parquet are done; an Optuna trial left running by an
+interrupted driver is run again in its own Optuna trial; one whose row reached Parquet before the
+driver died is told Optuna from that row.
 
-Populations (``resources.population`` N > 1): a Ray trial (a :class:`Launch`) trains up to N plans
-of one unit at once (:mod:`sweep.batching` says which). Every plan stays its own Optuna trial and
+Populations (``resources.population`` N > 1): a Ray trial (a :class:`Launch`) trains up to N runs
+of one unit at once (:mod:`sweep.batching` says which). Every run stays its own Optuna trial and
 Parquet row: :meth:`SweepState.on_population_report` takes a population's report of all its
 members after each task, decides each member on its unit's rungs, reports it to Optuna and
 records the members that ended (stopped, diverged, completed); the Tune glue tells the population
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cl_core.config import RunConfig
 from contract import tables
 from contract.schema import COMPLETED, FAILED_STATUSES, TASKS_FILE
 from sweep import batching
@@ -45,7 +48,7 @@ from sweep.resume import ATTR_SEARCH_ENDED, ATTR_SEARCH_SECONDS, UnitStart, unit
 from sweep.space import Cell, SweepSpec
 from sweep.studies import UnitStudies
 from sweep.study_storage import open_storage, study_file
-from sweep.trial_config import TrialPlan, config_id, final_id, search_id
+from sweep.trial_config import TrialPlan, TrialRun, config_id, final_id, launch_run, search_id
 
 FINISHED = "FINISHED"
 SAVE_CLOCK_EVERY_S = 30.0
@@ -58,14 +61,14 @@ class Unit:
     index: int
     method: str
     cell: Cell
-    base: dict[str, Any]
+    base: RunConfig  # validated; searched values are applied per trial (launch_run)
     studies: UnitStudies
     asha: Asha | None
     asked: int = 0
     reruns: deque[TrialPlan] = field(default_factory=deque)
     finals: deque[TrialPlan] | None = None  # None until the search has ended
     final_planned: int = 0
-    running: dict[str, TrialPlan] = field(default_factory=dict)
+    running: dict[str, TrialRun] = field(default_factory=dict)  # trial id -> run, as launched
     curves: dict[str, dict[int, float]] = field(default_factory=dict)
     launched: int = 0
     slots: int = 0  # Ray trials of this unit running (a population is one)
@@ -101,12 +104,12 @@ class Unit:
 
 @dataclass
 class Launch:
-    """One Ray trial: one plan on its own (``population`` None, id = the plan's trial id) or a
-    population of plans trained together (id = ``population`` = Tune's trial id)."""
+    """One Ray trial: one run on its own (``population`` None, id = its trial id) or a
+    population of runs trained together (id = ``population`` = Tune's trial id)."""
 
     id: str
     unit: int
-    plans: dict[str, TrialPlan]  # trial id -> plan, those not recorded yet
+    runs: dict[str, TrialRun]  # trial id -> run, those not recorded yet
     population: str | None = None
 
 
@@ -192,17 +195,13 @@ class SweepState:
     def finished(self) -> bool:
         return all(u.done for u in self.units)
 
-    def next_plan(self) -> TrialPlan | str | None:
-        """The next trial to launch on its own, None if none can start now, FINISHED when all is
-        done."""
-        out = self.next_launch()
-        return out[0] if isinstance(out, list) else out
-
-    def next_launch(self, population_id: str | None = None) -> list[TrialPlan] | str | None:
-        """The plans of the next Ray trial, None if none can start now, FINISHED when all is done.
+    def next_launch(self, population_id: str | None = None) -> list[TrialRun] | str | None:
+        """The runs of the next Ray trial, None if none can start now, FINISHED when all is done.
 
         With ``population_id`` (the Ray trial's id) and ``resources.population`` > 1, up to that
-        many plans of one unit that can share a population; otherwise one plan.
+        many runs of one unit that can share a population; otherwise one run. Each run's
+        RunConfig is built here, once (:func:`sweep.trial_config.launch_run`), and kept until
+        the trial's row is written.
         """
         if self.finished():
             return FINISHED
@@ -217,11 +216,12 @@ class SweepState:
         if population_id is not None and self.population > 1:
             left = len(unit.finals) if unit.finals is not None else self._search_left(unit)
             size = batching.batch_size(self.population, left, self.capacity - self.live)
-            plans = self._take_population(unit, size)
+            runs = self._take_population(unit, size)
         else:
-            plans = [self._take(unit)]
-        for plan in plans:
-            unit.running[plan.trial_id] = plan
+            runs = [launch_run(unit.base, self._take(unit))]
+        for run in runs:
+            plan = run.plan
+            unit.running[plan.trial_id] = run
             unit.launched += 1
             if plan.phase == "search":
                 if unit.clock_start is None:
@@ -229,49 +229,50 @@ class SweepState:
                 unit.studies.start(plan)
             else:
                 unit.curves[plan.trial_id] = {}
-        population = population_id if len(plans) > 1 else None
-        launch_id = population or plans[0].trial_id
+        population = population_id if len(runs) > 1 else None
+        launch_id = population or runs[0].plan.trial_id
         self.launches[launch_id] = Launch(
-            launch_id, unit.index, {p.trial_id: p for p in plans}, population
+            launch_id, unit.index, {r.plan.trial_id: r for r in runs}, population
         )
         unit.slots += 1
-        return plans
+        return runs
 
     def _search_left(self, unit: Unit) -> int:
         return len(unit.reruns) + max(self.spec.trials - unit.asked, 0)
 
-    def _take_population(self, unit: Unit, size: int) -> list[TrialPlan]:
-        """Up to ``size`` plans of ``unit`` that can train together (see :mod:`sweep.batching`):
+    def _take_population(self, unit: Unit, size: int) -> list[TrialRun]:
+        """Up to ``size`` runs of ``unit`` that can train together (see :mod:`sweep.batching`):
         queued ones first, then new configurations asked from Optuna one after another (TPE's
         constant liar counts the ones asked before as running, so a batch stays diverse)."""
-        first = self._take(unit)
-        reason = batching.solo_reason(unit.base, first)
+        first = launch_run(unit.base, self._take(unit))
+        reason = batching.solo_reason(first)
         if reason is not None:
             self._notice(unit, f"runs per trial: {reason}")
             return [first]
-        key = batching.key(unit.base, first)
+        key = batching.key(first)
         batch = [first]
-        queue = unit.finals if first.phase == "final" else unit.reruns
+        queue = unit.finals if first.plan.phase == "final" else unit.reruns
         for plan in list(queue or ()):
             if len(batch) >= size:
                 break
-            if batching.key(unit.base, plan) == key:
+            run = launch_run(unit.base, plan)
+            if batching.key(run) == key:
                 queue.remove(plan)
-                batch.append(plan)
+                batch.append(run)
         while (
-            first.phase == "search"
+            first.plan.phase == "search"
             and len(batch) < size
             and unit.asked < self.spec.trials
             and not self.out_of_time(unit)
         ):
-            plan = self._take(unit, ask=True)
-            if batching.key(unit.base, plan) != key:
-                why = batching.mismatch(unit.base, first, plan) or "a setting differs"
+            run = launch_run(unit.base, self._take(unit, ask=True))
+            if batching.key(run) != key:
+                why = batching.mismatch(first, run) or "a setting differs"
                 text = f"some configurations train in separate populations: {why}"
                 self._notice(unit, text, key=why.split(" (")[0])
-                unit.reruns.append(plan)  # the first of a later population
+                unit.reruns.append(run.plan)  # the first of a later population
                 break
-            batch.append(plan)
+            batch.append(run)
         return batch
 
     def _notice(self, unit: Unit, text: str, key: str | None = None) -> None:
@@ -352,7 +353,8 @@ class SweepState:
     ) -> dict[str, Any] | None:
         """Record an ended trial: Parquet first, then Optuna; then move its unit on."""
         self._free(plan.trial_id, result)
-        return self._record(plan, result, error)
+        run = self.units[plan.unit].running.get(plan.trial_id)
+        return None if run is None else self._record(run, result, error)
 
     def on_population_report(self, launch_id: str, members: dict[str, dict[str, Any]]) -> list[str]:
         """One report of a population: ``members`` maps trial ids to their metrics after the
@@ -365,15 +367,15 @@ class SweepState:
             self._mark_start(unit, launch_id, {"run_wall_s": wall})
         stops: list[str] = []
         for trial_id, result in members.items():
-            plan = launch.plans.get(trial_id)
-            if plan is None:  # recorded already
+            run = launch.runs.get(trial_id)
+            if run is None:  # recorded already
                 continue
-            stop = self.decide(plan, result)
-            self._report(plan, result)
+            stop = self.decide(run.plan, result)
+            self._report(run.plan, result)
             ended = result.get("status") in (COMPLETED, *FAILED_STATUSES)
             if stop or ended:
-                del launch.plans[trial_id]
-                self._record(plan, result)
+                del launch.runs[trial_id]
+                self._record(run, result)
                 if not ended:
                     stops.append(trial_id)
         return stops
@@ -386,13 +388,13 @@ class SweepState:
         launch = self.launches.get(launch_id)
         if launch is None:
             return
-        for trial_id, plan in list(launch.plans.items()):
+        for trial_id, run in list(launch.runs.items()):
             result = members.get(trial_id, {})
             why = error
             if why is None and not result:
                 why = "the population ended before this configuration reported"
-            self._record(plan, result, why)
-        launch.plans.clear()
+            self._record(run, result, why)
+        launch.runs.clear()
         wall = max((float(m.get("run_wall_s") or 0.0) for m in members.values()), default=0.0)
         self._free(launch_id, {"run_wall_s": wall})
         self._maybe_end_search(self.units[launch.unit])
@@ -408,12 +410,14 @@ class SweepState:
         unit.busy_s += float(result.get("run_wall_s") or 0.0)
 
     def _record(
-        self, plan: TrialPlan, result: dict[str, Any], error: str | None = None
+        self, run: TrialRun, result: dict[str, Any], error: str | None = None
     ) -> dict[str, Any] | None:
-        """Parquet first, then Optuna; then move the plan's unit on."""
+        """Parquet first (the row from the run as launched), then Optuna; then move the run's
+        unit on."""
+        plan = run.plan
         unit = self.units[plan.unit]
         unit.running.pop(plan.trial_id, None)
-        row, tasks = trial_rows(self.spec, unit.base, plan, result, error)
+        row, tasks = trial_rows(self.spec, run, result, error)
         recorded = self.store.add(row, tasks, curve_rows(row, result))
         if recorded:
             self.ended_this_run += 1
@@ -434,7 +438,7 @@ class SweepState:
             unit.clock_saved = now
 
     def _maybe_end_search(self, unit: Unit) -> None:
-        if unit.search_ended or any(p.phase == "search" for p in unit.running.values()):
+        if unit.search_ended or any(r.plan.phase == "search" for r in unit.running.values()):
             return
         if self.out_of_time(unit):
             self._save_clock(unit, force=True)
@@ -478,10 +482,10 @@ class SweepState:
         out = []
         for unit in self.units:
             record = self.store.studies[(unit.method, unit.cell.key)]
-            running_search = sum(p.phase == "search" for p in unit.running.values())
+            running_search = sum(r.plan.phase == "search" for r in unit.running.values())
             if not unit.search_ended:
                 phase, done, total = "search", record.search_done, self.spec.trials
-            elif unit.finals or any(p.phase == "final" for p in unit.running.values()):
+            elif unit.finals or any(r.plan.phase == "final" for r in unit.running.values()):
                 phase, done, total = "final", record.final_done, unit.final_planned
             else:
                 phase, done, total = "done", record.final_done, unit.final_planned
