@@ -36,7 +36,7 @@ from ray.tune.search import Searcher
 
 from sweep.interrupt import sigint_received
 from sweep.population_trial import report_members
-from sweep.status import StatusPrinter, status_text
+from sweep.status import StatusPrinter, progress, status_text
 from sweep.trial_config import TrialPlan, population_config, population_members
 from sweep.units import FINISHED, SweepState
 
@@ -123,7 +123,7 @@ class Recorder(_NotPickled, tune.Callback):
 
     def _status(self) -> tuple[str, str]:
         state = self.state
-        rows = state.progress()
+        rows = progress(state)
         elapsed = time.monotonic() - state.started
         block = status_text(
             state.spec.name, state.spec.metrics[0], rows, elapsed, state.ended_this_run

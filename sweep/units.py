@@ -474,38 +474,3 @@ class SweepState:
         unit.finals = finals
         unit.final_planned = len(points) * self.spec.final_seeds
         unit.end_reason = reason
-
-    # -- progress --------------------------------------------------------------------------------
-
-    def progress(self) -> list[dict[str, Any]]:
-        """Per unit: phase, trials done and planned, running, best value so far."""
-        out = []
-        for unit in self.units:
-            record = self.store.studies[(unit.method, unit.cell.key)]
-            running_search = sum(r.plan.phase == "search" for r in unit.running.values())
-            if not unit.search_ended:
-                phase, done, total = "search", record.search_done, self.spec.trials
-            elif unit.finals or any(r.plan.phase == "final" for r in unit.running.values()):
-                phase, done, total = "final", record.final_done, unit.final_planned
-            else:
-                phase, done, total = "done", record.final_done, unit.final_planned
-            out.append(
-                {
-                    "label": unit.label,
-                    "phase": phase,
-                    "done": done,
-                    "total": total,
-                    "running": len(unit.running),
-                    "running_search": running_search,
-                    "best": record.best,
-                    "search_done": record.search_done,
-                    "final_done": record.final_done,
-                    "search_total": self.spec.trials,
-                    "final_total": (
-                        unit.final_planned
-                        if unit.search_ended
-                        else self.spec.final_top_k * self.spec.final_seeds
-                    ),
-                }
-            )
-        return out
