@@ -140,7 +140,8 @@ def _task_rows(sweep: str, trial_id: str, phase: str, result: dict[str, Any]) ->
 
 
 def avg_acc_curve(task_rows: list[dict[str, Any]], split: str = "val") -> dict[int, float]:
-    """{tasks learned: average accuracy over the tasks learned so far} from tasks rows (R5)."""
+    """{tasks learned: average accuracy over the tasks learned so far} from tasks rows
+    (docs/references.md, Metrics)."""
     by_step: dict[int, list[float]] = defaultdict(list)
     for r in task_rows:
         if r["split"] == split and r["tasks_learned"] > 0 and r["task"] < r["tasks_learned"]:

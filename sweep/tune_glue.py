@@ -19,7 +19,8 @@ Why one Tune run for all cells, not one per cell: cells then share the cluster a
 (no cell's tail leaves slots idle), there is one Ray set-up instead of one per cell and phase, and
 a cell's final phase starts as soon as its own search ends. Tune pickles its searcher, scheduler
 and callbacks into its experiment folder; the state is left out of those copies (resuming rebuilds
-it from Parquet and the studies, not from Tune's experiment state).
+it from Parquet and the studies, not from Tune's experiment state). Why Ray's OptunaSearch and
+ASHA scheduler are not used: docs/design.md, "The custom searcher" and "The ASHA rungs".
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ def test_replay_space_searches_each_methods_own_hyperparameters():
     ]
     assert {p.name for p in spec.params_for("er")} == {"budget", "lr"}
     assert {p.name for p in spec.params_for("derpp")} == {"budget", "alpha", "beta", "lr"}
-    # the R4 protocol: MLP 400-400, Adam, batch 128, 2,000 iterations per task
+    # the three-scenario protocol (docs/references.md): MLP 400-400, batch 128, 2,000 iterations
     base = spec.base_config("derpp", spec.cells[0])
     assert (base.hidden, base.batch_size, base.iterations) == ((400, 400), 128, 2000)
     assert base.epochs is None
