@@ -106,6 +106,13 @@ class Checks:
             )
         return value
 
+    def count(
+        self, section: str, values: dict[str, Any], key: str, default: int, **limits: Any
+    ) -> int:
+        """``values[key]`` of ``section`` (``default`` if absent): a whole number that
+        :meth:`number` accepts within ``limits``."""
+        return self.number(f"{section}.{key}", values.get(key, default), integer=True, **limits)
+
     def name_list(
         self, key: str, value: Any, valid: Iterable[str], what: str = "value"
     ) -> list[str]:

@@ -119,10 +119,11 @@ class ConductChecks(SearchChecks):
             default = max(
                 math.prod(len(p.choices) for p in params if p.applies_to(m)) for m in methods
             )
-        trials = self.number(
-            "budget.trials",
-            budget.get("trials", default),
-            integer=True,
+        trials = self.count(
+            "budget",
+            budget,
+            "trials",
+            default,
             low=1,
             high=MAX_TRIALS,
             why=" per cell, more than one sweep should hold",
@@ -161,9 +162,7 @@ class ConductChecks(SearchChecks):
                 f"but only {', '.join(defined)} is defined before the last task",
                 f"put {defined[0]} first or set early_stopping: false",
             )
-        grace = self.number(
-            "early_stopping.grace_tasks", early.get("grace_tasks", 1), integer=True, low=1
-        )
+        grace = self.count("early_stopping", early, "grace_tasks", 1, low=1)
         shortest = min(c.n_tasks for c in cells)
         if grace >= shortest:
             self.fail(
@@ -199,35 +198,17 @@ class ConductChecks(SearchChecks):
         concurrent = resources.get("max_concurrent")
         if concurrent is not None:
             self.number("resources.max_concurrent", concurrent, integer=True, low=1)
-        population = self.number(
-            "resources.population",
-            resources.get("population", 1),
-            integer=True,
-            low=1,
-            high=MAX_POPULATION,
-            fix=f"write a whole number from 1 (one configuration per trial) to {MAX_POPULATION}",
+        fix = f"write a whole number from 1 (one configuration per trial) to {MAX_POPULATION}"
+        population = self.count(
+            "resources", resources, "population", 1, low=1, high=MAX_POPULATION, fix=fix
         )
         return float(cpus), float(gpus), concurrent, population
 
     def final(self, final: dict[str, Any], trials: int) -> tuple[int, int, int]:
-        top_k = self.number(
-            "final.top_k",
-            final.get("top_k", 0),
-            integer=True,
-            low=0,
-            high=trials,
-            why=f", the search budget (budget.trials: {trials})",
-        )
-        seeds = self.number(
-            "final.seeds", final.get("seeds", 3), integer=True, low=1, high=MAX_FINAL_SEEDS
-        )
-        base = self.number(
-            "final.seed_base",
-            final.get("seed_base", 1000),
-            integer=True,
-            low=0,
-            high=MAX_INT - seeds,
-        )
+        why = f", the search budget (budget.trials: {trials})"
+        top_k = self.count("final", final, "top_k", 0, low=0, high=trials, why=why)
+        seeds = self.count("final", final, "seeds", 3, low=1, high=MAX_FINAL_SEEDS)
+        base = self.count("final", final, "seed_base", 1000, low=0, high=MAX_INT - seeds)
         return top_k, seeds, base
 
     def total(self, units: int, trials: int, final: tuple[int, int, int]) -> None:
