@@ -46,7 +46,7 @@ def fixed_settings(spec: SweepSpec, method: str) -> dict[str, Any]:
     """Every setting ``method``'s trials share: train settings and method hyperparameters, each
     ``{"value": ..., "set_by": "space" | "--set" | "default"}``; searched names are left out."""
     searched = {p.name for p in spec.params}
-    config = spec.base_config(method, spec.cells[0]).to_dict()
+    config = spec.base_config(method, spec.cells[0])
     given_train = spec.raw.get("train") or {}
     given_hps = spec.raw.get("hyperparams") or {}
     train = {

@@ -28,6 +28,7 @@ from typing import Any
 
 import optuna
 
+from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
 from contract import tables
 from sweep import resources
@@ -154,7 +155,8 @@ def _load_datasets(spec: SweepSpec, options: Options) -> dict[str, Any]:
     """Each dataset once, in the driver, before Ray (a missing one is a one-line error)."""
     data_root = options.data_root or os.environ.get("CLSWEEP_DATA")
     data_root = str(Path(data_root).expanduser().resolve()) if data_root else None
-    return load_datasets([spec.base_config(m, c) for m, c in spec.units], data_root)
+    configs = [RunConfig.from_dict(spec.base_config(m, c)) for m, c in spec.units]
+    return load_datasets(configs, data_root)
 
 
 def _run_on_ray(

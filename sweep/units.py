@@ -149,7 +149,7 @@ class SweepState:
                 index=index,
                 method=method,
                 cell=cell,
-                base=spec.base_config(method, cell),
+                base=RunConfig.from_dict(spec.base_config(method, cell)),
                 studies=UnitStudies(spec, self.storage, index),
                 asha=asha,
             )

@@ -94,9 +94,9 @@ class SweepSpec:
         text = json.dumps(doc, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def base_config(self, method: str, cell: Cell) -> RunConfig:
-        """The validated RunConfig of ``method`` on ``cell`` before searched values are filled
-        in (each trial's: :func:`sweep.trial_config.launch_run`)."""
+    def base_config(self, method: str, cell: Cell) -> dict[str, Any]:
+        """The validated RunConfig of ``method`` on ``cell``, as a dict, before searched values
+        are filled in (each trial's: :func:`sweep.trial_config.launch_run`)."""
         cfg = RunConfig.from_dict(
             {
                 **self.train,
@@ -108,7 +108,7 @@ class SweepSpec:
                 "device": "cuda" if self.gpus > 0 else "cpu",
             }
         )
-        return cfg.validated()
+        return cfg.validated().to_dict()
 
     def params_for(self, method: str) -> tuple[SearchParam, ...]:
         """The parameters searched for ``method`` (its own study searches exactly these)."""

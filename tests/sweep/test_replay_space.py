@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sweep_helpers import study_trials, write_space
 
+from cl_core.config import RunConfig
 from sweep.__main__ import main
 from sweep.runner import Options, run_sweep
 from sweep.space import load_space
@@ -23,11 +24,12 @@ def test_replay_space_searches_each_methods_own_hyperparameters():
     assert {p.name for p in spec.params_for("derpp")} == {"budget", "alpha", "beta", "lr"}
     # the three-scenario protocol (docs/references.md): MLP 400-400, batch 128, 2,000 iterations
     base = spec.base_config("derpp", spec.cells[0])
-    assert (base.hidden, base.batch_size, base.iterations) == ((400, 400), 128, 2000)
-    assert base.epochs is None
+    assert (base["hidden"], base["batch_size"], base["iterations"]) == ([400, 400], 128, 2000)
+    assert base["epochs"] is None
     # a trial's values reach the method that declares them, as method hyperparameters
     values = {"alpha": 0.5, "budget": 50, "beta": 2.0, "lr": 3e-4}
-    cfg = launch_run(base, TrialPlan("t0", unit=0, phase="search", values=values)).config
+    plan = TrialPlan("t0", unit=0, phase="search", values=values)
+    cfg = launch_run(RunConfig.from_dict(base), plan).config
     assert cfg.method_params == {"alpha": 0.5, "beta": 2.0, "budget": 50} and cfg.lr == 3e-4
 
 
@@ -50,8 +52,8 @@ grid: {benchmark: split-digits, scenario: class, n_tasks: 5}
 """
     spec = load_space(write_space(tmp_path, text))
     cell = spec.cells[0]
-    assert spec.base_config("er", cell).method_params == {"mixing": "concat", "budget": 20}
-    assert spec.base_config("derpp", cell).method_params == {"beta": 2.0, "budget": 20}
+    assert spec.base_config("er", cell)["method_params"] == {"mixing": "concat", "budget": 20}
+    assert spec.base_config("derpp", cell)["method_params"] == {"beta": 2.0, "budget": 20}
 
 
 def test_out_of_range_value_is_checked_against_each_declaring_method(tmp_path, capsys):

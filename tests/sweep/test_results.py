@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from sweep_helpers import TINY_SPACE, write_space
 
+from cl_core.config import RunConfig
 from contract import tables
 from contract.schema import TASKS_FILE, TASKS_SCHEMA, TRIALS_FILE
 from sweep.results import ResultsStore, sweep_trials_schema, trial_rows
@@ -24,7 +25,7 @@ from sweep.trial_config import TrialPlan, TrialRun, launch_run
 
 def ended_trial(spec, trial_id: str, lam: float) -> tuple[TrialRun, dict]:
     plan = TrialPlan(trial_id, 0, "search", {"lambda": lam}, config_id="c", number=0)
-    run = launch_run(spec.base_config(*spec.units[0]), plan)
+    run = launch_run(RunConfig.from_dict(spec.base_config(*spec.units[0])), plan)
     val = [[0.1, 0.1, 0.1], [0.9, 0.2, 0.1], [0.8, 0.9, 0.1]]
     result = {
         "status": "running", "tasks_completed": 2, "val_avg_acc": 0.85, "test_avg_acc": 0.8,

@@ -104,7 +104,7 @@ def test_overrides_and_sets_apply_before_validation(tmp_path):
     assert spec.trials == 7 and spec.gpus == 0.5 and spec.train["epochs"] == 2
     assert [c.n_tasks for c in spec.cells] == [2, 4]
     assert spec.name == "other"
-    assert spec.base_config("ewc", spec.cells[0]).device == "cuda"
+    assert spec.base_config("ewc", spec.cells[0])["device"] == "cuda"
     assert spec.raw["budget"]["trials"] == 4  # sweep.json keeps the file as given
 
 

@@ -7,6 +7,7 @@ import json
 
 from sweep_helpers import TINY_SPACE, write_space
 
+from cl_core.config import RunConfig
 from sweep.results import trial_rows
 from sweep.space import load_space
 from sweep.trial_config import TrialPlan, launch_run, launched
@@ -25,7 +26,7 @@ grid: {benchmark: permuted-digits, scenario: domain, n_tasks: 2}
 
 def test_a_run_is_its_base_with_the_plans_values_validated_and_resolved(tmp_path):
     spec = load_space(write_space(tmp_path, TINY_SPACE))
-    base = spec.base_config(*spec.units[0])
+    base = RunConfig.from_dict(spec.base_config(*spec.units[0]))
     plan = TrialPlan("t0", 0, "final", {"lambda": 250.0}, config_id="c", final_rank=1, seed=1007)
     run = launch_run(base, plan)
     assert run.problem is None
@@ -38,9 +39,8 @@ def test_a_run_is_its_base_with_the_plans_values_validated_and_resolved(tmp_path
 
 def test_the_worker_trains_exactly_the_config_the_driver_built(tmp_path):
     spec = load_space(write_space(tmp_path, TINY_SPACE))
-    run = launch_run(
-        spec.base_config(*spec.units[0]), TrialPlan("t0", 0, "search", {"lambda": 3.0})
-    )
+    plan = TrialPlan("t0", 0, "search", {"lambda": 3.0})
+    run = launch_run(RunConfig.from_dict(spec.base_config(*spec.units[0])), plan)
     config = json.loads(json.dumps(run.to_config()))  # what Tune stores and sends: JSON-safe
     assert config["trial_id"] == "t0" and config["values"] == {"lambda": 3.0}
     assert launched(config) == (run.config, None)
@@ -48,7 +48,7 @@ def test_the_worker_trains_exactly_the_config_the_driver_built(tmp_path):
 
 def test_a_clash_inside_the_ranges_fails_the_trial_with_the_trainers_message(tmp_path):
     spec = load_space(write_space(tmp_path, CLASH_SPACE))
-    base = spec.base_config(*spec.units[0])
+    base = RunConfig.from_dict(spec.base_config(*spec.units[0]))
     ok = launch_run(base, TrialPlan("ok", 0, "search", {"stream": "none", "transition": 500}))
     assert ok.problem is None and (ok.config.stream, ok.config.transition) == ("none", 500)
     values = {"stream": "fuzzy-boundaries", "transition": 500}
