@@ -66,9 +66,9 @@ def python2_original(entry: dict) -> bytes:
 
     out = io.BytesIO()
     Python2Pickler(out, protocol=2).dump({k.encode(): v for k, v in entry.items()})
-    text = out.getvalue()
-    assert b"_codecs" not in text and b"numpy._core.multiarray" in text
-    return text.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    text = out.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"_codecs" not in text and b"numpy.core.multiarray\n_reconstruct" in text
+    return text
 
 
 def cifar_root(tmp_path: Path, planted: bytes) -> Path:
