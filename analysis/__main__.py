@@ -4,7 +4,7 @@
 stream runs (curves.parquet), as a figure and its averaged points.
 
 Usage errors (not a sweep, wrong schema, nothing completed) print one line on stderr and exit 2,
-as every clsweep CLI does (DESIGN.md, Conventions); tracebacks are left for bugs.
+as every clsweep CLI does (docs/design.md, Conventions); tracebacks are left for bugs.
 """
 
 from __future__ import annotations

@@ -143,7 +143,8 @@ def _results_section(document: Document, best: pd.DataFrame, folder: Path) -> li
         "phase's fresh seeds."
     )
     metrics_caption = (
-        "Test metrics of the chosen configurations (REFERENCE R5): mean ± SEM over n seeds; "
+        "Test metrics of the chosen configurations (BWT and FWT: Lopez-Paz & Ranzato 2017; "
+        "forgetting: Chaudhry et al. 2018): mean ± SEM over n seeds; "
         "accuracies in %, forgetting, BWT and FWT in percentage points."
     )
     comparison = comparison_table(best)
@@ -222,8 +223,8 @@ def _plots(results: Results, best: pd.DataFrame) -> list[_Plot]:
         _Plot(
             "Average accuracy vs tasks learned",
             "Each method at its chosen configuration; test average accuracy over the tasks "
-            "learned so far (REFERENCE R5), mean ± SEM band over the seeds of the tables. One "
-            "panel per cell, on one y-axis.",
+            "learned so far (Lopez-Paz & Ranzato 2017), mean ± SEM band over the seeds of the "
+            "tables. One panel per cell, on one y-axis.",
             lambda: plots.plot_average_accuracy(results, best),
         ),
     ]
