@@ -136,8 +136,11 @@ class Run:
     """M members of one configuration group (equal sharing keys, see cl_core.population)
     trained as one computation. Iterating yields one round per task: the reports of the members
     still training (round 0: the untrained models). ``stop(i)`` between rounds drops member i
-    before the next task; a member whose loss diverges leaves at once (its report says so), and
-    the others' numbers are those they have without it."""
+    before the next task (its compute is freed). A member whose loss diverges reports so once and
+    is never reported again, but keeps its slot in the computation to the end: the others'
+    numbers are then bitwise those of the same population in which it does not diverge (a
+    narrower computation could change the last bits of theirs, where a BLAS library picks its
+    kernel by the number of matrices in a batch)."""
 
     def __init__(
         self,
@@ -163,6 +166,7 @@ class Run:
         self.progress = progress
         self.ids = list(range(len(self.cfgs)))  # member position -> index in ``cfgs``
         self._stopped: set[int] = set()
+        self.diverged: set[int] = set()  # members that diverged: in their slots, not reported
         self.sampler: StreamSampler | None = None
         self.window = StreamWindow()
         self._points: dict[int, list[CurvePoint]] = {}  # curve points not yet reported
@@ -189,12 +193,12 @@ class Run:
         yield self._evaluate(0, None, start, iteration=0)
         for task in range(self.n_tasks):
             self._drop([i for i in self.ids if i in self._stopped])
-            if not self.ids:
+            if not self._training():
                 return
             start = time.perf_counter()
             self.begin_task(task)
             losses, diverged = self._learn(task, start)
-            if not self.ids:
+            if not self._training():
                 yield diverged
                 return
             self.end_task(task)
@@ -240,9 +244,13 @@ class Run:
             self.window.add(rows, tasks)
             yield batch, self.ctx.seen_tasks - 1
 
+    def _training(self) -> list[int]:
+        """The members still training (not stopped, not diverged)."""
+        return [i for i in self.ids if i not in self.diverged]
+
     def _learn(self, task: int, start: float) -> tuple[list[float], Round]:
-        """Train every member on ``task``; return the survivors' mean losses and the reports of
-        the members that diverged (dropped at once)."""
+        """Train every member on ``task``; return every slot's mean loss and the reports of the
+        members that diverged during it."""
         self.model.train()
         total = torch.zeros(len(self.ids), device=self.device)
         steps = 0
@@ -261,10 +269,10 @@ class Run:
                 if self.ctx.task_free:
                     self._stream_events(task * self.schedule.iters_per_task + steps)
                 if steps % DIVERGENCE_CHECK_EVERY == 0:
-                    total = self._drop_diverged(total, steps, task, start, diverged)
-                    if not self.ids:
+                    self._check_divergence(total, steps, task, start, diverged)
+                    if not self._training():
                         break
-        total = self._drop_diverged(total, steps, task, start, diverged)
+        self._check_divergence(total, steps, task, start, diverged)
         return [t / max(steps, 1) for t in total.tolist()], diverged
 
     def step(self, batch: Batch, task: int) -> torch.Tensor:
@@ -329,6 +337,8 @@ class Run:
         """Curve points of an evaluation after ``done`` steps; they go into the next reports."""
         n = self.n_tasks
         for pos, member in enumerate(self.ids):
+            if member in self.diverged:
+                continue
             self._points.setdefault(member, []).extend(
                 CurvePoint(done, seen, j, split, table[pos][col])
                 for j in range(n)
@@ -350,6 +360,8 @@ class Run:
         n = self.n_tasks
         out: Round = {}
         for pos, member in enumerate(self.ids):
+            if member in self.diverged:
+                continue
             loss = None if losses is None else losses[pos]
             curve = self._points.pop(member, [])
             out[member] = TaskReport(learned, table[pos][:n], table[pos][n:], loss, seconds)
@@ -357,24 +369,20 @@ class Run:
         return out
 
     # ---- members ------------------------------------------------------------------------------
-    def _drop_diverged(self, total, steps, task, start, diverged: Round) -> torch.Tensor:
+    def _check_divergence(self, total, steps, task, start, diverged: Round) -> None:
+        """Report the members whose running loss became inf/NaN; they keep their slots."""
         finite = torch.isfinite(total)
         if bool(finite.all()):
-            return total
-        keep = []
-        for pos, (member, ok, value) in enumerate(
-            zip(self.ids, finite.tolist(), total.tolist(), strict=True)
-        ):
-            if ok:
-                keep.append(pos)
+            return
+        for member, ok, value in zip(self.ids, finite.tolist(), total.tolist(), strict=True):
+            if ok or member in self.diverged:
                 continue
+            self.diverged.add(member)
             loss = value / max(steps, 1)
             where = ""
             if self.ctx.task_free:
                 where = f" (step {task * self.schedule.iters_per_task + steps} of the stream)"
             diverged[member] = TaskReport.diverged(task, loss, time.perf_counter() - start, where)
-        self._narrow(keep)
-        return total[torch.tensor(keep, dtype=torch.long, device=total.device)]
 
     def _drop(self, members: list[int]) -> None:
         if members:

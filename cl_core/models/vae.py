@@ -76,7 +76,13 @@ def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor
 def log_likelihood(x: torch.Tensor, x_hat: torch.Tensor, observation: str) -> torch.Tensor:
     """log p(x | z) per sample: Bernoulli with means ``x_hat`` or unit-variance Gaussian."""
     if observation == "bernoulli":
-        return -F.binary_cross_entropy(x_hat, x.expand_as(x_hat), reduction="none").sum(-1)
+        # torch's binary cross-entropy refuses NaN means; a diverged member's NaN must instead
+        # reach its loss (and be reported) while finite rows keep their exact bits (+0.0)
+        x = x.expand_as(x_hat)
+        finite = torch.isfinite(x_hat) & torch.isfinite(x)
+        means, x = torch.where(finite, x_hat, 0.5), torch.where(finite, x, 0.5)
+        nll = F.binary_cross_entropy(means, x, reduction="none").sum(-1)
+        return -(nll + torch.where(finite.all(-1), 0.0, float("nan")))
     return -0.5 * ((x - x_hat).pow(2) + LOG_2PI).sum(-1)
 
 
