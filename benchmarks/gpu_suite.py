@@ -11,8 +11,9 @@ Steps (each timed; a failing step is recorded and the suite goes on):
    the GPU.
 2. Population speed (``benchmarks/population_speed.py``): EWC and DER++ on vdv-permuted shapes
    (shortened to 2 tasks of 300 steps: steps per second do not depend on the length) at
-   N = 1, 16, 64, 256, and the conv net on CIFAR-shaped random tensors (speed only) at N = 1,
-   16, 64; trials per GPU-minute against the per-trial path (measured at N = 1).
+   N = 1, 16, 64, 256; ER, DER++, iCaRL and BI-R on split digits at N = 1, 32; the
+   conv net on CIFAR-shaped random tensors (speed only) at N = 1, 16, 64; trials per
+   GPU-minute against the per-trial path (measured at N = 1).
 3. R1 EWC: ``--preset classic-permuted --method ewc``, one run (the classic script's numbers).
 4. The vdv-permuted protocol (10 tasks of 5,000 steps, 1024-1000-1000, domain-IL), one seed,
    for finetune, EWC and DER++, run side by side as three processes: the Permuted MNIST row of
@@ -153,6 +154,21 @@ def speed(args, out: Path, method: str, protocol: str, sizes: list[int], iterati
     return population_speed.main(argv)
 
 
+DIGITS_METHODS = ("er", "derpp", "icarl", "bir")
+
+
+def digits_speed(args, out: Path, sizes: list[int]) -> list[dict]:
+    """The replay family and generative replay on split digits (class-IL, MLP 100-100, 10
+    epochs of batch 32): the launch-bound sweeps a GPU population should speed up most."""
+    rows = []
+    for method in DIGITS_METHODS:
+        argv = ["--method", method, "--protocol", "digits-split", "--device", args.device]
+        argv += ["--repeats", "1", "--per-trial", "1", "--sizes", *map(str, sizes)]
+        argv += ["--tasks", "2", "--iterations", "5"] if args.smoke else []
+        rows += population_speed.main(argv)
+    return rows
+
+
 def tf32_ab(args, out: Path, size: int, iterations: int) -> dict:
     rows = {}
     for flag in (False, True):
@@ -233,6 +249,11 @@ def main() -> None:
         ("cuda_tests", lambda: cuda_tests(scratch), 0),
         ("speed_ewc", lambda: speed(args, args.out, "ewc", "vdv-permuted", sizes, iters), 0),
         ("speed_derpp", lambda: speed(args, args.out, "derpp", "vdv-permuted", sizes, iters), 0),
+        (
+            "speed_digits",
+            lambda: digits_speed(args, args.out, [sizes[0], 2 if args.smoke else 32]),
+            0,
+        ),
         (
             "speed_conv",
             lambda: speed(args, args.out, "er", "conv", sizes[:3], max(iters // 6, 3)),
