@@ -19,9 +19,7 @@ Steps (each timed; a failing step is recorded and the suite goes on):
    for finetune, EWC and DER++, run side by side as three processes: the Permuted MNIST row of
    docs/validation.md. It gets what is left of ``--budget`` seconds but ``--reserve``; a run
    still going then is stopped and its finished tasks are read from its log.
-5. TF32 as an opt-in: EWC at N = 64 with TF32 matmuls on vs off; the Adam update compiled into
-   one kernel (``CLSWEEP_COMPILE=1``) vs eager, EWC at N = 256 (each skipped if the budget is
-   spent).
+5. TF32 matmuls on vs off, EWC at N = 64 (skipped if the budget is spent).
 Writes three files into ``--out``: ``suite.json`` (everything), ``suite.md`` (the tables) and
 ``logs.txt`` (the runs' logs; their files are kept in a scratch folder), and prints the tables
 last.
@@ -181,18 +179,6 @@ def tf32_ab(args, out: Path, size: int, iterations: int) -> dict:
     return rows
 
 
-def compiled_ab(args, out: Path, size: int, iterations: int) -> dict:
-    """The Adam update compiled into one kernel (CLSWEEP_COMPILE=1) vs eager, EWC at ``size``."""
-    rows = {}
-    for flag in ("0", "1"):
-        os.environ["CLSWEEP_COMPILE"] = flag
-        rows["compiled" if flag == "1" else "eager"] = speed(
-            args, out, "ewc", "vdv-permuted", [size], iterations
-        )
-    os.environ.pop("CLSWEEP_COMPILE")
-    return rows
-
-
 def markdown(results: dict) -> str:
     lines = ["# GPU suite", "", "```", json.dumps(results.get("environment"), indent=1), "```", ""]
     for name, entry in results.items():
@@ -262,7 +248,6 @@ def main() -> None:
         ("r1_ewc", lambda: r1_ewc(args, scratch), 0),
         ("vdv_permuted", lambda: vdv_permuted(args, scratch, deadline - args.reserve), 0),
         ("tf32", lambda: tf32_ab(args, args.out, sizes[-2] if len(sizes) > 2 else 1, iters), 30),
-        ("compiled_adam", lambda: compiled_ab(args, args.out, sizes[-1], iters), 90),
     ]
     for name, fn, needs in steps:
         left = deadline - time.perf_counter()

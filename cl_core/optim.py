@@ -10,15 +10,12 @@ settings, op for op, over all of the member's parameters at once:
 - SGD with momentum (torch's form, Sutskever et al. 2013): b ← μ·b + g (b = g at the first
   step), θ ← θ − lr·b; L2 weight decay added to the gradient.
 One flat (M, P) update is a handful of kernels whatever the architecture, where torch's
-per-parameter loop launches several per parameter tensor. With ``CLSWEEP_COMPILE=1`` on a GPU
-the Adam update is one compiled kernel (``torch.compile``): each of its elementwise passes reads
-and writes the whole (M, P) state, so fusing them moves a fraction of the bytes
-(``benchmarks/gpu_suite.py`` measures it; off by default).
+per-parameter loop launches several per parameter tensor. (Compiling the update into one
+kernel with ``torch.compile`` was measured slower end to end on an H200, compile time included:
+docs/population.md.)
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 
@@ -31,7 +28,7 @@ def _adam_update(
     exp_avg: torch.Tensor,
     exp_avg_sq: torch.Tensor,
     neg_step_size: torch.Tensor,
-    bias_correction2_sqrt: torch.Tensor | float,
+    bias_correction2_sqrt: float,
     decay: torch.Tensor,
     weight_decay: torch.Tensor,
     decoupled: bool,
@@ -51,18 +48,6 @@ def _adam_update(
     denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
     # θ + (−step_size · m) / denom: the order of torch's addcdiv
     theta.add_(torch.mul(exp_avg, neg_step_size).div_(denom))
-
-
-_COMPILED: dict[str, object] = {}
-
-
-def adam_update_for(device: torch.device):
-    """The Adam update to use on ``device``: compiled when asked for on a GPU, else eager."""
-    if device.type != "cuda" or os.environ.get("CLSWEEP_COMPILE") != "1":
-        return _adam_update
-    if "adam" not in _COMPILED:
-        _COMPILED["adam"] = torch.compile(_adam_update, fullgraph=True, dynamic=False)
-    return _COMPILED["adam"]
 
 
 class StackedOptimizer:
@@ -103,8 +88,6 @@ class StackedAdam(StackedOptimizer):
         self.exp_avg_sq = torch.zeros_like(theta)
         # AdamW's factor 1 − lr·wd, computed in double as torch does, then used in float32
         self.decay = (1 - self.lr * self.weight_decay.double()).float()
-        self.update = adam_update_for(self.device)
-        self._root = torch.zeros((), dtype=torch.float64, device=self.device)
 
     def state_tensors(self) -> list[str]:
         return [*super().state_tensors(), "exp_avg", "exp_avg_sq", "decay"]
@@ -115,17 +98,13 @@ class StackedAdam(StackedOptimizer):
         bias_correction1 = 1 - self.beta1**self.steps
         bias_correction2 = 1 - self.beta2**self.steps
         neg_step_size = (-self.lr / bias_correction1).float()
-        root = bias_correction2**0.5
-        if self.update is not _adam_update:  # compiled: a tensor, so no step recompiles
-            self._root.fill_(root)
-            root = self._root
-        self.update(
+        _adam_update(
             theta,
             grad,
             self.exp_avg,
             self.exp_avg_sq,
             neg_step_size,
-            root,
+            bias_correction2**0.5,
             self.decay,
             self.weight_decay,
             self.decoupled,

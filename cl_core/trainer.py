@@ -78,8 +78,9 @@ class RunResult:
 
     @classmethod
     def from_reports(
-        cls, cfg: RunConfig, reports: list[TaskReport], device: str = "cpu"
+        cls, cfg: RunConfig, reports: list[TaskReport], device: str | None = None
     ) -> RunResult:
+        """``device``: where it ran, when ``cfg.device`` is "auto" (default: ``cfg.device``)."""
         ok = [r for r in reports if r.status == "ok"]
         last = reports[-1]
         complete = last.status == "ok" and last.tasks_learned == cfg.n_tasks
@@ -91,7 +92,7 @@ class RunResult:
             seconds=[r.seconds for r in reports],
             status="completed" if complete else last.status,
             message=last.message,
-            device=device,
+            device=device or cfg.device,
         )
 
     def metrics(self, split: str) -> dict[str, float]:

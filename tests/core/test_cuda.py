@@ -58,7 +58,13 @@ def test_a_run_on_the_gpu_is_deterministic():
     assert first.train_loss == second.train_loss
 
 
-def test_conv_population_on_the_gpu_matches_single_runs():
+def test_conv_population_on_the_gpu_ends_near_its_single_runs():
+    """cuDNN computes a grouped convolution (the population's) with other algorithms than a
+    single one, and Adam's first steps amplify the rounding (a sign flip of a near-zero gradient
+    moves a weight by 2·lr): measured on an H200, members' parameters were 0.3-0.9% apart after
+    20 steps and cells of a barely trained mid-sequence row up to 6.3% apart, the final row at
+    most 0.5% (docs/population.md, The contract). On the CPU the conv members agree to one
+    sample (tests/core/test_population.py)."""
     cfgs = [
         RunConfig(
             benchmark="split-mnist",
@@ -83,7 +89,9 @@ def test_conv_population_on_the_gpu_matches_single_runs():
         pytest.skip(str(exc))
     for cfg, member in zip(cfgs, population, strict=True):
         single = _result(cfg)
-        assert np.abs(member.acc_test - single.acc_test).max() <= 0.01
+        assert member.device == single.device == "cuda"
+        assert np.array_equal(member.acc_test[0], single.acc_test[0])  # same initialisation
+        assert np.abs(member.acc_test[-1] - single.acc_test[-1]).max() <= 0.02
 
 
 def _tasks(cfg: RunConfig):
