@@ -79,6 +79,7 @@ class EWC(Method):
         super().__init__(params, ctx)
         self.terms: list[tuple[torch.Tensor, torch.Tensor]] = []  # (Fisher, anchor), (M, P) each
         self._grad_factors: list[torch.Tensor] = []  # 2·(s·F) per term (see before_step)
+        self._diffs: tuple[int | None, list[torch.Tensor] | None] = (None, None)  # see penalty
         self.fisher_random = ctx.random("fisher")  # the sampled Fisher's labels
 
     def scale(self) -> torch.Tensor:
@@ -94,9 +95,12 @@ class EWC(Method):
         """s · Σ_terms Σ_i F_i (θ_i − θ*_i)² per member (M,) (zero before the first task is
         learned). A value only: training adds its gradient in closed form (``before_step``)."""
         total = torch.zeros(model.size, device=model.theta.device)
-        for fisher, anchor in self.terms:
-            diff = model.theta - anchor
+        diffs = [model.theta - anchor for _, anchor in self.terms]
+        for (fisher, _), diff in zip(self.terms, diffs, strict=True):
             total += torch.linalg.vecdot(fisher * diff, diff)
+        # θ − θ* again in ``before_step`` (θ unchanged until the optimizer steps): kept, as
+        # each (M, P) pass over a population's parameters is memory-bound
+        self._diffs = (model.theta._version, diffs)
         return self.scale() * total
 
     @torch.no_grad()
@@ -111,10 +115,11 @@ class EWC(Method):
         """
         if not self.terms:
             return
-        grads = [
-            factor * (model.theta - anchor)
-            for factor, (_, anchor) in zip(self._grad_factors, self.terms, strict=True)
-        ]
+        version, diffs = self._diffs
+        if version != model.theta._version or len(diffs) != len(self.terms):
+            diffs = [model.theta - anchor for _, anchor in self.terms]
+        self._diffs = (None, None)
+        grads = [factor * diff for factor, diff in zip(self._grad_factors, diffs, strict=True)]
         total = grads[-1]
         for g in reversed(grads[:-1]):
             total = total + g
