@@ -109,6 +109,17 @@ class StackedAdam(StackedOptimizer):
     def state_tensors(self) -> list[str]:
         return [*super().state_tensors(), "exp_avg", "exp_avg_sq", "decay"]
 
+    def __getstate__(self) -> dict:
+        """For checkpoints: the update function is chosen again on loading (a compiled one
+        does not pickle)."""
+        state = dict(self.__dict__)
+        state.pop("update")
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.update = adam_update_for(self.device)
+
     @torch.no_grad()
     def step(self, theta: torch.Tensor, grad: torch.Tensor) -> None:
         self.steps += 1
