@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from cl_core.checkpoint import CHECKPOINT_FILE
 from cl_core.cli_help import add_choice, config_defaults, defaults_formatter
 from cl_core.config import OPTIMIZERS, RunConfig, parse_hidden
 from cl_core.data import BENCHMARKS, SCENARIOS, load_dataset
@@ -144,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", type=Path, metavar="PATH", help="write matrices, metrics and config here"
     )
     p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        metavar="DIR",
+        help="write the whole state to DIR after every task; the same command run again "
+        "continues from the last finished task",
+    )
+    p.add_argument(
+        "--keep-checkpoint",
+        action="store_true",
+        help="keep the checkpoint when the run ends (it is removed by default)",
+    )
+    p.add_argument(
         "--list-methods",
         action="store_true",
         help="list methods, the scenarios each supports and their hyperparameters",
@@ -262,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         progress = Progress(args.progress, args.log_every)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            for report in train(cfg, dataset=dataset, progress=progress):
+            checkpoint = args.checkpoint_dir / CHECKPOINT_FILE if args.checkpoint_dir else None
+            run = train(cfg, dataset, progress, checkpoint, args.keep_checkpoint)
+            for report in run:
                 curve += getattr(report, "curve", [])
                 reports.append(report)
                 if report.status != "ok":

@@ -90,6 +90,21 @@ class TrainContext:
         """The settings every member shares (shapes, data, schedule)."""
         return self.cfgs[0]
 
+    def __getstate__(self) -> dict:
+        """For checkpoints: the random streams as a list (weak sets do not pickle); passes in
+        flight are not kept (a checkpoint is written between tasks)."""
+        state = dict(self.__dict__)
+        state["_streams"] = list(self._streams)
+        state["_passes"] = []
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        streams = state.pop("_streams")
+        state.pop("_passes")
+        self.__dict__.update(state)
+        self._streams = weakref.WeakSet(streams)
+        self._passes = weakref.WeakSet()
+
     @property
     def size(self) -> int:
         """M, the number of members."""

@@ -13,11 +13,13 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from cl_core import metrics
+from cl_core.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from cl_core.config import RunConfig
 from cl_core.context import Batch, TrainContext
 from cl_core.data import Dataset, build_tasks, load_dataset
@@ -116,7 +118,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def train(
-    cfg: RunConfig, dataset: Dataset | None = None, progress: Progress | None = None
+    cfg: RunConfig,
+    dataset: Dataset | None = None,
+    progress: Progress | None = None,
+    checkpoint: Path | None = None,
+    keep_checkpoint: bool = False,
 ) -> Iterator[TaskReport]:
     """Run ``cfg``; yield the evaluation of the untrained model, then one report per task.
 
@@ -124,10 +130,15 @@ def train(
     dataset across runs (the sweep passes it from Ray's object store); otherwise it is loaded
     (and cached per process). ``progress`` shows the steps within each task (the command line
     passes one; by default nothing is shown). A task with fewer than ``MIN_STEPS_PER_TASK``
-    optimizer steps raises a :class:`FewStepsWarning`.
+    optimizer steps raises a :class:`FewStepsWarning`. With ``checkpoint`` (a file path) the
+    whole state is written there after every task and a run that finds it continues from it
+    (``cl_core.checkpoint``); the file is removed when the run ends unless ``keep_checkpoint``.
     """
-    for reports in Run([cfg.validated()], dataset, progress):
+    run = Run([cfg.validated()], dataset, progress, checkpoint=checkpoint)
+    for reports in run:
         yield reports[0]
+    if checkpoint is not None and not keep_checkpoint:
+        remove_checkpoint(checkpoint)
 
 
 Round = dict[int, TaskReport]  # member position in the run's configs -> its report
@@ -148,8 +159,11 @@ class Run:
         cfgs: Sequence[RunConfig],
         dataset: Dataset | None = None,
         progress: Progress | None = None,
+        checkpoint: Path | None = None,
     ) -> None:
         self.cfgs = list(cfgs)
+        self.checkpoint = checkpoint
+        self.history: list[Round] = []  # every round so far (a resumed run yields them again)
         cfg = self.cfgs[0]
         method_cls = get_method(cfg.method)
         owner = f"method {cfg.method!r}"
@@ -179,6 +193,17 @@ class Run:
                 self.ctx.training_steps(self.method.training_tasks(t)) for t in range(seq.n_tasks)
             ]
             warn_if_few_steps(cfg, steps)
+        if checkpoint is not None and Path(checkpoint).exists():
+            self._resume(load_checkpoint(Path(checkpoint), self.cfgs, self.device))
+
+    def _resume(self, saved: Run) -> None:
+        """Continue from a checkpoint: its state replaces this run's, the data stays."""
+        seq, progress, checkpoint = self.ctx.seq, self.progress, self.checkpoint
+        self.__dict__.update(saved.__dict__)
+        self.ctx.seq = seq
+        self.progress, self.checkpoint = progress, checkpoint
+        theta, _ = self.model.optimized()
+        self._optimized = (theta.data_ptr(), theta.shape[1])
 
     @property
     def n_tasks(self) -> int:
@@ -190,9 +215,11 @@ class Run:
 
     # ---- the loop -----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Round]:
-        start = time.perf_counter()
-        yield self._evaluate(0, None, start, iteration=0)
-        for task in range(self.n_tasks):
+        yield from self.history  # a resumed run: the rounds before its checkpoint
+        if not self.history:
+            start = time.perf_counter()
+            yield self._record(self._evaluate(0, None, start, iteration=0))
+        for task in range(len(self.history) - 1, self.n_tasks):
             self._drop([i for i in self.ids if i in self._stopped])
             if not self._training():
                 return
@@ -200,11 +227,18 @@ class Run:
             self.begin_task(task)
             losses, diverged = self._learn(task, start)
             if not self._training():
-                yield diverged
+                yield self._record(diverged)
                 return
             self.end_task(task)
             done = (task + 1) * self.schedule.iters_per_task if self.ctx.task_free else None
-            yield {**diverged, **self._evaluate(task + 1, losses, start, iteration=done)}
+            yield self._record({**diverged, **self._evaluate(task + 1, losses, start, done)})
+
+    def _record(self, reports: Round) -> Round:
+        """Keep a round (the checkpoint holds every round so far) and write the checkpoint."""
+        self.history.append(reports)
+        if self.checkpoint is not None:
+            save_checkpoint(self, Path(self.checkpoint))
+        return reports
 
     def begin_task(self, task: int) -> None:
         """Before a task's steps: the optimizer (new, or kept across tasks) and the method's

@@ -59,6 +59,16 @@ class StackedParameters:
     def size(self) -> int:
         return self.theta.shape[0]
 
+    def __getstate__(self) -> dict:
+        """For checkpoints: the leaves are views of ``theta``, bound again on loading."""
+        state = dict(self.__dict__)
+        state["leaves"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.bind()
+
     def views(self, theta: torch.Tensor) -> Params:
         """Named (M, *shape) views of any (M, P) tensor laid out like ``theta``."""
         m = theta.shape[0]

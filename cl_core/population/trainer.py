@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
+from cl_core.checkpoint import remove_checkpoint
 from cl_core.config import RunConfig
 from cl_core.data import Dataset
 from cl_core.population.compat import group_configs
@@ -28,9 +30,17 @@ class Population:
     members still training (round 0: the untrained models). ``stop(i)`` between rounds drops
     member i before the next task. ``status[i]``: running, completed, stopped or diverged."""
 
-    def __init__(self, configs: Sequence[RunConfig], dataset: Dataset | None = None) -> None:
+    def __init__(
+        self,
+        configs: Sequence[RunConfig],
+        dataset: Dataset | None = None,
+        checkpoint_dir: Path | None = None,
+        keep_checkpoints: bool = False,
+    ) -> None:
         self.configs = [cfg.validated() for cfg in configs]
         self.dataset = dataset
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.keep_checkpoints = keep_checkpoints
         self.groups = group_configs(self.configs)
         self.status = dict.fromkeys(range(len(self.configs)), "running")
         self._runs: list[tuple[list[int], Run]] = []
@@ -57,8 +67,9 @@ class Population:
 
     def __iter__(self) -> Iterator[Round]:
         streams = []
-        for members, _ in self.groups:
-            run = Run([self.configs[i] for i in members], self.dataset)
+        for k, (members, _) in enumerate(self.groups):
+            checkpoint = None if self.checkpoint_dir is None else self.checkpoint(k)
+            run = Run([self.configs[i] for i in members], self.dataset, checkpoint=checkpoint)
             self._runs.append((members, run))
             streams.append((members, iter(run)))
         while streams:
@@ -78,16 +89,34 @@ class Population:
                     self.status[i] = "completed"
             if batch:
                 yield batch
+        if self.checkpoint_dir is not None and not self.keep_checkpoints:
+            for k in range(len(self.groups)):
+                remove_checkpoint(self.checkpoint(k))
+
+    def checkpoint(self, group: int) -> Path:
+        """The checkpoint file of group ``group`` (``cl_core.checkpoint``)."""
+        return self.checkpoint_dir / f"group-{group}.pt"
 
 
-def train_population(configs: Sequence[RunConfig], dataset: Dataset | None = None) -> Population:
-    """Train ``configs`` together (see ``Population``); ``dataset`` is shared by all of them."""
-    return Population(configs, dataset)
+def train_population(
+    configs: Sequence[RunConfig],
+    dataset: Dataset | None = None,
+    checkpoint_dir: Path | None = None,
+    keep_checkpoints: bool = False,
+) -> Population:
+    """Train ``configs`` together (see ``Population``); ``dataset`` is shared by all of them;
+    with ``checkpoint_dir`` each group writes its state there after every task and continues
+    from it when run again."""
+    return Population(configs, dataset, checkpoint_dir, keep_checkpoints)
 
 
-def run_population(configs: Sequence[RunConfig], dataset: Dataset | None = None) -> list[RunResult]:
+def run_population(
+    configs: Sequence[RunConfig],
+    dataset: Dataset | None = None,
+    checkpoint_dir: Path | None = None,
+) -> list[RunResult]:
     """Train ``configs`` together to the end; one ``RunResult`` per config, in order."""
-    population = train_population(configs, dataset)
+    population = train_population(configs, dataset, checkpoint_dir)
     reports: dict[int, list[TaskReport]] = {i: [] for i in range(len(configs))}
     for batch in population:
         for i, report in batch.items():
