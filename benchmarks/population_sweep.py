@@ -1,12 +1,17 @@
-"""The shipped quickstart end to end, with and without ``resources.population``, alternated.
+"""A shipped space end to end, with and without ``resources.population``, alternated.
 
-Each round runs ``python -m sweep --space quickstart.yaml`` twice in fresh folders, once as is
+Each round runs ``python -m sweep --space SPACE`` twice in fresh folders, once as is
 (one configuration per Ray trial) and once with ``--set resources.population=N``, in alternating
 order, and times each command from start to exit (Python start, data, Ray start and shutdown,
 the sweep, the summary). It checks that both wrote the same number of rows per phase and status
 and prints the wall times and the ratio (median over rounds):
 
     python benchmarks/population_sweep.py --rounds 3 --population 16 --out /tmp/popsweep
+
+The DER++ digits sweep of 64 search trials (issue 16's acceptance):
+
+    python benchmarks/population_sweep.py --rounds 2 --population 16 \\
+        --space benchmarks/derpp_digits.yaml
 """
 
 from __future__ import annotations
@@ -25,9 +30,13 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(out: Path, name: str, population: int | None) -> tuple[float, dict]:
-    command = [sys.executable, "-m", "sweep", "--space", "quickstart.yaml", "--out", str(out)]
+def run(
+    out: Path, name: str, population: int | None, space: str, sets: list[str]
+) -> tuple[float, dict]:
+    command = [sys.executable, "-m", "sweep", "--space", space, "--out", str(out)]
     command += ["--set", f"name={name}", "--set", "loggers=[]"]
+    for setting in sets:
+        command += ["--set", setting]
     if population is not None:
         command += ["--set", f"resources.population={population}"]
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -43,6 +52,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--population", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("/tmp/population-sweep"))
+    parser.add_argument("--space", default="quickstart.yaml")
+    parser.add_argument("--set", nargs="*", default=[], dest="sets", help="KEY=VALUE for both")
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     walls: dict[str, list[float]] = {"per-trial": [], "population": []}
@@ -51,7 +62,7 @@ def main() -> None:
         counts = {}
         for mode in order:
             population = args.population if mode == "population" else None
-            wall, counts[mode] = run(args.out, f"{mode}-{r}", population)
+            wall, counts[mode] = run(args.out, f"{mode}-{r}", population, args.space, args.sets)
             walls[mode].append(wall)
             print(f"round {r} {mode:10s} {wall:6.1f} s  rows {counts[mode]}", flush=True)
         assert counts["per-trial"] == counts["population"], counts
