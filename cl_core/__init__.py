@@ -1,4 +1,5 @@
 """clsweep's continual-learning core: data, scenarios, models, methods, trainer, metrics.
 
-Imports torch, torchvision and numpy only; never Ray or Optuna (DESIGN.md).
+Imports torch, torchvision and numpy only; never Ray or Optuna
+(docs/design.md, Packages and arrows).
 """

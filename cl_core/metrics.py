@@ -1,4 +1,4 @@
-"""Continual-learning metrics of an accuracy matrix, exactly as REFERENCE R5 defines them.
+"""Continual-learning metrics of an accuracy matrix, as docs/references.md (Metrics) defines them.
 
 ``R[i][j]`` is the accuracy on task j after learning tasks 0..i (T x T); ``b[j]`` is the accuracy
 of the untrained model on task j.
@@ -38,8 +38,8 @@ def forward_transfer(R: np.ndarray, b: np.ndarray) -> float:
 def forgetting(R: np.ndarray) -> float:
     """Average over j < T-1 of max_{l<T-1} R[l][j] - R[T-1][j] (Chaudhry et al. 2018, eq. 4).
 
-    The max runs over every l < T-1, as R5 states (rows l < j hold the accuracy before task j
-    was learned, which is normally lower and so does not change the max).
+    The max runs over every l < T-1, as docs/references.md (Metrics) states (rows l < j hold the
+    accuracy before task j was learned, which is normally lower and so does not change the max).
     """
     R = np.asarray(R, dtype=float)
     T = len(R)
@@ -54,7 +54,7 @@ def plasticity(R: np.ndarray) -> float:
 
 
 def summary(R: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """All R5 metrics of a square matrix R (T x T) and baseline b; a partial run (fewer rows
+    """All the metrics of a square matrix R (T x T) and baseline b; a partial run (fewer rows
     than tasks) gets the average accuracy after its last row and NaN for the rest."""
     R = np.asarray(R, dtype=float)
     if R.shape[0] < R.shape[1]:

@@ -1,4 +1,5 @@
-"""Presets for the published protocols (REFERENCE R1, R4). Explicit settings override a preset.
+"""Presets for the published protocols (docs/references.md: Classic Permuted MNIST; The
+three-scenario protocol). Explicit settings override a preset.
 
 A preset supplies run settings and method hyperparameter defaults; either may depend on what the
 user set explicitly (the scenario, the seed, the variant of a method), so a preset is a pair of
@@ -47,9 +48,9 @@ def _fixed(run: Settings, method_params: dict[str, Settings]) -> tuple[Callable,
     )
 
 
-# ---- R1 -----------------------------------------------------------------------------------------
+# ---- classic Permuted MNIST ----------------------------------------------------------------------
 
-CLASSIC_PERMUTED_DOC = """REFERENCE R1: the classic Permuted MNIST baseline-vs-EWC script.
+CLASSIC_PERMUTED_DOC = """The classic Permuted MNIST baseline-vs-EWC script.
 
 3 domain-IL tasks, MLP 784-400-400-400-10, AdamW lr 1e-3 weight decay 1e-4, a new optimizer per
 task, batch 256, 2 epochs per task, seeds 2024. EWC: λ = 1e4, "batch" Fisher over batches of 256,
@@ -87,16 +88,17 @@ _CLASSIC_RUN, _CLASSIC_METHODS = _fixed(
     },
 )
 
-# ---- R4: the three-scenario reference, its 2019 preprint code -----------------------------------
+# ---- the three-scenario protocol, its 2019 preprint code -----------------------------------
 
 VDV_VERSION = (
     "GMvandeVen/continual-learning, 2019 preprint code (arXiv:1904.07734): method code at commit "
     "86802a8 (2019-04-17), per-scenario strengths from param_values.py at 9945f84 (2019-12-19)"
 )
 
-VDV_DOC = """REFERENCE R4: the three-scenario protocol, following ONE version of its public code:
-the 2019 preprint code of GMvandeVen/continual-learning ("Three scenarios for continual learning",
-van de Ven & Tolias 2019, arXiv:1904.07734). Files named below are of that repository: method code
+VDV_DOC = """The three-scenario protocol (van de Ven et al. 2022), following ONE version of its
+public code: the 2019 preprint code of GMvandeVen/continual-learning ("Three scenarios for
+continual learning", van de Ven & Tolias 2019, arXiv:1904.07734). Files named below are of that
+repository: method code
 as of commit 86802a8 (2019-04-17, the code of the preprint's tables), and the per-scenario
 hyperparameters the authors selected for the preprint, published in param_values.py at commit
 9945f84 (2019-12-19). The two commits differ in nothing these presets use except ``loss_fn_kd``

@@ -21,7 +21,8 @@ SIGNIFICANT_EXACT_RANGE = (1e-3, 1e4)
 def sem(values: object) -> float:
     """Standard error of the mean: sample std (ddof=1) / sqrt(n); NaN for fewer than two values.
 
-    The ± of the three-scenario literature (van de Ven et al. 2022, REFERENCE.md R4).
+    The ± of the three-scenario literature (van de Ven et al. 2022; docs/references.md,
+    The three-scenario protocol).
     """
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]

@@ -74,7 +74,8 @@ def permutations(
 ) -> list[list[int] | None]:
     """One pixel permutation per task, drawn in order from ``random.Random(seed)``.
 
-    Matches REFERENCE R1 exactly (``random.seed(2024)`` then one ``random.shuffle`` of 0..D-1 per
+    Matches the classic script exactly (docs/references.md, Classic Permuted MNIST):
+    ``random.seed(2024)`` then one ``random.shuffle`` of 0..D-1 per
     task, task 0 included) when ``seed=2024`` and ``first_unpermuted=False``.
     """
     rng = random.Random(seed)

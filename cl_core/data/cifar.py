@@ -14,8 +14,9 @@ names. The batches are read by :class:`BatchUnpickler`, which resolves only the 
 CIFAR batch needs to rebuild its numpy array (:data:`ALLOWED_GLOBALS`); any other is refused
 before it is imported or called, and the file is reported in one line.
 
-Normalisation: per-channel mean/std as in the three-scenario code (REFERENCE R4, its
-``data/available.py``); they are applied batch by batch in ``TrainContext.make_batch``.
+Normalisation: per-channel mean/std as in the three-scenario code (docs/references.md, The
+three-scenario protocol; its ``data/available.py``); they are applied batch by batch in
+``TrainContext.make_batch``.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ RAW_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-DIGITS_TRAIN_SIZE = 1400  # REFERENCE R6: 1,400 train / 397 test, a fixed seeded split
+# docs/references.md, Permuted digits: 1,400 train / 397 test, a fixed seeded split
+DIGITS_TRAIN_SIZE = 1400
 DIGITS_SPLIT_SEED = 0
 DOWNLOAD_TIMEOUT_S = 30.0  # seconds a download may wait on one socket operation (connect, read)
 _TIMEOUT_GUARD = threading.Lock()
@@ -92,7 +93,7 @@ class Dataset:
 
 
 def default_data_root() -> Path:
-    """``CLSWEEP_DATA`` if set, else a cache folder in the user's home (DESIGN.md, Data)."""
+    """``CLSWEEP_DATA`` if set, else a cache folder in the user's home (docs/cl_core-api.md)."""
     env = os.environ.get("CLSWEEP_DATA")
     if env:
         return Path(env).expanduser()
@@ -100,7 +101,7 @@ def default_data_root() -> Path:
 
 
 def load_digits(root: Path | None = None) -> Dataset:
-    """scikit-learn's bundled 8x8 digits with REFERENCE R6's fixed 1,400/397 split (no root)."""
+    """scikit-learn's bundled 8x8 digits with the fixed 1,400/397 split (no root)."""
     from sklearn.datasets import load_digits as sklearn_digits
 
     bunch = sklearn_digits()
@@ -206,7 +207,8 @@ def _read_idx(raw: Path, stem: str) -> torch.Tensor:
 
 
 def pad_to_32(data: Dataset) -> Dataset:
-    """Zero-pad 28x28 images by 2 on each side (REFERENCE R4: Permuted MNIST input is 32x32)."""
+    """Zero-pad 28x28 images by 2 on each side (the three-scenario protocol's Permuted MNIST
+    input is 32x32)."""
 
     def pad(x: torch.Tensor) -> torch.Tensor:
         images = x.reshape(-1, data.side, data.side)

@@ -1,5 +1,5 @@
 """Deep generative replay (Shin, Lee, Kim & Kim 2017, NeurIPS), as the three-scenario code base
-runs it (van de Ven & Tolias 2019; REFERENCE R4, R7).
+runs it (van de Ven & Tolias 2019; docs/references.md, The three-scenario protocol).
 
 A VAE with the classifier's hidden sizes (Split MNIST: 784-400-400 encoder, z = 100, 100-400-400-784
 decoder, Bernoulli pixels) learns alongside the classifier, on the current batch and on replay
