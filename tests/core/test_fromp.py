@@ -10,7 +10,12 @@ import torch
 import torch.nn.functional as F
 from helpers import as_stacked, make_method, member_mlp, population_setup, stacked_grads
 
-from cl_core.methods.fromp import KERNEL_JITTER, function_kernels, rows_by_score
+from cl_core.methods.fromp import (
+    KERNEL_JITTER,
+    function_kernels,
+    inverse_with_jitter,
+    rows_by_score,
+)
 
 SPLIT = dict(benchmark="split-digits", scenario="class", n_tasks=5, hidden=(16,), val_fraction=0.0)
 TWO = [{"train_seed": 0}, {"train_seed": 1}]
@@ -193,3 +198,20 @@ def test_vdv_split_preset_sets_tau_per_scenario_and_flags_override_it():
     assert tau("--scenario", "domain") == 10.0
     assert tau("--scenario", "class") == 1000.0
     assert tau("--scenario", "class", "--param", "tau=3") == "3"
+
+
+def test_a_non_finite_kernel_gets_a_nan_inverse_and_the_others_theirs():
+    """A diverged member keeps its slot (docs/population.md): its NaN kernel must not stall the
+    jitter loop (it is never positive definite), and the others' inverses are unchanged."""
+    good = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    singular = torch.tensor([[1.0, 1.0], [1.0, 1.0]], dtype=torch.float64)  # needs more jitter
+    bad = torch.full((2, 2), float("nan"), dtype=torch.float64)
+    inverse = inverse_with_jitter(
+        torch.stack([good, bad, singular, torch.full((2, 2), np.inf, dtype=torch.float64)])
+    )
+    assert torch.isnan(inverse[1]).all() and torch.isnan(inverse[3]).all()
+    expected = torch.tensor([[2.0, -1.0], [-1.0, 2.0]], dtype=torch.float64) / 3
+    torch.testing.assert_close(inverse[0], inverse_with_jitter(good[None])[0])
+    torch.testing.assert_close(inverse[0], expected, rtol=1e-5, atol=0)  # (K + 1e-6 I)⁻¹
+    torch.testing.assert_close(inverse[2], inverse_with_jitter(singular[None])[0])
+    assert torch.isfinite(inverse[2]).all()
