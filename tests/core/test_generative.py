@@ -189,9 +189,7 @@ def test_generative_classifier_classifies_by_likelihood_by_hand():
         0: [(1.0, 0.0), (0.5, 2.0), (1.0, 0.0)],
         1: [(0.5, 2.0), (1.0, 0.0), (0.3, -3.0)],
     }
-    model = _class_vaes(
-        [[_linear_gaussian(w, (b, b))[0] for w, b in params[m]] for m in range(2)]
-    )
+    model = _class_vaes([[_linear_gaussian(w, (b, b))[0] for w, b in params[m]] for m in range(2)])
     method.trained[0, :2] = True
     method.trained[1, :3] = True
     x = torch.tensor([[0.1, -0.2], [2.2, 1.7], [1.0, 1.0], [-3.0, 4.0], [-2.8, -3.1]])
