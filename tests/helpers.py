@@ -172,14 +172,15 @@ def cifar_setup(
 def member_states(model: StackedModel) -> torch.Tensor:
     """(M, S): every member's trainable parameters (of every stacked network the model holds,
     e.g. one per task for separate networks) and per-member buffers (batch norm statistics),
-    as one row per member."""
+    as one row per member. Parameters are read as the optimizer sees them (``optimized``): a
+    store may hold several rows per member (the generative classifier's VAE per class)."""
     parts, stores = [], set()
     for module in model.modules():
         if not isinstance(module, StackedModel):
             continue
         if id(module.store) not in stores:
             stores.add(id(module.store))
-            parts.append(module.store.theta)
+            parts.append(module.optimized()[0])
         parts += [b for b in module.buffers(recurse=False) if b is not None]
     return torch.cat([p.detach().flatten(1) for p in parts], 1).clone()
 

@@ -167,8 +167,12 @@ def rows_by_score(scores: torch.Tensor, labels: torch.Tensor, per_class: int) ->
 def inverse_with_jitter(kernels: torch.Tensor, jitter: float = KERNEL_JITTER) -> torch.Tensor:
     """(K + εI)⁻¹ of every matrix of ``kernels`` (..., n, n) by Cholesky, in float64; ε grows
     tenfold, matrix by matrix, while K + εI is not numerically positive definite (K = J Σ Jᵀ is
-    only semi-definite, and ill-conditioned in float32)."""
+    only semi-definite, and ill-conditioned in float32). A matrix with a non-finite entry (a
+    diverged member's) is never positive definite: its inverse is NaN, so the NaN reaches that
+    member's loss instead of growing ε forever."""
     eye = torch.eye(kernels.shape[-1], dtype=kernels.dtype, device=kernels.device)
+    finite = torch.isfinite(kernels).all(-1).all(-1)[..., None, None]
+    kernels = torch.where(finite, kernels, eye)
     eps = torch.full(
         (*kernels.shape[:-2], 1, 1), jitter, dtype=kernels.dtype, device=kernels.device
     )
@@ -176,7 +180,7 @@ def inverse_with_jitter(kernels: torch.Tensor, jitter: float = KERNEL_JITTER) ->
         factor, info = torch.linalg.cholesky_ex(kernels + eps * eye)
         bad = info != 0
         if not bad.any():
-            return torch.cholesky_inverse(factor)
+            return torch.where(finite, torch.cholesky_inverse(factor), math.nan)
         eps = torch.where(bad[..., None, None], eps * 10, eps)
 
 

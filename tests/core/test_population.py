@@ -5,7 +5,9 @@ stopped member leaves the others bit-identical; grouping, stacked optimizers, pe
 The contract, stated in what float32 rounding can change:
 - parameters (and per-member buffers) after every 50 steps: within float32 tolerance of the
   single run's (rtol 1e-4, atol 1e-5; measured on these setups under every kernel set: at most
-  3e-8 apart after the first 50 steps, 6e-7 after the last task);
+  3e-8 apart after the first 50 steps, 6e-7 after the last task), except where
+  ``PARAMETER_TOLERANCE`` names a method, each with the reason and the measured value: a single
+  run of those configs differs as much from itself under another kernel set;
 - accuracy matrices: at most one evaluation sample per cell, |Δ| ≤ 1/len(rows) (a cell is the
   share of a task's val or test rows classified right; a rounding-level difference in a logit
   can only flip a near-tie; measured: no cell apart at all);
@@ -57,10 +59,11 @@ PORTED = (
     "derpp",
     "xdg",
     "separate",
+    "dgr",
+    "bir",
+    "gen_classifier",
+    "fromp",
 )
-# TODO(issue 16): generative replay (dgr, bir), the generative classifier and FROMP are still
-# being ported to the M-form; each moves to PORTED (and gets its members below) once it is.
-NOT_YET_PORTED = ("dgr", "bir", "gen_classifier", "fromp")
 
 # Three members per method: they differ in lr and train_seed (set in _configs) and in every
 # float hyperparameter of the method; everything else is shared.
@@ -89,6 +92,45 @@ MEMBERS = {
     ],
     "xdg": [{"gating_prop": 0.9}, {"gating_prop": 0.5}, {"gating_prop": 0.75}],
     "separate": [{}, {}, {}],
+    # small VAEs (z = 8; the generative classifier's 16 units), distillation on so that T matters
+    "dgr": [
+        {"distill": True, "temperature": 2.0, "z_dim": 8},
+        {"distill": True, "temperature": 1.0, "z_dim": 8},
+        {"distill": True, "temperature": 4.0, "z_dim": 8},
+    ],
+    "bir": [
+        {"temperature": 2.0, "gate_prop": 0.1, "z_dim": 8},
+        {"temperature": 1.0, "gate_prop": 0.3, "z_dim": 8},
+        {"temperature": 4.0, "gate_prop": 0.5, "z_dim": 8},
+    ],
+    "gen_classifier": [{"units": 16, "z_dim": 4, "samples": 3}] * 3,  # no float to vary
+    "fromp": [
+        {"tau": 1.0, "prior_precision": 1e-3, "grad_clip": 1.0, "budget": 10},
+        {"tau": 10.0, "prior_precision": 1e-2, "grad_clip": 0.5, "budget": 10},
+        {"tau": 0.1, "prior_precision": 0.1, "grad_clip": 0.0, "budget": 10},
+    ],
+}
+# Where float32 rounding is amplified: (rtol, atol, rounds checked at the module's tolerance
+# first, rtol of the train losses from those rounds on). Measured on these setups: max |Δ| of
+# a member's parameters, population vs single run, under ATEN_CPU_CAPABILITY=default / avx2 /
+# avx512, and a single run of the same config under default or avx2 vs avx512:
+PARAMETER_TOLERANCE = {
+    # weights whose gradient is zero up to rounding (from pixels almost never on, e.g. 0.4-12%
+    # of the digits, that only replayed images light up; from a nearly dead ReLU unit of a
+    # class's VAE): Adam divides such a gradient by its own scale, so its rounding noise becomes
+    # a relative error of the step. DGR on split digits 1.2e-5 / 1.2e-5 / 2.2e-5 (single run
+    # against itself: 1.8e-5); the generative classifier on permuted digits 2.1e-5 / 1.8e-6 /
+    # 1.8e-6 (single run: 1.1e-5). BI-R is within the module's tolerance (3.6e-7).
+    "dgr": (1e-4, 1e-4, 0, 1e-4),
+    "gen_classifier": (1e-4, 1e-4, 0, 1e-4),
+    # FROMP's kernels K = J Σ Jᵀ are ill-conditioned (units of classes the task does not hold
+    # have p_k ≈ 0, so K ≈ εI) and the regulariser applies K⁻¹ (Pan et al. 2020, eq. 9): from the
+    # second task's kernels on, a rounding-level difference in the anchors or the GGN is
+    # amplified. Split digits, member 1 (τ = 10): 9e-7 after task 1, then up to 6.0e-2 / 6.5e-2
+    # / 4.3e-2 (single run against itself: 6.0e-2 / 4.3e-2); accuracy matrices stay within one
+    # sample per cell (measured: none apart), its train losses from task 2 on within 4.0e-2 /
+    # 1.3e-2 / 2.7e-2 relative. Rounds 0-2 keep the module's tolerance.
+    "fromp": (1e-4, 0.1, 3, 0.1),
 }
 BENCHMARKS = ("split-digits", "permuted-digits")
 STEPS = 50  # optimizer steps per task
@@ -123,8 +165,8 @@ def _configs(method: str, benchmark: str, members=None, **overrides) -> list[Run
     ]
 
 
-def test_every_registered_method_is_ported_or_named_as_not_yet():
-    assert set(PORTED) | set(NOT_YET_PORTED) == set(METHODS)
+def test_every_registered_method_is_ported():
+    assert set(PORTED) == set(METHODS)
     assert set(MEMBERS) == set(PORTED)
     for method, members in MEMBERS.items():  # members differ in every float the method has
         floats = {n for n, p in METHODS[method].hyperparams.items() if p.per_member}
@@ -201,8 +243,14 @@ def test_member_parameters_after_every_50_steps_are_the_single_runs(method, digi
         assert len(ours) == len(theirs) == cfg.n_tasks + 1
         flip = _herding_flip(method, population, singles, m)
         checked = len(ours) if flip is None else flip + 1  # the rounds before it tells
+        rtol, atol, exact, _ = PARAMETER_TOLERANCE.get(method, (1e-4, 1e-5, None, None))
         for r, (a, b) in enumerate(zip(ours[:checked], theirs[:checked], strict=True)):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"member {m} round {r}")
+            tol = (
+                dict(rtol=1e-4, atol=1e-5)
+                if exact is None or r < exact
+                else dict(rtol=rtol, atol=atol)
+            )
+            torch.testing.assert_close(a, b, **tol, msg=f"member {m} round {r}")
         if flip is not None:
             flips[m] = (flip, (ours[-1] - theirs[-1]).abs().max().item())
         assert not torch.equal(ours[-1], ours[-2])  # it did train
@@ -229,8 +277,13 @@ def test_member_accuracy_matrices_are_the_single_runs_to_one_sample(method, digi
             apart = samples_apart(a[rows], b[rows], eval_rows(cfg, split))
             assert apart <= 1 + 1e-6, f"member {m}, {split}: {apart:.0f} samples apart"
             worst = max(worst, samples_apart(a, b, eval_rows(cfg, split)))
-        losses = slice(1, None if flip is None else flip + 1)
-        np.testing.assert_allclose(ours.train_loss[losses], theirs.train_loss[losses], rtol=1e-4)
+        last = None if flip is None else flip + 1
+        _, _, exact, loss_rtol = PARAMETER_TOLERANCE.get(method, (0, 0, None, None))
+        for r, (a, b) in enumerate(zip(ours.train_loss, theirs.train_loss, strict=True)):
+            if r == 0 or (last is not None and r >= last):
+                continue
+            rtol = 1e-4 if exact is None or r < exact else loss_rtol
+            np.testing.assert_allclose(a, b, rtol=rtol, err_msg=f"member {m} round {r}")
         if flip is not None:
             flips[m] = (flip, worst)
     if flips:
@@ -316,6 +369,8 @@ def test_conv_net_members_are_the_single_runs(kind, digits, tmp_path):
 NARROWING_NOT_BITWISE = {
     "icarl": "the first layer's weight gradient on 16 + 13 rows depends on M in the last bit",
     "separate": "the 13-unit networks' output weight gradient depends on M in the last bit",
+    "gen_classifier": "its VAEs are M x classes stacked rows: the batch count of every matmul "
+    "changes with M",
 }
 
 

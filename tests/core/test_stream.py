@@ -4,7 +4,7 @@ member of a population draws its own stream, the one it draws alone."""
 import numpy as np
 import pytest
 import torch
-from helpers import population_setup
+from helpers import make_method, population_setup
 
 from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
@@ -123,14 +123,26 @@ def test_stream_run_reports_nominal_task_ends_and_the_curve():
     assert again == points  # deterministic under the seeds
 
 
-@pytest.mark.skip(reason="TODO(issue 16): DGR is being ported to the M-form")
 def test_replay_weights_current_and_replay_equally_in_a_stream():
-    from cl_core.methods.dgr import DGR
-    from cl_core.params import resolve
+    """In a stream the current batch and the replay weigh ½ each, whatever the task (the
+    reference's stream training), not 1/(t+1) as at task boundaries; per member."""
+    from cl_core.models import ModelFactory
 
-    ctx, _, _ = _sampler("fuzzy-boundaries", 8)
-    method = DGR(resolve(DGR.hyperparams, {}, "dgr"), ctx)
+    ctx, _, sampler = _sampler("fuzzy-boundaries", 8, seeds=(0, 1))
+    method = make_method("dgr", ctx, {"z_dim": 8})
     assert method.current_weight(4) == 0.5
+    model = method.build_model(ModelFactory(ctx.cfgs, ctx.input_shape, 10, ctx.device))
+    method.after_task(model, 0)
+    batch, _, _ = sampler.batch(250)
+    noise, replay = method.noise.state_dict(), method.replay_random.state_dict()
+    current = method.current_loss(model, batch)
+    replayed = method.replay_loss(model, 8, 4)
+    method.noise.load_state_dict(noise)
+    method.replay_random.load_state_dict(replay)
+    total = method.loss(model, batch, 4)
+    assert total.shape == (2,)
+    torch.testing.assert_close(total, (current + replayed) / 2, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(current, replayed)
 
 
 @pytest.mark.parametrize(
