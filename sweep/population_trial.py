@@ -21,6 +21,8 @@ from ray import tune
 from cl_core.data import dataset_key
 from cl_core.population import train_population
 from contract import METRICS, SPLITS
+from sweep.console import save_traceback
+from sweep.cost import PopulationMeter
 from sweep.stop_board import take_stops
 from sweep.trainable import TrainFn, _shared_dataset, _Tracker, run_trial
 from sweep.trial_config import population_members, run_config
@@ -53,14 +55,19 @@ def run_population(
     plans = population_members(config) or []
     ids = [plan.trial_id for plan in plans]
     trackers = [_Tracker(bases[plan.unit]["n_tasks"]) for plan in plans]
+    meter = PopulationMeter(len(plans))
+    for i, tracker in enumerate(trackers):
+        tracker.cost = meter.member(i)
     population = None
     try:
         cfgs = [run_config(bases[plan.unit], plan) for plan in plans]
         for tracker, cfg in zip(trackers, cfgs, strict=True):
             tracker.cfg = cfg
         dataset = _shared_dataset(datasets[dataset_key(cfgs[0])])
+        meter.watch(cfgs, dataset)
         population = train_population(cfgs, dataset)
         for reports in population:
+            meter.share(list(reports))
             members = {}
             for i, report in reports.items():
                 trackers[i].reports.append(report)
@@ -72,6 +79,7 @@ def run_population(
             for trial_id in take_stops(board, population_id):
                 population.stop(ids.index(trial_id))
     except Exception as exc:  # a failure of the population is a result of its members
+        save_traceback(exc)
         running = range(len(plans)) if population is None else population.running()
         members = {
             ids[i]: {**trackers[i].metrics(error=exc), "population": population_id} for i in running

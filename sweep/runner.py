@@ -31,6 +31,7 @@ from cl_core.errors import ClsweepError
 from contract import SCHEMA_VERSION, tables
 from contract.schema import CURVES_FILE, META_FILE, STUDY_FILE, TASKS_FILE, TRIALS_FILE
 from sweep import resources
+from sweep.console import RAY_LOG, FailureLines, ray_log_to
 from sweep.lock import SweepLock
 from sweep.results import ResultsStore, read_sweep_json, write_sweep_json
 from sweep.space import SweepSpec
@@ -191,10 +192,14 @@ def run_sweep(spec: SweepSpec, options: Options) -> Path:
     started = False
     owns_ray = False
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our status block says it all
+    ray_log = ray_log_to(folder / RAY_LOG)  # Ray's own messages: a file, not the console
+    ray_log.__enter__()
     try:
         check_folder(spec, folder, options.resume)
         tables.clean_tmp(folder)
         store = open_store(spec, folder)
+        if not options.quiet:
+            store.listeners.append(FailureLines(folder))
         datasets = _load_datasets(spec, options)
         if not options.address:
             capacity = resources.Capacity(
@@ -224,6 +229,7 @@ def run_sweep(spec: SweepSpec, options: Options) -> Path:
 
             ray.shutdown()
         lock.release()
+        ray_log.__exit__(None, None, None)
         if created and not started:
             _remove_if_empty(folder)
     return folder

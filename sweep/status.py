@@ -6,7 +6,8 @@
 
 The ETA divides the trials left by the rate at which trials ended in this run; final-phase trials
 count as planned (top_k x seeds) until their search has ended. Printed when something changed,
-at most every :data:`EVERY_S` seconds, and at least every :data:`QUIET_S` seconds.
+at most every :data:`EVERY_S` seconds, and at least every :data:`QUIET_S` seconds. The best value
+is in percent to 0.1 (percentage points for a difference such as forgetting), as in the report.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
+
+from contract.formatting import format_pm
 
 EVERY_S = 5.0
 QUIET_S = 60.0
@@ -47,7 +50,7 @@ def status_text(
     width = max(len(r["label"]) for r in rows)
     count = max(len(str(r["total"])) for r in rows)
     for r in rows:
-        best = "-" if r["best"] is None else f"{r['best']:.4f}"
+        best = "-" if r["best"] is None else f"{format_pm(r['best'])}%"
         lines.append(
             f"  {r['label']:<{width}}  {r['phase']:<6}  {r['done']:>{count}}/{r['total']:<{count}}"
             f" done, {r['running']} running  best {metric} {best}"
