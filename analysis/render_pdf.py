@@ -30,7 +30,16 @@ from reportlab.platypus import (
 )
 from reportlab.platypus import Table as PdfTable
 
-from analysis.document import Document, Figure, Heading, Table, Text, figure_label, table_label
+from analysis.document import (
+    Columns,
+    Document,
+    Figure,
+    Heading,
+    Table,
+    Text,
+    figure_label,
+    table_label,
+)
 from analysis.plots import DPI
 from analysis.tables import header_frame
 
@@ -41,6 +50,7 @@ CELL_PADDING = 3
 FONT_SIZES = (7.5, 6.8, 6.2)
 """Table font sizes tried in turn until no word of a cell has to be broken."""
 MAX_FIGURE_HEIGHT = 0.78  # of the frame: room for the caption on the same page
+KEY_FIGURE_HEIGHT = 0.36  # the summary's figure: the summary fits the first page
 
 
 @functools.cache
@@ -111,8 +121,12 @@ def _flowables(block, styles, width: float, height: float) -> list:
     if isinstance(block, Table):
         caption = Paragraph(escape(table_label(block)), styles["table caption"])
         return [caption, _table(block, styles, width), Spacer(1, 6)]
+    if isinstance(block, Columns):
+        inner = (*block.left, *block.right)
+        return [f for b in inner for f in _flowables(b, styles, width, height)]
     if isinstance(block, Figure):
-        image = _image(block.png, width, height * MAX_FIGURE_HEIGHT)
+        share = KEY_FIGURE_HEIGHT if block.key else MAX_FIGURE_HEIGHT
+        image = _image(block.png, width, height * share)
         return [KeepTogether([image, Paragraph(escape(figure_label(block)), styles["caption"])])]
     raise TypeError(f"unknown report block {block!r}")
 
