@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.report import build_report
 
     try:
-        written = build_report(args.results, args.out, select_on=args.select_on)
+        written = build_report(
+            args.results, args.out, select_on=args.select_on, compass=args.compass
+        )
     except AnalysisError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
@@ -71,12 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"figures:     {len(written.figures)} files in {written.figures[0].parent}")
     for note in written.notes:
         print(f"note: {note}")
-    if args.compass:
-        from analysis.compass import write_compass
-        from analysis.load import load_results
-
-        paths = write_compass(load_results(args.results), args.out)
-        print(f"compass:     {', '.join(str(p) for p in paths)}")
+    if written.compass:
+        print(f"compass:     {', '.join(str(p) for p in written.compass)}")
     return 0
 
 

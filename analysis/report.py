@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from analysis import plots
+from analysis.compass import write_compass
 from analysis.cost import cost_display, cost_numbers
 from analysis.curves import has_curves, plot_accuracy_over_time
 from analysis.document import Columns, Document, Figure, Heading, Table, Text
@@ -57,6 +58,7 @@ class Report:
     tables: list[Path] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    compass: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -67,11 +69,15 @@ class _Plot:
 
 
 def build_report(
-    paths: str | Path | Sequence[str | Path], out: str | Path, select_on: str = "val_avg_acc"
+    paths: str | Path | Sequence[str | Path],
+    out: str | Path,
+    select_on: str = "val_avg_acc",
+    compass: bool = False,
 ) -> Report:
     """Load the sweeps at ``paths`` and write report.html, report.pdf, tables/ and figures/ to
-    ``out``. A figure that the data cannot support (say, importance from two trials) becomes a
-    note in the report instead of an error; input that supports nothing raises AnalysisError."""
+    ``out`` (and with ``compass`` each sweep's CLEVA-Compass JSON under compass/). A figure that
+    the data cannot support (say, importance from two trials) becomes a note in the report
+    instead of an error; input that supports nothing raises AnalysisError."""
     results = load_results(paths)
     best = best_configs(results, select_on=select_on)
     out = Path(out)
@@ -100,6 +106,8 @@ def build_report(
         _protocol_section(document, results, name)
     write_html(document, report.html)
     write_pdf(document, report.pdf)
+    if compass:
+        report.compass = write_compass(results, out)
     return report
 
 

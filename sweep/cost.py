@@ -71,12 +71,15 @@ def safe_footprint(cfg: RunConfig, dataset: Dataset) -> dict[str, int | None]:
 
 
 def gpu_share() -> float:
-    """The GPUs Ray assigned to this trial (0.25 for a quarter GPU); 0 outside Ray."""
+    """The GPUs Ray assigned to this trial (0.25 for a quarter GPU); 0 outside a Ray worker."""
     import ray
 
     if not ray.is_initialized():
         return 0.0
-    return float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    try:
+        return float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    except AssertionError:  # the driver (Ray asserts it is not a worker): no trial's share
+        return 0.0
 
 
 def _cuda_device(device: str) -> torch.device | None:

@@ -59,23 +59,45 @@ def test_report_writes_html_pdf_tables(report_run):
 
 
 def test_report_is_a_complete_record(report_run):
-    """Protocol first, then the tables, then the figures; search vs final explained."""
+    """The summary first, then the tables, the figures and the protocol as the appendix; search
+    vs final explained; nothing of the protocol left out."""
     out, _ = report_run
     page = (out / "report.html").read_text()
-    order = [page.index(f"<h2>{h}") for h in ("Protocol: sweep ewc-choice", "Results", "Figures")]
+    headings = ("Summary", "Results", "Figures", "Appendix: protocol")
+    order = [page.index(f"<h2>{h}") for h in headings]
     assert order == sorted(order)
+    assert page.index("<h3>Protocol: sweep ewc-choice") > order[-1]
     for text in ("git commit", "versions", "started", "sampler", "budget", "early stopping",
                  "objective", "validation fraction", "seeds (search)", "final phase",
-                 "selection bias", "search val_avg_acc (%)", "final val_avg_acc (%)"):  # fmt: skip
+                 "selection bias", "search val_avg_acc (%)", "final val_avg_acc (%)",
+                 "Fixed settings", "Searched space"):  # fmt: skip
         assert text in page, text
-    assert page.count("<h2>Protocol: sweep ") == 3
+    assert page.count("<h3>Protocol: sweep ") == 3
+
+
+def test_summary_leads_with_the_answer(results, report_run):
+    """Before any protocol table: the reading, the method x scenario table, the chosen
+    configuration of each method and cell with its cost, and the key figure."""
+    from analysis.tables import best_configs
+
+    out, _ = report_run
+    page = html.unescape((out / "report.html").read_text())
+    summary = page.split("<h2>Summary", 1)[1].split("<h2>", 1)[0]
+    assert "Best test average accuracy per cell:" in summary and "Cost:" in summary
+    assert "Table 1. Test average accuracy (%)" in summary
+    assert "Table 2. The configuration chosen for each method and cell" in summary
+    assert "Figure 1. Average accuracy vs tasks learned" in summary
+    for _, row in best_configs(results).iterrows():
+        assert row["params_shown"] in summary
+        assert f"{100 * row['test_avg_acc_mean']:.1f} ±" in summary
+    assert "Run record" not in summary and "Fixed settings" not in summary
 
 
 def test_protocol_lists_every_fixed_setting_of_sweep_json(results, report_run):
     out, _ = report_run
     page = html.unescape((out / "report.html").read_text()).replace("<td >", "<td>")
     for name, info in results.sweeps.items():
-        section = page.split(f"Protocol: sweep {name}", 1)[1].split("<h2>", 1)[0]
+        section = page.split(f"Protocol: sweep {name}", 1)[1].split("<h3>Protocol: ", 1)[0]
         fixed = sweep_protocol(results, name).fixed
         shown = {(r["setting"], r["value"]) for _, r in fixed.iterrows()}
         space = info.meta["space"]
