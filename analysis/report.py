@@ -142,9 +142,8 @@ def _summary_section(
         "bound) first, joint training (upper bound) last."
     )
     summary_caption = (
-        f"The configuration chosen for each method and cell (best mean {select_on} over the "
-        "final phase's fresh seeds, else over the search), its test average accuracy and what "
-        "its study cost, search and final phase together."
+        f"Chosen configuration of each method and cell (best mean {select_on} over the final "
+        "phase's fresh seeds), its test average accuracy and its study's cost (search + final)."
     )
     comparison = Table(comparison_table(best), comparison_caption)
     chosen = Table(summary_display(results, best), summary_caption)

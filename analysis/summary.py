@@ -13,7 +13,7 @@ from analysis.cost import cost_axis, cost_trials, study_cost
 from analysis.load import CELL_KEYS, Results
 from analysis.order import cell_title, scenario_label
 from analysis.tables import PCT
-from contract.formatting import DASH, format_duration, format_hours, format_pm, format_short
+from contract.formatting import format_duration, format_hours, format_pm
 
 
 def reading(results: Results, best: pd.DataFrame) -> str:
@@ -49,23 +49,24 @@ def _cost_sentence(results: Results) -> str:
 
 def compute_text(seconds: float, unit: str) -> str:
     """'1.25 CPU-hours', or under six minutes '21.2 s of CPU time' (hours that small read badly)."""
-    kind = unit.split("-")[0] if "-hours" in unit else "trial"
     if seconds < 360:
-        return f"{format_duration(seconds)} of {kind} time"
+        return f"{format_duration(seconds)} of {_kind(unit)}"
     return f"{format_hours(seconds)} {unit.split(' (')[0]}"
 
 
 def summary_display(results: Results, best: pd.DataFrame) -> pd.DataFrame:
-    """method, cell, configuration (4 significant digits), test average accuracy, compute."""
+    """method, cell, configuration (4 significant digits), test average accuracy, and what its
+    study cost (search + final phase) as a span of CPU (or GPU) time."""
     cost = _with_cost(results, best)
-    unit = cost["unit"].iloc[0].split(" (")[0]
+    shared = best[["benchmark", "n_tasks"]].drop_duplicates().shape[0] == 1
+    cells = [
+        scenario_label(s) if shared else f"{b} ({n} tasks), {scenario_label(s)}"
+        for b, s, n in best[["benchmark", "scenario", "n_tasks"]].itertuples(index=False)
+    ]
     return pd.DataFrame(
         {
             "method": best["method"].to_numpy(),
-            "cell": [
-                f"{b}, {scenario_label(s)}, {n}"
-                for b, s, n in best[["benchmark", "scenario", "n_tasks"]].itertuples(index=False)
-            ],
+            "cell": cells,
             "configuration": best["params_shown"].to_numpy(),
             "test avg. acc. (%)": [
                 format_pm(m, s, int(n))
@@ -73,9 +74,14 @@ def summary_display(results: Results, best: pd.DataFrame) -> pd.DataFrame:
                     index=False
                 )
             ],
-            unit: [DASH if pd.isna(h) else format_short(h, 3) for h in cost["hours"]],
+            _kind(cost["unit"].iloc[0]): [format_duration(3600 * h) for h in cost["hours"]],
         }
     )
+
+
+def _kind(unit: str) -> str:
+    """'CPU time' for CPU-hours, 'GPU time', or 'trial time' (wall clock)."""
+    return f"{unit.split('-')[0]} time" if "-hours" in unit else "trial time"
 
 
 def summary_numbers(results: Results, best: pd.DataFrame) -> pd.DataFrame:

@@ -85,7 +85,7 @@ def test_summary_leads_with_the_answer(results, report_run):
     summary = page.split("<h2>Summary", 1)[1].split("<h2>", 1)[0]
     assert "Best test average accuracy per cell:" in summary and "Cost:" in summary
     assert "Table 1. Test average accuracy (%)" in summary
-    assert "Table 2. The configuration chosen for each method and cell" in summary
+    assert "Table 2. Chosen configuration of each method and cell" in summary
     assert "Figure 1. Average accuracy vs tasks learned" in summary
     for _, row in best_configs(results).iterrows():
         assert row["params_shown"] in summary
