@@ -98,9 +98,8 @@ def flat(blocks: list[Block]) -> list[Heading | Text | Table | Figure]:
     return out
 
 
-def table_label(table: Table) -> str:
-    return f"Table {table.number}. {table.caption}"
-
-
-def figure_label(figure: Figure) -> str:
-    return f"Figure {figure.number}. {figure.title}. {figure.caption}"
+def label(block: Table | Figure) -> str:
+    """'Table 3. <caption>' or 'Figure 2. <title>. <caption>': a block's numbered caption."""
+    if isinstance(block, Table):
+        return f"Table {block.number}. {block.caption}"
+    return f"Figure {block.number}. {block.title}. {block.caption}"

@@ -142,6 +142,12 @@ def plot_task_curves(results: Results, sweep: str, trial_id: str, split: str = "
     return fig
 
 
+def in_cell(frame: pd.DataFrame, benchmark: str, scenario: str, n_tasks: int) -> pd.DataFrame:
+    """The rows of ``frame`` in one scenario cell."""
+    mask = (frame["benchmark"] == benchmark) & (frame["scenario"] == scenario)
+    return frame[mask & (frame["n_tasks"] == n_tasks)]
+
+
 def plot_average_accuracy(results: Results, best: pd.DataFrame, split: str = "test") -> Figure:
     """Average accuracy after each task (R5) per method, mean ± SEM band over the chosen seeds.
 
@@ -152,12 +158,7 @@ def plot_average_accuracy(results: Results, best: pd.DataFrame, split: str = "te
     cells = ordered_cells(best)
     fig, panels = _cell_panels(cells, width=4.6, height=3.6, sharey=True)
     for (_, (benchmark, scenario, n_tasks)), (ax, _) in panels.items():
-        rows = best[
-            (best["benchmark"] == benchmark)
-            & (best["scenario"] == scenario)
-            & (best["n_tasks"] == n_tasks)
-        ]
-        for _, row in rows.iterrows():
+        for _, row in in_cell(best, benchmark, scenario, n_tasks).iterrows():
             curves = np.array(
                 [
                     average_accuracy(results.matrix(row["sweep"], tid, split)[1:])
@@ -314,12 +315,7 @@ def plot_accuracy_cost(results: Results, best: pd.DataFrame) -> Figure:
     chosen = best.merge(cost, on=["sweep", *CELL_KEYS], how="left")
     fig, panels = _cell_panels(ordered_cells(best), width=4.8, height=3.9, sharey=True)
     for (_, (benchmark, scenario, n_tasks)), (ax, _) in panels.items():
-        rows = chosen[
-            (chosen["benchmark"] == benchmark)
-            & (chosen["scenario"] == scenario)
-            & (chosen["n_tasks"] == n_tasks)
-        ]
-        for _, row in rows.iterrows():
+        for _, row in in_cell(chosen, benchmark, scenario, n_tasks).iterrows():
             err = row["test_avg_acc_sem"]
             ax.errorbar(
                 row["hours"],

@@ -10,16 +10,7 @@ import base64
 import html
 from pathlib import Path
 
-from analysis.document import (
-    Columns,
-    Document,
-    Figure,
-    Heading,
-    Table,
-    Text,
-    figure_label,
-    table_label,
-)
+from analysis.document import Columns, Document, Figure, Heading, Table, Text, label
 from analysis.tables import header_frame
 
 STYLE = """
@@ -74,7 +65,7 @@ def _block(block) -> str:
 
 
 def _table(table: Table) -> str:
-    caption = html.escape(table_label(table))
+    caption = html.escape(label(table))
     if table.key_value:
         rows = "".join(
             f"<tr><th scope=row>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
@@ -91,5 +82,5 @@ def _figure(figure: Figure) -> str:
     css = ' class="key"' if figure.key else ""
     return (
         f'<figure{css}><img alt="{html.escape(figure.title)}" src="data:image/png;base64,{png}">'
-        f"<figcaption>{html.escape(figure_label(figure))}</figcaption></figure>"
+        f"<figcaption>{html.escape(label(figure))}</figcaption></figure>"
     )

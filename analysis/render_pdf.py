@@ -30,16 +30,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus import Table as PdfTable
 
-from analysis.document import (
-    Columns,
-    Document,
-    Figure,
-    Heading,
-    Table,
-    Text,
-    figure_label,
-    table_label,
-)
+from analysis.document import Columns, Document, Figure, Heading, Table, Text, label
 from analysis.plots import DPI
 from analysis.tables import header_frame
 
@@ -119,7 +110,7 @@ def _flowables(block, styles, width: float, height: float) -> list:
     if isinstance(block, Text):
         return [Paragraph(escape(block.text), styles["note" if block.note else "body"])]
     if isinstance(block, Table):
-        caption = Paragraph(escape(table_label(block)), styles["table caption"])
+        caption = Paragraph(escape(label(block)), styles["table caption"])
         return [caption, _table(block, styles, width), Spacer(1, 6)]
     if isinstance(block, Columns):
         inner = (*block.left, *block.right)
@@ -127,7 +118,7 @@ def _flowables(block, styles, width: float, height: float) -> list:
     if isinstance(block, Figure):
         share = KEY_FIGURE_HEIGHT if block.key else MAX_FIGURE_HEIGHT
         image = _image(block.png, width, height * share)
-        return [KeepTogether([image, Paragraph(escape(figure_label(block)), styles["caption"])])]
+        return [KeepTogether([image, Paragraph(escape(label(block)), styles["caption"])])]
     raise TypeError(f"unknown report block {block!r}")
 
 
