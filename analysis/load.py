@@ -138,8 +138,8 @@ class Results:
     def matrix(self, sweep: str, trial_id: str, split: str = "test") -> np.ndarray:
         """The accuracy matrix of one trial, (tasks learned + 1) x T, row 0 = untrained model.
 
-        So ``matrix[i + 1][j]`` is R5's R[i][j] and ``matrix[0]`` is b (REFERENCE.md R5); rows
-        stop at the last task the trial learned.
+        So ``matrix[i + 1][j]`` is R[i][j] and ``matrix[0]`` is b (docs/references.md, Metrics);
+        rows stop at the last task the trial learned.
         """
         tasks = self.tasks
         rows = tasks[

@@ -425,7 +425,9 @@ def plot_search_progress(results: Results, sweep: str) -> Figure:
 
 
 def average_accuracy(R: np.ndarray) -> np.ndarray:
-    """Average accuracy after each task i: mean over j <= i of R[i][j] (REFERENCE.md R5).
+    """Average accuracy after each task i: mean over j <= i of R[i][j].
+
+    Lopez-Paz & Ranzato 2017 (docs/references.md, Metrics).
 
     The same formula as ``cl_core.metrics.average_accuracy`` (a test checks they agree); analysis
     keeps its own copy so that it runs without the core (and torch) installed.

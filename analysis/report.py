@@ -166,8 +166,8 @@ def _key_plot(results: Results, best: pd.DataFrame) -> _Plot:
     return _Plot(
         "Average accuracy vs tasks learned",
         "Each method at its chosen configuration; test average accuracy over the tasks "
-        "learned so far (REFERENCE R5), mean ± SEM band over the seeds of the tables. One "
-        "panel per cell, on one y-axis.",
+        "learned so far (Lopez-Paz & Ranzato 2017), mean ± SEM band over the seeds of the "
+        "tables. One panel per cell, on one y-axis.",
         lambda: plots.plot_average_accuracy(results, best),
     )
 
@@ -224,8 +224,9 @@ def _results_section(
         "phase's fresh seeds (the number it was chosen by)."
     )
     metrics_caption = (
-        "Test metrics of the chosen configurations (REFERENCE R5): mean ± SEM over n seeds; "
-        "accuracies in %, forgetting, BWT and FWT in percentage points."
+        "Test metrics of the chosen configurations (average accuracy and BWT, FWT: Lopez-Paz & "
+        "Ranzato 2017; forgetting: Chaudhry et al. 2018): mean ± SEM over n seeds; accuracies "
+        "in %, forgetting, BWT and FWT in percentage points."
     )
     cost_caption = (
         "Cost per method and sweep (last row: the sweep's total), search / final phase: the "

@@ -1,9 +1,9 @@
 """Result tables: the best configuration per method and scenario cell; method x scenario.
 
-Selection follows the project's protocol (DESIGN.md, Data): configurations are chosen on validation,
-test accuracy is only reported. Numbers are mean ± SEM over seeds, SEM = sample standard deviation
-(ddof=1) / sqrt(n), as in the three-scenario literature (REFERENCE.md R4). Frames keep fractions;
-what a reader sees is percent in one format (:mod:`contract.formatting`), and the CSV files hold
+Configurations are chosen on validation, test accuracy is only reported. Numbers are mean ± SEM
+over seeds, SEM = sample standard deviation (ddof=1) / sqrt(n), as in the three-scenario
+literature (docs/references.md, The three-scenario protocol). Frames keep fractions; what a
+reader sees is percent in one format (:mod:`contract.formatting`), and the CSV files hold
 the same numbers in percent at full precision, one number per column.
 """
 
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 METRICS = ("avg_acc", "forgetting", "bwt", "fwt", "plasticity")
-"""The R5 metrics (REFERENCE.md) reported per table row, on the test split."""
+"""The metrics (docs/references.md, Metrics) reported per table row, on the test split."""
 METRIC_HEADERS = {
     "avg_acc": "avg. acc. (%)",
     "forgetting": "forgetting (pp)",
@@ -146,9 +146,10 @@ def params_shown(results: Results, trial: pd.Series) -> str:
 def comparison_table(best: pd.DataFrame, metric: str = "avg_acc") -> pd.DataFrame:
     """Methods x (benchmark, scenario): test ``metric`` as 'mean ± SEM (n=..)' in percent.
 
-    The layout of the three-scenario papers (REFERENCE.md R4): one row per method (the index,
-    named ``method``), one column per scenario, grouped by benchmark and task count: a two-level
-    column index ``(benchmark (n tasks), Task-IL)``. Empty where a method was not run in a cell.
+    The layout of the three-scenario papers (docs/references.md, The three-scenario protocol):
+    one row per method (the index, named ``method``), one column per scenario, grouped by
+    benchmark and task count: a two-level column index ``(benchmark (n tasks), Task-IL)``. Empty
+    where a method was not run in a cell.
     """
     numbers = comparison_numbers(best, metric)
     value = numbers.apply(

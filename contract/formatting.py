@@ -26,7 +26,8 @@ SHOWN_DIGITS = 4
 def sem(values: object) -> float:
     """Standard error of the mean: sample std (ddof=1) / sqrt(n); NaN for fewer than two values.
 
-    The ± of the three-scenario literature (van de Ven et al. 2022, REFERENCE.md R4).
+    The ± of the three-scenario literature (van de Ven et al. 2022; docs/references.md, The
+    three-scenario protocol).
     """
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]

@@ -1,9 +1,10 @@
 """The metric registry: every metric of a trial's accuracy matrix, its direction and when it exists.
 
-The formulas live in ``cl_core.metrics`` (REFERENCE.md R5); this registry states what the rest of
-the project needs to know about them without importing the core: whether higher is better, and
-whether the metric is defined after every task (so that a scheduler may compare trials part-way)
-or only over the full task sequence. Columns in trials.parquet are ``<split>_<name>``.
+The formulas live in ``cl_core.metrics`` (docs/references.md, Metrics); this registry states
+what the rest of the project needs to know about them without importing the core: whether higher
+is better, and whether the metric is defined after every task (so that a scheduler may compare
+trials part-way) or only over the full task sequence. Columns in trials.parquet are
+``<split>_<name>``.
 """
 
 from __future__ import annotations
