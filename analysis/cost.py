@@ -17,7 +17,7 @@ import pandas as pd
 
 from analysis.load import CELL_KEYS, Results
 from analysis.order import method_order
-from contract.formatting import DASH, format_count, format_duration, format_hours
+from contract.formatting import DASH, format_count, format_duration
 from contract.schema import COST_COLUMNS
 
 ALL = "all methods"
@@ -68,7 +68,8 @@ def _sums(trials: pd.DataFrame) -> dict[str, float]:
 
 
 def cost_display(numbers: pd.DataFrame) -> pd.DataFrame:
-    """:func:`cost_numbers` for a reader: hours to 3 significant digits, search / final."""
+    """:func:`cost_numbers` for a reader: spans of time (``4.4 s``, ``2 h 07 min``), search /
+    final phase."""
 
     def pair(row: pd.Series, column: str, fmt) -> str:
         search, final = row[f"search_{column}"], row[f"final_{column}"]
@@ -85,8 +86,8 @@ def cost_display(numbers: pd.DataFrame) -> pd.DataFrame:
                 "method": row["method"],
                 "trials (search / final)": f"{row['search_trials']} / {row['final_trials']}",
                 "trial time (search / final)": pair(row, "wall_time_s", format_duration),
-                "CPU-hours (search / final)": pair(row, "cpu_time_s", format_hours),
-                "GPU-hours (search / final)": pair(row, "gpu_time_s", format_hours),
+                "CPU time (search / final)": pair(row, "cpu_time_s", format_duration),
+                "GPU time (search / final)": pair(row, "gpu_time_s", format_duration),
                 "trainable parameters": format_count(row["max_trainable_params"]),
                 "stored samples": format_count(row["max_stored_samples"]),
                 "peak memory (MiB)": DASH if math.isnan(memory) else f"{memory / MIB:,.0f}",

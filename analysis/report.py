@@ -230,7 +230,7 @@ def _results_section(
     )
     cost_caption = (
         "Cost per method and sweep (last row: the sweep's total), search / final phase: the "
-        "trials' summed wall time, CPU-hours and GPU-hours (a fractional GPU counted as its "
+        "trials' summed wall time, CPU time and GPU time (a fractional GPU counted as its "
         "share), and the largest trainable-parameter count, stored samples (the memory budget) "
         "and peak device memory (CUDA only) of its trials. 'not recorded': a sweep written "
         "before results schema 4."

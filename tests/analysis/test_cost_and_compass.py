@@ -102,11 +102,11 @@ def test_older_sweeps_still_load_and_read_not_recorded():
     assert set(results.trials["schema_version"]) == {1, 4}
     shown = cost_display(cost_numbers(results))
     old = shown[shown["sweep"] == "quickstart"].iloc[0]
-    assert old["CPU-hours (search / final)"] == "not recorded"
+    assert old["CPU time (search / final)"] == "not recorded"
     assert old["trainable parameters"] == "–"
     assert old["trial time (search / final)"] != "not recorded"  # wall time was always there
     new = shown[shown["sweep"] == "two-methods"]
-    assert (new["CPU-hours (search / final)"] != "not recorded").all()
+    assert (new["CPU time (search / final)"] != "not recorded").all()
 
 
 def test_accuracy_cost_figure_draws_each_chosen_configuration(two, raw):
@@ -189,6 +189,6 @@ def test_report_compass_cli_writes_valid_files(tmp_path: Path):
             e for e in combined["entries"] if e["label"] == single["entries"][0]["label"]
         ]
     page = (tmp_path / "report.html").read_text()
-    assert "Accuracy vs cost" in page and "CPU-hours (search / final)" in page
+    assert "Accuracy vs cost" in page and "CPU time (search / final)" in page
     cost = pd.read_csv(tmp_path / "tables" / "cost.csv")
     assert np.isclose(cost["search_cpu_time_s"].iloc[-1], cost["search_cpu_time_s"][:-1].sum())
