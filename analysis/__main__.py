@@ -4,8 +4,8 @@
 stream runs (curves.parquet), as a figure and its averaged points.
 
 Usage errors (not a sweep, wrong schema, nothing completed) print one line on stderr and exit 2,
-as every clsweep CLI does; tracebacks are left for bugs. ``--compass`` also writes the
-CLEVA-Compass JSON of each sweep's methods (:mod:`analysis.compass`).
+as every clsweep CLI does (docs/design.md, Conventions); tracebacks are left for bugs.
+``--compass`` also writes the CLEVA-Compass JSON of each sweep's methods (:mod:`analysis.compass`).
 """
 
 from __future__ import annotations

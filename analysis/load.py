@@ -117,7 +117,8 @@ class Results:
 
     @property
     def completed(self) -> pd.DataFrame:
-        """Trials that learned every task; only they carry the full-sequence R5 metrics."""
+        """Trials that learned every task; only they carry the full-sequence metrics
+        (docs/references.md, Metrics)."""
         return self.trials[self.trials["status"] == COMPLETED]
 
     def sweep(self, name: str | None = None) -> SweepInfo:
@@ -138,8 +139,8 @@ class Results:
     def matrix(self, sweep: str, trial_id: str, split: str = "test") -> np.ndarray:
         """The accuracy matrix of one trial, (tasks learned + 1) x T, row 0 = untrained model.
 
-        So ``matrix[i + 1][j]`` is R[i][j] and ``matrix[0]`` is b (docs/references.md, Metrics);
-        rows stop at the last task the trial learned.
+        So ``matrix[i + 1][j]`` is R[i][j] and ``matrix[0]`` is b (docs/references.md,
+        Metrics); rows stop at the last task the trial learned.
         """
         tasks = self.tasks
         rows = tasks[

@@ -77,7 +77,8 @@ def method_color(method: str) -> tuple:
 def plot_accuracy_matrix(
     results: Results, sweep: str, trial_id: str, split: str = "test"
 ) -> Figure:
-    """Heatmap of one trial's accuracy matrix: row i = after learning task i (R5's R[i][j]).
+    """Heatmap of one trial's accuracy matrix: row i = after learning task i (R[i][j],
+    docs/references.md, Metrics).
 
     The top row is the untrained model (b_j); cells right of the diagonal are tasks not yet learned
     (they feed FWT). Reading down a column shows a task being forgotten.
@@ -129,7 +130,7 @@ def plot_task_curves(results: Results, sweep: str, trial_id: str, split: str = "
         learned = steps >= j + 1
         ax.plot(steps[: j + 2], matrix[: j + 2, j], ls=":", color=color, alpha=0.6)
         ax.plot(steps[learned], matrix[learned, j], "-o", color=color, ms=4, label=f"task {j + 1}")
-    ax.plot(steps[1:], 100 * average_accuracy(matrix[1:] / 100), "k--", lw=2, label="average (R5)")
+    ax.plot(steps[1:], 100 * average_accuracy(matrix[1:] / 100), "k--", lw=2, label="average")
     ax.set_xticks(steps, ["0"] + [str(s) for s in steps[1:]])
     ax.set_xlabel("tasks learned")
     ax.set_ylabel(f"{split} accuracy (%)")
@@ -149,7 +150,8 @@ def in_cell(frame: pd.DataFrame, benchmark: str, scenario: str, n_tasks: int) ->
 
 
 def plot_average_accuracy(results: Results, best: pd.DataFrame, split: str = "test") -> Figure:
-    """Average accuracy after each task (R5) per method, mean ± SEM band over the chosen seeds.
+    """Average accuracy after each task (docs/references.md, Metrics) per method, mean ± SEM
+    band over the chosen seeds.
 
     One panel per scenario cell (a row per benchmark and task count, a column per scenario, on
     one y-axis); each method uses its best configuration (``best`` from
@@ -265,7 +267,8 @@ def plot_stability_plasticity(
     """Stability-plasticity trade-off: forgetting (x, lower is more stable) against plasticity or
     average accuracy (y), one point per completed trial, with each cell's Pareto front.
 
-    Plasticity is R5's mean R[j][j], forgetting Chaudhry et al. 2018 (R5). The front holds the
+    Plasticity is the mean R[j][j] (learning accuracy), forgetting Chaudhry et al.'s (2018)
+    average forgetting (docs/references.md, Metrics). The front holds the
     trials no other trial beats on both axes. Defaults to validation, because picking a point on
     the front is a selection.
     """

@@ -1,9 +1,10 @@
 """Result tables: the best configuration per method and scenario cell; method x scenario.
 
-Configurations are chosen on validation, test accuracy is only reported. Numbers are mean ± SEM
-over seeds, SEM = sample standard deviation (ddof=1) / sqrt(n), as in the three-scenario
-literature (docs/references.md, The three-scenario protocol). Frames keep fractions; what a
-reader sees is percent in one format (:mod:`contract.formatting`), and the CSV files hold
+Selection follows the project's protocol (docs/design.md, Conventions): configurations are chosen
+on validation, test accuracy is only reported. Numbers are mean ± SEM over seeds, SEM = sample
+standard deviation (ddof=1) / sqrt(n), as in the three-scenario literature (van de Ven & Tolias
+2019; docs/references.md, The three-scenario protocol). Frames keep fractions;
+what a reader sees is percent in one format (:mod:`contract.formatting`), and the CSV files hold
 the same numbers in percent at full precision, one number per column.
 """
 
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 METRICS = ("avg_acc", "forgetting", "bwt", "fwt", "plasticity")
-"""The metrics (docs/references.md, Metrics) reported per table row, on the test split."""
+"""The metrics reported per table row, on the test split (docs/references.md, Metrics)."""
 METRIC_HEADERS = {
     "avg_acc": "avg. acc. (%)",
     "forgetting": "forgetting (pp)",
@@ -71,8 +72,8 @@ def best_configs(results: Results, select_on: str = "val_avg_acc") -> pd.DataFra
     ``n``, ``select_on``, ``val_score`` / ``val_sem`` (the selection score over the chosen trials),
     ``search_val`` (the chosen configuration's ``select_on`` in the search: the number it won the
     search with), ``configs_searched`` and ``test_<metric>_mean`` / ``test_<metric>_sem`` for each
-    R5 metric. Whether higher or lower ``select_on`` is better is read from the sweeps'
-    sweep.json (the objective's recorded mode, else the metric registry it recorded).
+    metric of :data:`METRICS`. Whether higher or lower ``select_on`` is better is read from the
+    sweeps' sweep.json (the objective's recorded mode, else the metric registry it recorded).
     """
     if not select_on.startswith("val_"):
         raise AnalysisError(
@@ -146,10 +147,10 @@ def params_shown(results: Results, trial: pd.Series) -> str:
 def comparison_table(best: pd.DataFrame, metric: str = "avg_acc") -> pd.DataFrame:
     """Methods x (benchmark, scenario): test ``metric`` as 'mean ± SEM (n=..)' in percent.
 
-    The layout of the three-scenario papers (docs/references.md, The three-scenario protocol):
-    one row per method (the index, named ``method``), one column per scenario, grouped by
-    benchmark and task count: a two-level column index ``(benchmark (n tasks), Task-IL)``. Empty
-    where a method was not run in a cell.
+    The layout of the three-scenario papers (van de Ven & Tolias 2019, 2022): one row per method
+    (the index, named ``method``), one column per scenario, grouped by benchmark and task count: a
+    two-level column index ``(benchmark (n tasks), Task-IL)``. Empty where a method was not run in
+    a cell.
     """
     numbers = comparison_numbers(best, metric)
     value = numbers.apply(

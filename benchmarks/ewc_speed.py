@@ -1,10 +1,10 @@
-"""Speed: R1's classic Permuted MNIST EWC run (3 tasks), clsweep vs the plain way.
+"""Speed: the classic Permuted MNIST EWC run (3 tasks), clsweep vs the plain way.
 
-The plain way is how such scripts are usually written: a torchvision dataset with ``ToTensor``
-(a PIL image per sample), a per-sample ``DataLoader`` applying the permutation per item, a Python
-loop over parameters for the penalty, and R1's batch Fisher through the same loader. Both sides
-include data loading and evaluation; they run alternately in one process, so the ratio is measured
-side by side on the same machine.
+The plain way is how such scripts are usually written: a torchvision dataset with ``ToTensor`` (a
+PIL image per sample), a per-sample ``DataLoader`` applying the permutation per item, a Python loop
+over parameters for the penalty, and the classic script's batch Fisher through the same loader. Both
+sides include data loading and evaluation; they run alternately in one process, so the ratio is
+measured side by side on the same machine.
 
     python benchmarks/ewc_speed.py --data-root ../shared/data [--repeats 2] [--threads 1]
 """

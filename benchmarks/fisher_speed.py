@@ -1,7 +1,7 @@
 """Speed: per-sample empirical Fisher, torch.func (vmap over grad) vs a loop of batch-1 backwards.
 
-Permuted-digits tasks keep it offline; the model is R1's 784-style MLP width (400, 400, 400) on
-64 inputs. Both sides compute the same diagonal over the same samples, checked to agree.
+Permuted-digits tasks keep it offline; the model has the classic Permuted MNIST widths (400, 400,
+400) on 64 inputs. Both sides compute the same diagonal over the same samples, checked to agree.
 
     python benchmarks/fisher_speed.py [--samples 1000] [--device cpu]
 """

@@ -1,9 +1,9 @@
 """Speed: cost per training step of DGR and BI-R (and the other new methods) relative to finetune.
 
 All methods are timed side by side in one process on the same batches of Split MNIST class-IL
-(R4 sizes: MLP 784-400-400-10, batch 128), on task 2 of 5 with replay active (the previous
-model snapshot taken after task 1). Rounds interleave the methods so that a busy machine slows
-them alike; the median seconds per step over rounds is reported, and its ratio to finetune.
+(three-scenario sizes: MLP 784-400-400-10, batch 128), on task 2 of 5 with replay active (the
+previous model snapshot taken after task 1). Rounds interleave the methods so that a busy machine
+slows them alike; the median seconds per step over rounds is reported, and its ratio to finetune.
 
     python benchmarks/generative_speed.py --data-root ../shared/data --steps 20 --rounds 5
 """

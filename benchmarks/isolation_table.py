@@ -1,4 +1,4 @@
-"""Quality: parameter isolation on Split MNIST task-IL (R4 protocol), mean ± SEM over seeds.
+"""Quality: parameter isolation on Split MNIST task-IL (three-scenario protocol), mean ± SEM.
 
 Each run is `python -m cl_core --preset vdv-split --scenario task --method M --seed N ...` with
 the methods' literature defaults (XdG gating_prop 0.9; separate networks: the parameter-matched

@@ -10,10 +10,10 @@ Both sides must agree (max difference of the final test accuracies, printed).
 
 Protocols: ``quickstart`` (permuted digits, 5 tasks, MLP 100-100, 10 epochs, batch 32; as
 search_spaces/quickstart.yaml), ``r1`` (the classic-permuted preset: Permuted MNIST, 3 tasks,
-784-400-400-400, 2 epochs, batch 256, R1's batch Fisher), ``vdv-permuted`` (the vdv-permuted
-preset: 10 tasks of 5,000 iterations, 1024-1000-1000; for a GPU). ``--compare-backends``
-measures the population's two stacked forms (batched matmuls vs torch.func vmap over the
-models) instead of the per-trial path.
+784-400-400-400, 2 epochs, batch 256, the classic script's batch Fisher), ``vdv-permuted`` (the
+vdv-permuted preset: 10 tasks of 5,000 iterations, 1024-1000-1000; for a GPU).
+``--compare-backends`` measures the population's two stacked forms (batched matmuls vs torch.func
+vmap over the models) instead of the per-trial path.
 
     python benchmarks/population_speed.py --protocol quickstart --sizes 1 8 32 128
     python benchmarks/population_speed.py --protocol r1 --sizes 1 8 --repeats 1 --per-trial 1

@@ -1,12 +1,12 @@
 """Speed: the per-step cost of the replay methods relative to fine-tuning, side by side.
 
-Each method is set up as on the second task of the R4 Split MNIST protocol (class-IL, MLP
-400-400, batch 128, Adam, memory 100 per class): its first task is trained for a few hundred
-steps so that its memory holds that task (ER, A-GEM, iCaRL: 100 exemplars per class; DER/DER++:
-a full reservoir of 1,000 samples with logits), then steps of the second task are timed. The
-methods take turns within each repeat, so the ratios compare runs on the same machine under the
-same load; the table gives the median time per step and the median over repeats of its ratio
-to fine-tuning's time in the same repeat.
+Each method is set up as on the second task of the three-scenario Split MNIST protocol (class-IL,
+MLP 400-400, batch 128, Adam, memory 100 per class): its first task is trained for a few hundred
+steps so that its memory holds that task (ER, A-GEM, iCaRL: 100 exemplars per class; DER/DER++: a
+full reservoir of 1,000 samples with logits), then steps of the second task are timed. The methods
+take turns within each repeat, so the ratios compare runs on the same machine under the same load;
+the table gives the median time per step and the median over repeats of its ratio to fine-tuning's
+time in the same repeat.
 
     python benchmarks/replay_speed.py --data-root ../shared/data [--steps 200] [--repeats 5]
 """

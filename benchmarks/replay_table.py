@@ -1,4 +1,4 @@
-"""Quality: the replay family on Split MNIST class-IL (R4 protocol), mean ± SEM over seeds.
+"""Quality: the replay family on Split MNIST class-IL (three-scenario protocol), mean ± SEM.
 
 Per method, two stages:
 1. Selection on VALIDATION, seed 1: the method's small grid (below) is run and the config with
@@ -29,9 +29,10 @@ import torch
 from cl_core.__main__ import main as run_cli
 from contract.formatting import sem
 
-# the candidates of each method, chosen among on seed 1's validation accuracy; the first entry
-# of each list is the literature default (ER, A-GEM: R4; iCaRL: the paper's T = 1, R4's code uses
-# 2; DER/DER++: the paper's Seq-MNIST best at buffer 500). Small, because a run costs minutes.
+# the candidates of each method, chosen among on seed 1's validation accuracy; the first entry of
+# each list is the literature default (ER, A-GEM: the three-scenario code; iCaRL: the paper's T = 1,
+# the three-scenario code uses 2; DER/DER++: the paper's Seq-MNIST best at buffer 500). Small,
+# because a run costs minutes.
 GRID: dict[str, list[dict[str, float | str]]] = {
     "er": [{}],
     "icarl": [{"temperature": 1.0}, {"temperature": 2.0}],

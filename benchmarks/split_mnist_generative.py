@@ -1,4 +1,4 @@
-"""Quality: Split MNIST class-IL (R4 protocol), generative replay and FROMP against the baselines.
+"""Quality: Split MNIST class-IL (three-scenario protocol): generative replay, FROMP, baselines.
 
 Each run is `python -m cl_core --preset vdv-split --scenario class --method M [--param ...]
 --seed N`; its JSON lands in --out as <row>-s<N>.json (existing files are reused, so an
@@ -8,8 +8,9 @@ subset. Prints a Markdown table of final average test accuracy (mean ± SEM over
     nice -n 19 python benchmarks/split_mnist_generative.py --data-root ../shared/data \
         --out split-gen --seeds 1 2 3
 
-Hyperparameters are the literature values of the three-scenario code base (REFERENCE R4, R7;
-params/param_values.py for class-IL Split MNIST), never chosen on test.
+Hyperparameters are the literature values of the three-scenario code base (its
+params/param_values.py for class-IL Split MNIST; docs/references.md, The three-scenario protocol
+and Method sources), never chosen on test.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Quality: Split MNIST (R4 protocol, 5 tasks, one seed), five methods in task- and class-IL.
+"""Quality: Split MNIST (three-scenario protocol, 5 tasks, one seed), five methods, task-/class-IL.
 
 Each run is `python -m cl_core --preset vdv-split --scenario S --method M ...`; its JSON lands in
 --out as S-M.json (existing files are reused, so an interrupted table resumes). Prints a Markdown

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import json
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from cl_core.cli_help import config_defaults, defaults_formatter
+from cl_core.cli_help import add_choice, config_defaults, defaults_formatter
 from cl_core.config import OPTIMIZERS, RunConfig, parse_hidden
 from cl_core.data import BENCHMARKS, SCENARIOS, load_dataset
 from cl_core.errors import ClsweepError
@@ -63,15 +61,10 @@ HELP_DEFAULTS = {"data_root": "~/.cache/clsweep/data when CLSWEEP_DATA is unset"
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad command line is one line on stderr (exit 2), not a usage block; an
-    invalid choice names the closest valid one."""
+    invalid choice names the closest valid one (flags with fixed values check them themselves:
+    cli_help.Choice, whatever text this Python's argparse would print)."""
 
     def error(self, message: str) -> NoReturn:
-        bad = re.match(r"(argument \S+: invalid choice: '([^']*)') \(choose from (.*)\)$", message)
-        if bad:
-            choices = re.findall(r"'([^']*)'", bad.group(3))
-            close = difflib.get_close_matches(bad.group(2), choices, n=1)
-            fix = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(choices)}"
-            message = f"{bad.group(1)}; {fix}"
         self.exit(2, f"error: {message}; see python -m cl_core --help\n")
 
 
@@ -82,13 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         "default shown.",
         formatter_class=defaults_formatter({**config_defaults(FIELDS), **HELP_DEFAULTS}),
     )
-    p.add_argument(
-        "--preset", choices=sorted(PRESETS), help="a published protocol; see --list-presets"
-    )
-    p.add_argument("--benchmark", choices=list(BENCHMARKS))
-    p.add_argument("--scenario", choices=SCENARIOS, help="task-, domain- or class-incremental")
+    add_choice(p, "--preset", sorted(PRESETS), help="a published protocol; see --list-presets")
+    add_choice(p, "--benchmark", list(BENCHMARKS))
+    add_choice(p, "--scenario", SCENARIOS, help="task-, domain- or class-incremental")
     p.add_argument("--tasks", type=int, help="number of tasks")
-    p.add_argument("--method", choices=sorted(METHODS))
+    add_choice(p, "--method", sorted(METHODS))
     p.add_argument(
         "--param",
         action="append",
@@ -96,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="method hyperparameter, repeatable (e.g. --param lambda=1e4); see --list-methods",
     )
-    p.add_argument(
-        "--model", choices=list(MODELS), help="architecture: mlp (default) or conv (5 conv layers)"
+    add_choice(
+        p, "--model", list(MODELS), help="architecture: mlp (default) or conv (5 conv layers)"
     )
     p.add_argument(
         "--hidden", type=parse_hidden, help="hidden sizes, e.g. 400,400,400 (conv: the fc layers)"
@@ -113,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="{true,false}",
         help="conv: freeze the pre-trained conv layers (eval mode, no gradients)",
     )
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    add_choice(p, "--optimizer", OPTIMIZERS)
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--momentum", type=float, help="SGD momentum")
@@ -124,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--epochs", type=int, help="epochs per task")
     length.add_argument("--iterations", type=int, help="batches per task")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    add_choice(p, "--device", ("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, help="sets both --data-seed and --train-seed")
     p.add_argument("--data-seed", type=int, help="builds the scenario (permutations, class order)")
     p.add_argument("--train-seed", type=int, help="drives training (init, batch order)")
@@ -136,13 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--first-task-unpermuted", type=_bool, metavar="{true,false}")
     p.add_argument("--pad32", type=_bool, metavar="{true,false}", help="zero-pad MNIST to 32x32")
-    p.add_argument(
-        "--class-il-units", choices=("all", "seen"), help="active output units in class-IL"
-    )
+    add_choice(p, "--class-il-units", ("all", "seen"), help="active output units in class-IL")
     stream = p.add_argument_group("task-free streams (cl_core/stream.py)")
-    stream.add_argument(
+    add_choice(
+        stream,
         "--stream",
-        choices=STREAMS,
+        STREAMS,
         help="present the tasks as one stream without task boundaries (none: task-based)",
     )
     stream.add_argument("--update-every", type=int, help="steps between consolidations")
@@ -158,9 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list methods, the scenarios each supports and their hyperparameters",
     )
-    p.add_argument(
+    add_choice(
+        p,
         "--progress",
-        choices=MODES,
+        MODES,
         default="auto",
         help="steps within each task: a bar, a log line every --log-every steps, or off; auto: "
         "a bar on a terminal, else log lines",

@@ -1,9 +1,14 @@
-"""``--help`` that states every default: the RunConfig value a flag falls back to.
+"""The run CLI's argparse pieces: ``--help`` that states every default, and choices checked here.
 
-The run flags default to None in argparse (so that a preset can fill what the user left unset),
-which argparse's own ArgumentDefaultsHelpFormatter would print as "None". This formatter prints
-the value the run really gets instead, taken from RunConfig itself, so the help cannot drift from
-the code. A flag added later needs no help edit: naming its RunConfig field is enough.
+Defaults: the run flags default to None in argparse (so that a preset can fill what the user left
+unset), which argparse's own ArgumentDefaultsHelpFormatter would print as "None". This formatter
+prints the value the run really gets instead, taken from RunConfig itself, so the help cannot
+drift from the code. A flag added later needs no help edit: naming its RunConfig field is enough.
+
+Choices: a flag with a fixed set of values takes ``type=Choice(values)`` instead of argparse's
+``choices=``, so the one-line error naming the closest valid value is ours. argparse's own text
+for a bad choice is no interface: Python 3.12.8 dropped the quotes around the choices, 3.14 added
+a suggestion of its own, and later releases bring the quotes back.
 """
 
 from __future__ import annotations
@@ -11,9 +16,33 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 from cl_core.config import RunConfig
+
+
+class Choice:
+    """An argparse ``type`` that accepts one of ``choices``; anything else is an error that
+    names the closest choice (or lists them all when none is close)."""
+
+    def __init__(self, choices: Iterable[str]) -> None:
+        self.choices = tuple(choices)
+        self.metavar = "{" + ",".join(self.choices) + "}"  # what argparse shows for choices=
+
+    def __call__(self, text: str) -> str:
+        if text in self.choices:
+            return text
+        close = difflib.get_close_matches(text, self.choices, n=1)
+        fix = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(self.choices)}"
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r}; {fix}")
+
+
+def add_choice(group: Any, flag: str, choices: Iterable[str], **kwargs: Any) -> argparse.Action:
+    """``group.add_argument(flag, ...)`` for a flag with a fixed set of values (see Choice)."""
+    check = Choice(choices)
+    return group.add_argument(flag, type=check, metavar=check.metavar, **kwargs)
 
 
 def config_defaults(fields: dict[str, str]) -> dict[str, str]:

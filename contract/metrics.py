@@ -37,7 +37,7 @@ METRICS: dict[str, Metric] = {
             "avg_acc",
             "max",
             True,
-            "average accuracy over the tasks learned so far (R5; Lopez-Paz & Ranzato 2017)",
+            "average accuracy over the tasks learned so far (Lopez-Paz & Ranzato 2017)",
         ),
         Metric(
             "bwt",
@@ -56,7 +56,7 @@ METRICS: dict[str, Metric] = {
             "plasticity",
             "max",
             False,
-            "mean accuracy on each task just after learning it (R5)",
+            "mean accuracy on each task just after learning it (learning accuracy)",
         ),
     )
 }

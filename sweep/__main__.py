@@ -17,6 +17,7 @@ from cl_core.errors import ClsweepError
 from sweep.errors import one_line
 from sweep.report import best_table, plan_text
 from sweep.space import load_space, scale_notes
+from sweep.study_storage import BACKENDS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +65,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=300.0,
         metavar="S",
         help="with --address: seconds to wait for nodes offering a trial's CPUs/GPUs (300)",
+    )
+    parser.add_argument(
+        "--study-storage",
+        choices=BACKENDS,
+        default="auto",
+        help="a new sweep's Optuna storage: SQLite study.db, or a journal file (study.journal) "
+        "that is safe on NFS; auto picks the journal on a network file system (docs/cluster.md)",
     )
     parser.add_argument(
         "--set",
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                     data_root=args.data_root,
                     resume=args.resume,
                     wait_for_resources_s=args.wait_for_resources,
+                    study_storage=args.study_storage,
                 ),
             )
         except (SweepInterrupted, KeyboardInterrupt) as exc:

@@ -9,7 +9,8 @@ per rung, so a decision costs O(log n) plus an insertion, not a pass over every 
 
 Keeping this small class ours (instead of one Ray scheduler per cell) lets each cell have its own
 brackets inside one Tune run, and lets a resumed sweep rebuild the rungs from the intermediate
-values that study.db holds for the trials already ended.
+values that the studies hold for the trials already ended (:mod:`sweep.resume`). Why not Ray's
+scheduler: docs/design.md, "The ASHA rungs".
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Which trial plans of one unit may be trained together as a population, and how many at once.
+"""Which trials of one unit may be trained together as a population, and how many at once.
 
-With ``resources.population`` N > 1 a Ray trial trains up to N plans of one unit (a method in a
-cell) with :mod:`cl_core.population`. Plans may share a population when their RunConfigs have a
+With ``resources.population`` N > 1 a Ray trial trains up to N runs of one unit (a method in a
+cell) with :mod:`cl_core.population`. Runs may share a population when their RunConfigs have a
 population form (:func:`cl_core.population.population_problem`) and equal sharing keys
 (:func:`cl_core.population.sharing_key`: benchmark, widths, data seed, ...). Final-phase plans
 differ in their data seed, so the final phase trains one population per fresh seed.
@@ -14,10 +14,9 @@ and an idle core).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from cl_core.population.compat import population_problem, sharing_key, sharing_problem
-from sweep.trial_config import TrialPlan, run_config
+from sweep.trial_config import TrialRun
 
 
 def batch_size(population: int, plans_left: int, free_slots: int) -> int:
@@ -27,17 +26,19 @@ def batch_size(population: int, plans_left: int, free_slots: int) -> int:
     return max(1, min(population, share))
 
 
-def solo_reason(base: dict[str, Any], plan: TrialPlan) -> str | None:
-    """Why ``plan`` has no population form and must run on its own, or None."""
-    return population_problem(run_config(base, plan))
+def solo_reason(run: TrialRun) -> str | None:
+    """Why ``run`` has no population form and must run on its own, or None."""
+    return run.problem or population_problem(run.config)
 
 
-def key(base: dict[str, Any], plan: TrialPlan) -> tuple:
-    """Plans with equal keys (and a population form) can share a population."""
-    return sharing_key(run_config(base, plan))
+def key(run: TrialRun) -> tuple | None:
+    """Runs with equal keys (and a population form) can share a population; None: never."""
+    return None if run.problem else sharing_key(run.config)
 
 
-def mismatch(base: dict[str, Any], first: TrialPlan, plan: TrialPlan) -> str | None:
-    """Why ``plan`` cannot join a population started by ``first`` (None if it can)."""
-    problem = sharing_problem([run_config(base, first), run_config(base, plan)])
+def mismatch(first: TrialRun, run: TrialRun) -> str | None:
+    """Why ``run`` cannot join a population started by ``first`` (None if it can)."""
+    if run.problem:
+        return run.problem
+    problem = sharing_problem([first.config, run.config])
     return None if problem is None else problem.removeprefix("config 1: ")

@@ -8,7 +8,9 @@ on the server, so:
 
 - taking the lock is creating ``.sweep.lock`` exclusively; it records the host, the boot id, the
   pid namespace, the pid and that process's start time, and a random token;
-- while the sweep runs, a thread touches the file every :data:`HEARTBEAT_S` seconds;
+- while the sweep runs, a thread renews the claim every :data:`HEARTBEAT_S` seconds: it opens
+  the file, checks that it still holds this sweep's token and only then touches *that open file*
+  (so it can never keep another sweep's lock fresh);
 - a lock is stale when its holder is provably dead: on the same machine (same boot id and pid
   namespace) when no process with that pid and start time exists, or the machine rebooted;
   from another machine, when its heartbeat is older than :data:`STALE_AFTER_S`. Ages are measured
@@ -19,6 +21,16 @@ on the server, so:
 
 The lock is released on a clean exit; after ``kill -9`` it stays until the next start finds its
 holder dead, which is immediate on the same machine.
+
+A lost claim. A holder on another machine whose file system stalls for longer than
+:data:`STALE_AFTER_S` (an NFS server that hangs, a paused VM) looks dead, and a second sweep may
+break its lock. When the stalled holder wakes up, its next renewal finds a token that is not its
+own: the claim is lost and the sweep stops at once (``on_lost``; by default one ``error:`` line
+and ``os._exit``, so no ``finally`` block writes a compaction or a sweep.json into a folder that
+is now another sweep's; the sweep's watchdog then ends the Ray processes it started). Writers call
+:meth:`SweepLock.check` right before each write: it renews the claim, so a write never follows a
+stall unchecked. What no lock file can close is a stall that falls between that check and the
+write itself; it would have to outlast :data:`STALE_AFTER_S` there.
 """
 
 from __future__ import annotations
@@ -27,22 +39,38 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cl_core.errors import ClsweepError
 from contract.schema import LOCK_FILE
 
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
+EXIT_LOST = 2  # the exit code of a sweep that lost its lock (an error line, as for usage errors)
 
 
 class LockHeld(ClsweepError):
     """Another live sweep holds the folder."""
+
+
+class LockLost(ClsweepError):
+    """This sweep no longer holds its folder: another sweep broke its lock while it stalled."""
+
+
+def stop_process(lost: LockLost) -> NoReturn:
+    """The default reaction to a lost claim: one line on stderr, then end the process without
+    running ``finally`` blocks or exit handlers, so that nothing more is written."""
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"error: {lost}\n")
+        sys.stderr.flush()
+    os._exit(EXIT_LOST)
 
 
 @dataclass(frozen=True)
@@ -57,6 +85,13 @@ class Holder:
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}, since {self.started_at}"
+
+
+def _parse(text: str | bytes) -> Holder | None:
+    try:
+        return Holder(**json.loads(text))
+    except (ValueError, TypeError):
+        return None
 
 
 def _read(path: str) -> str:
@@ -112,12 +147,20 @@ def me(token: str) -> Holder:
 
 
 class SweepLock:
-    """The lock of one sweep folder; ``acquire`` raises LockHeld if a live sweep holds it."""
+    """The lock of one sweep folder; ``acquire`` raises LockHeld if a live sweep holds it.
 
-    def __init__(self, folder: Path) -> None:
+    ``on_lost`` is called once, from the heartbeat thread or from :meth:`check`, when the claim
+    turns out lost; the default, :func:`stop_process`, ends the process.
+    """
+
+    def __init__(self, folder: Path, on_lost: Callable[[LockLost], None] | None = None) -> None:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_FILE
         self.token = ""
+        self.on_lost = on_lost or stop_process
+        self.lost: LockLost | None = None
+        self._renewed = 0.0  # time.monotonic() of the last renewal that found our token
+        self._guard = threading.Lock()  # one renewal at a time (heartbeat and check())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -142,6 +185,8 @@ class SweepLock:
                 handle.flush()
                 os.fsync(handle.fileno())
             self.token = token
+            self.lost = None
+            self._renewed = time.monotonic()
             self._start_heartbeat()
             return
         raise LockHeld(f"{self.folder}: could not take the lock {self.path}; try again")
@@ -151,7 +196,7 @@ class SweepLock:
         if self._thread is not None:
             self._thread.join(timeout=5)
         holder = self.holder()
-        if holder is not None and holder.token == self.token:
+        if self.token and holder is not None and holder.token == self.token:
             self.path.unlink(missing_ok=True)
         self.token = ""
 
@@ -167,8 +212,8 @@ class SweepLock:
     def holder(self) -> Holder | None:
         """The recorded holder; None if the file is missing or not (yet) readable."""
         try:
-            return Holder(**json.loads(self.path.read_text()))
-        except (OSError, ValueError, TypeError):
+            return _parse(self.path.read_text())
+        except OSError:
             return None
 
     def alive(self, holder: Holder | None) -> bool:
@@ -208,8 +253,8 @@ class SweepLock:
         except FileNotFoundError:
             return
         try:
-            moved = Holder(**json.loads(aside.read_text()))
-        except (OSError, ValueError, TypeError):
+            moved = _parse(aside.read_text())
+        except OSError:
             moved = None
         if stale is not None and moved is not None and moved.token != stale.token:
             with contextlib.suppress(OSError):
@@ -225,5 +270,68 @@ class SweepLock:
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
-            with contextlib.suppress(OSError):
-                os.utime(self.path)
+            try:
+                self.check()
+            except LockLost:
+                return  # on_lost has been told
+
+    # -- the claim -------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Renew the claim now; raise LockLost (after telling ``on_lost``) if this sweep no
+        longer holds the folder. Call it right before writing into the folder.
+
+        A file-system error while renewing is tolerated as long as the last renewal is younger
+        than half of :data:`STALE_AFTER_S`: no other sweep can have judged the lock stale yet.
+        """
+        try:
+            self._renew()
+        except OSError:
+            self._give_up_if_expired()
+
+    def _renew(self) -> None:
+        """Touch the lock file if it still holds our token (the touched inode is the one whose
+        token was read: a file swapped in meanwhile is never refreshed); else the claim is lost."""
+        with self._guard:
+            if self.lost is not None:
+                raise self.lost
+            if not self.token:
+                raise LockLost(f"{self.folder}: this sweep does not hold the folder's lock")
+            whom = "(its lock file is gone)"
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                pass
+            else:
+                try:
+                    holder = _parse(os.read(fd, 1 << 16))
+                    if holder is not None and holder.token == self.token:
+                        os.utime(fd)
+                        self._renewed = time.monotonic()
+                        return
+                    whom = "to a lock file it cannot read"
+                    if holder is not None:
+                        whom = f"to another sweep ({holder.describe()})"
+                finally:
+                    os.close(fd)
+        self._lose(f"this sweep lost the lock of {self.folder} {whom}")
+
+    def _give_up_if_expired(self) -> None:
+        """After failed renewals: the claim is lost once another sweep may judge it stale."""
+        silent = time.monotonic() - self._renewed
+        if silent >= STALE_AFTER_S / 2:
+            self._lose(f"this sweep could not renew the lock of {self.folder} for {silent:.0f} s")
+
+    def _lose(self, what: str) -> NoReturn:
+        with self._guard:
+            first = self.lost is None
+            if first:
+                self.lost = LockLost(
+                    f"{what} (a sweep whose file system stalls for over {STALE_AFTER_S:.0f} s "
+                    "looks dead to others); it stops here without writing more, so that two "
+                    "sweeps never write one folder; see that folder's results once its sweep ends"
+                )
+            lost = self.lost
+        if first:
+            self.on_lost(lost)
+        raise lost

@@ -25,44 +25,37 @@ from sweep.console import save_traceback
 from sweep.cost import PopulationMeter
 from sweep.stop_board import take_stops
 from sweep.trainable import TrainFn, _shared_dataset, _Tracker, run_trial
-from sweep.trial_config import population_members, run_config
+from sweep.trial_config import launched, population_members
 
 
 def run_launch(
     config: dict[str, Any],
     datasets: dict[str, ray.ObjectRef],
-    bases: list[dict[str, Any]],
     board: str,
     train_fn: TrainFn | None = None,
 ) -> None:
     """The sweep's trainable when populations are on: a population, or one plan per trial
     (``train_fn``: as :func:`sweep.trainable.run_trial`'s)."""
     if population_members(config) is None:
-        run_trial(config, datasets, bases, train_fn)
+        run_trial(config, datasets, train_fn)
     else:
-        run_population(config, datasets, bases, board)
+        run_population(config, datasets, board)
 
 
-def run_population(
-    config: dict[str, Any],
-    datasets: dict[str, ray.ObjectRef],
-    bases: list[dict[str, Any]],
-    board: str,
-) -> None:
-    """The plans of ``config`` trained together; ``board``: the name of the run's stop board."""
+def run_population(config: dict[str, Any], datasets: dict[str, ray.ObjectRef], board: str) -> None:
+    """The members of ``config`` trained together, each with the RunConfig the driver built for
+    it; ``board``: the name of the run's stop board."""
     torch.set_num_threads(1)
     population_id = config["population"]
-    plans = population_members(config) or []
-    ids = [plan.trial_id for plan in plans]
-    trackers = [_Tracker(bases[plan.unit]["n_tasks"]) for plan in plans]
-    meter = PopulationMeter(len(plans))
+    launches = population_members(config) or []
+    ids = [launch["trial_id"] for launch in launches]
+    cfgs = [launched(launch)[0] for launch in launches]  # valid: the driver runs others alone
+    trackers = [_Tracker(cfg) for cfg in cfgs]
+    meter = PopulationMeter(len(launches))
     for i, tracker in enumerate(trackers):
         tracker.cost = meter.member(i)
     population = None
     try:
-        cfgs = [run_config(bases[plan.unit], plan) for plan in plans]
-        for tracker, cfg in zip(trackers, cfgs, strict=True):
-            tracker.cfg = cfg
         dataset = _shared_dataset(datasets[dataset_key(cfgs[0])])
         meter.watch(cfgs, dataset)
         population = train_population(cfgs, dataset)
@@ -80,7 +73,7 @@ def run_population(
                 population.stop(ids.index(trial_id))
     except Exception as exc:  # a failure of the population is a result of its members
         save_traceback(exc)
-        running = range(len(plans)) if population is None else population.running()
+        running = range(len(launches)) if population is None else population.running()
         members = {
             ids[i]: {**trackers[i].metrics(error=exc), "population": population_id} for i in running
         }

@@ -15,9 +15,10 @@ from contract.formatting import (
     format_short,
     sem,
 )
-from contract.schema import CURVES_FILE, META_FILE, STUDY_FILE, TASKS_FILE, TRIALS_FILE
+from contract.schema import CURVES_FILE, META_FILE, TASKS_FILE, TRIALS_FILE
 from sweep.console import RAY_LOG
 from sweep.space import SweepSpec, scale_notes
+from sweep.study_storage import existing_study_file
 
 TOP = 5
 
@@ -129,8 +130,9 @@ def best_table(spec: SweepSpec, folder: Path) -> str:
         lines.append(cost_line(group))
     lines.append("\nwritten:")
     curves = tables.exists(folder, CURVES_FILE)  # task-free stream runs only
-    written = [TRIALS_FILE, TASKS_FILE, CURVES_FILE, META_FILE, STUDY_FILE]
-    lines += [f"  {folder / name}" for name in written if curves or name != CURVES_FILE]
+    studies = existing_study_file(folder)
+    written = [TRIALS_FILE, TASKS_FILE, CURVES_FILE, META_FILE, studies.name if studies else None]
+    lines += [f"  {folder / name}" for name in written if name and (curves or name != CURVES_FILE)]
     if (folder / RAY_LOG).exists():
         lines.append(f"  {folder / RAY_LOG} (Ray's own messages)")
     lines.append(f"report: clsweep report {folder} --out {folder / 'report'}")

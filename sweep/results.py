@@ -26,7 +26,6 @@ from typing import Any
 import pyarrow as pa
 
 from cl_core.methods import get_method
-from cl_core.params import resolve
 from contract import METRICS, SCHEMA_VERSION, SPLITS
 from contract import tables as parquet
 from contract.schema import (
@@ -45,7 +44,7 @@ from contract.schema import (
 )
 from sweep.protocol import protocol_record
 from sweep.space import SweepSpec
-from sweep.trial_config import TrialPlan, run_config
+from sweep.trial_config import TrialRun
 
 
 def sweep_trials_schema(methods: Iterable[str]) -> pa.Schema:
@@ -63,17 +62,17 @@ def _finite(value: Any) -> float | None:
 
 def trial_rows(
     spec: SweepSpec,
-    base: dict[str, Any],
-    plan: TrialPlan,
+    run: TrialRun,
     result: dict[str, Any],
     error_message: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The trials.parquet row and tasks.parquet rows of one ended trial.
 
+    ``run`` is the trial as launched: its settings and resolved hyperparameters are the row's.
     ``result`` is the trial's last report (empty if it died before reporting); ``error_message``
     is set when Tune saw the trial fail outside the trainable's own error handling.
     """
-    cfg = run_config(base, plan)
+    plan, cfg = run.plan, run.config
     cell = spec.units[plan.unit][1]
     status = result.get("status", ERROR)
     if error_message is not None:
@@ -98,7 +97,7 @@ def trial_rows(
         row[name] = getattr(cfg, name)
     row["hidden"] = ",".join(str(h) for h in cfg.hidden)
     declared = get_method(cfg.method).hyperparams
-    for name, value in resolve(declared, cfg.method_params, cfg.method).items():
+    for name, value in run.method_params.items():
         row[f"hp_{name}"] = str(value) if declared[name].kind == "choice" else value
     row["status"] = status
     row["message"] = error_message or result.get("message")
@@ -142,7 +141,8 @@ def _task_rows(sweep: str, trial_id: str, phase: str, result: dict[str, Any]) ->
 
 
 def avg_acc_curve(task_rows: list[dict[str, Any]], split: str = "val") -> dict[int, float]:
-    """{tasks learned: average accuracy over the tasks learned so far} from tasks rows (R5)."""
+    """{tasks learned: average accuracy over the tasks learned so far} from tasks rows
+    (docs/references.md, Metrics)."""
     by_step: dict[int, list[float]] = defaultdict(list)
     for r in task_rows:
         if r["split"] == split and r["tasks_learned"] > 0 and r["task"] < r["tasks_learned"]:

@@ -1,13 +1,15 @@
 """Runs a validated sweep: every cell at once in one Ray Tune run; resumable; one sweep per folder.
 
 Before Ray starts: the folder is locked (:mod:`sweep.lock`), a resume is checked (the space must
-match, the results must be readable, nothing is overwritten), the datasets are loaded and the
-trial's resources checked against the machine. Then one Tune run executes every unit (a method in
-a cell) concurrently (:mod:`sweep.units`, :mod:`sweep.tune_glue`); each trial lands in Parquet as
-it ends. At the end the Parquet parts are compacted and sweep.json gets its end time.
+match, the results must be readable, nothing is overwritten: :mod:`sweep.resume`), the datasets
+are loaded and the trial's resources checked against the machine. Then one Tune run executes
+every unit (a method in a cell) concurrently (:mod:`sweep.units`, :mod:`sweep.tune_glue`); each
+trial lands in Parquet as it ends. At the end the Parquet parts are compacted and sweep.json gets
+its end time.
 
 Resuming never restores Tune's experiment state: the sweep's state is what the folder holds
-(Parquet rows and study.db), so a fresh Tune run continues it, in a new ``ray/run-*`` folder.
+(Parquet rows and the Optuna studies, read by :mod:`sweep.resume`), so a fresh Tune run continues
+it, in a new ``ray/run-*`` folder.
 Tune's experiment checkpoint, whose cost grows with every trial run, is therefore written only at
 the end of a run.
 """
@@ -28,12 +30,12 @@ import optuna
 
 from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
-from contract import SCHEMA_VERSION, tables
-from contract.schema import CURVES_FILE, META_FILE, STUDY_FILE, TASKS_FILE, TRIALS_FILE
+from contract import tables
 from sweep import resources
 from sweep.console import RAY_LOG, FailureLines, ray_log_to
 from sweep.lock import SweepLock
-from sweep.results import ResultsStore, read_sweep_json, write_sweep_json
+from sweep.results import write_sweep_json
+from sweep.resume import check_folder, open_store
 from sweep.space import SweepSpec
 from sweep.trainable import TrainFn, load_datasets, now_iso
 from sweep.units import SweepState
@@ -63,6 +65,7 @@ class Options:
     train_fn: TrainFn | None = None  # tests and benchmarks swap the cl_core trainer
     wait_for_resources_s: float = WAIT_FOR_RESOURCES_S
     quiet: bool = False  # no status block (benchmarks)
+    study_storage: str = "auto"  # a new sweep's Optuna storage (sweep.study_storage)
 
 
 def sweep_folder(spec: SweepSpec, options: Options) -> Path:
@@ -84,98 +87,6 @@ def make_folder(folder: Path) -> bool:
             f"cannot write to {folder} ({exc.strerror or exc}); choose a writable --out"
         ) from None
     return created
-
-
-def check_folder(spec: SweepSpec, folder: Path, resume: bool) -> None:
-    """Refuse to overwrite a sweep without --resume, and to resume what cannot be resumed.
-
-    Runs under the lock and before Ray. A resume needs the same space (its fingerprint in
-    sweep.json), readable results, and results wherever study.db says trials ended; otherwise
-    it stops with the reason and the fix, leaving every file as it was.
-    """
-    meta = folder / META_FILE
-    if meta.exists() and not resume:
-        raise ClsweepError(
-            f"{folder} already holds a sweep; add --resume to continue it or "
-            "--name NEW to start another"
-        )
-    if not meta.exists():
-        if resume:
-            raise ClsweepError(f"--resume: no sweep in {folder}; run without --resume to start it")
-        if tables.exists(folder, TRIALS_FILE) or (folder / STUDY_FILE).exists():
-            raise ClsweepError(
-                f"{folder} holds results but no {META_FILE}; it was not started by this "
-                "command: choose another --name, or move those files away"
-            )
-        return
-    try:
-        recorded = read_sweep_json(folder)
-    except (OSError, ValueError) as exc:
-        raise ClsweepError(
-            f"--resume: {meta} is not readable ({exc}); restore it from a backup, or start a "
-            "new sweep with --name NEW (nothing was changed)"
-        ) from None
-    if recorded.get("schema_version") != SCHEMA_VERSION:
-        raise ClsweepError(
-            f"--resume: {folder.name} was written with results schema "
-            f"{recorded.get('schema_version')} (an older clsweep); resume it with that version, "
-            f"or start a new sweep with --name NEW (its results stay readable by analysis)"
-        )
-    previous = recorded.get("fingerprint")
-    if previous is not None and previous != spec.fingerprint():
-        raise ClsweepError(
-            f"--resume: the space differs from the one {folder.name} was started with "
-            f"({recorded.get('space_file')}): methods, fixed settings, searched parameters, "
-            "cells, objective, sampler and final phase must match; resume with that file "
-            "(budgets and resources may change), or start a new sweep with --name NEW"
-        )
-    for name in (TRIALS_FILE, TASKS_FILE, CURVES_FILE):
-        tables.recover(folder, name)
-    ended = _ended_in_study(folder / STUDY_FILE)
-    has_trials = tables.exists(folder, TRIALS_FILE)
-    if ended and not has_trials:
-        raise ClsweepError(
-            f"--resume: {folder / TRIALS_FILE} is missing but study.db records {ended} ended "
-            "trial(s); restore trials.parquet and tasks.parquet from a backup, or start a new "
-            "sweep with --name NEW (nothing was changed)"
-        )
-    if has_trials and not tables.exists(folder, TASKS_FILE):
-        raise ClsweepError(
-            f"--resume: {folder / TASKS_FILE} is missing while trials.parquet holds trials; "
-            "restore it from a backup, or start a new sweep with --name NEW (nothing was changed)"
-        )
-    if has_trials and not (folder / STUDY_FILE).exists():
-        raise ClsweepError(
-            f"--resume: {folder / STUDY_FILE} is missing while trials.parquet holds trials; "
-            "restore it from a backup, or start a new sweep with --name NEW (nothing was changed)"
-        )
-
-
-def _ended_in_study(path: Path) -> int:
-    """Trials study.db records as ended (0 if there is no study.db)."""
-    if not path.exists():
-        return 0
-    storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
-    try:
-        ended = 0
-        for name in optuna.get_all_study_names(storage):
-            study = optuna.load_study(study_name=name, storage=storage)
-            ended += sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-        return ended
-    finally:
-        storage.remove_session()
-        storage.engine.dispose()
-
-
-def open_store(spec: SweepSpec, folder: Path) -> ResultsStore:
-    """The sweep's Parquet tables; a damaged part is a usage error that names it."""
-    try:
-        return ResultsStore(spec, folder)
-    except tables.TableError as exc:
-        raise ClsweepError(
-            f"--resume: {exc}; restore it from a backup, or move it away to give up its trial "
-            "(it will not be run again), then resume; nothing was changed"
-        ) from None
 
 
 def run_sweep(spec: SweepSpec, options: Options) -> Path:
@@ -213,7 +124,9 @@ def run_sweep(spec: SweepSpec, options: Options) -> Path:
             capacity = resources.wait_for_cluster(
                 spec, ray.cluster_resources, options.wait_for_resources_s
             )
-        state = SweepState(spec, folder, store, capacity.trials_at_once(spec))
+        state = SweepState(
+            spec, folder, store, capacity.trials_at_once(spec), backend=options.study_storage
+        )
         start_time = now_iso()
         write_sweep_json(spec, folder, options.command, start_time, None)
         started = True
@@ -330,7 +243,6 @@ def _fit(
     from sweep.trainable import run_trial
     from sweep.tune_glue import Recorder, UnitScheduler, UnitSearcher
 
-    bases = [unit.base for unit in state.units]
     run = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     board = None
     if spec.population > 1:
@@ -339,12 +251,10 @@ def _fit(
 
         board = StopBoard(f"clsweep-stops-{spec.name}-{run}")
         trainable = tune.with_parameters(
-            run_launch, datasets=datasets, bases=bases, board=board.name, train_fn=options.train_fn
+            run_launch, datasets=datasets, board=board.name, train_fn=options.train_fn
         )
     else:
-        trainable = tune.with_parameters(
-            run_trial, datasets=datasets, bases=bases, train_fn=options.train_fn
-        )
+        trainable = tune.with_parameters(run_trial, datasets=datasets, train_fn=options.train_fn)
     trainable = tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus})
     tuner = tune.Tuner(
         trainable,

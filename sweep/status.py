@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sweep.units import SweepState
 
 from contract.formatting import format_pm
 
@@ -27,6 +30,36 @@ def clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def progress(state: SweepState) -> list[dict[str, Any]]:
+    """Per unit of ``state``: phase, trials done and planned, running, best value so far."""
+    spec = state.spec
+    out = []
+    for unit in state.units:
+        record = state.store.studies[(unit.method, unit.cell.key)]
+        if not unit.search_ended:
+            phase, done, total = "search", record.search_done, spec.trials
+        elif unit.finals or any(r.plan.phase == "final" for r in unit.running.values()):
+            phase, done, total = "final", record.final_done, unit.final_planned
+        else:
+            phase, done, total = "done", record.final_done, unit.final_planned
+        planned_finals = spec.final_top_k * spec.final_seeds
+        out.append(
+            {
+                "label": unit.label,
+                "phase": phase,
+                "done": done,
+                "total": total,
+                "running": len(unit.running),
+                "best": record.best,
+                "search_done": record.search_done,
+                "final_done": record.final_done,
+                "search_total": spec.trials,
+                "final_total": unit.final_planned if unit.search_ended else planned_finals,
+            }
+        )
+    return out
+
+
 def status_text(
     name: str,
     metric: str,
@@ -34,7 +67,7 @@ def status_text(
     elapsed_s: float,
     ended_this_run: int,
 ) -> str:
-    """The status block for ``rows`` (``SweepState.progress()``)."""
+    """The status block for ``rows`` (:func:`progress`)."""
     done = sum(r["search_done"] + r["final_done"] for r in rows)
     running = sum(r["running"] for r in rows)
     total = sum(r["search_total"] + r["final_total"] for r in rows)

@@ -6,6 +6,7 @@ processed the report; the driver posts the members its rungs stopped on a small 
 before it lets the trial continue, and the trainable takes them before training the next task.
 The actor (no CPU of its own) is started at the first stop: a sweep in which nothing stops early
 never pays for its process. It dies with the driver, or when the run ends (:meth:`close`).
+Why: docs/design.md, "The stop board".
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
 """The Optuna side of a sweep: one search study per method and cell, one final study beside it.
 
-Optuna is told the truth (DESIGN.md, Ray): every value a search trial reports reaches its Optuna
-trial at its step (tasks learned), the report that made the scheduler stop it included; a trial
-stopped early is PRUNED (its value: that last report), a diverged or failed one FAIL, only a
-full-length run COMPLETE. Each trial carries the Parquet ``trial_id``, its status, the tasks it
-reached and its test metrics as user attributes; studies name their metrics. The final phase's
+Optuna is told the truth (docs/design.md, "The custom searcher"): every value a search trial
+reports reaches its Optuna trial at its step (tasks learned), the report that made the scheduler
+stop it included; a trial stopped early is PRUNED (its value: that last report), a diverged or
+failed one FAIL, only a full-length run COMPLETE. Each trial carries the Parquet ``trial_id``,
+its status, the tasks it reached and its test metrics as user attributes; studies name their
+metrics. The final phase's
 re-runs are added to the final study with the search config's parameters; their seed is a user
 attribute, not a parameter, since nothing searched it.
 
 Ray's OptunaSearch is not used: the runner asks and tells itself (:mod:`sweep.units`), which also
-lets a resumed sweep continue an interrupted trial in its own Optuna trial.
+lets a resumed sweep continue an interrupted trial in its own Optuna trial. Only public Optuna
+APIs are used, but for :func:`reopen_trial`, which says why. The studies live in the sweep
+folder's study file (:mod:`sweep.study_storage`: SQLite, or a journal file on NFS).
 """
 
 from __future__ import annotations
@@ -39,11 +42,24 @@ from sweep.space import SweepSpec, optuna_distribution
 from sweep.trial_config import TrialPlan
 
 
-def storage(path: str) -> optuna.storages.BaseStorage:
-    """study.db (SQLite; a long timeout, as NFS locks are slow)."""
-    return optuna.storages.RDBStorage(
-        f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 120}}
-    )
+def reopen_trial(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, number: int
+) -> optuna.Trial:
+    """The live handle of trial ``number`` of ``study``, asked earlier (by this driver or by
+    one that was interrupted) and still RUNNING.
+
+    Optuna has no public API for this: a :class:`optuna.Trial` comes only from ``Study.ask``
+    (which always creates a new trial) or ``Study.optimize``. Continuing an interrupted trial
+    (its parameters, number and intermediate values kept) needs the handle to report further
+    values and set attributes. It is built from public pieces: the trial's storage id from the
+    storage's ``get_study_id_from_name`` and ``get_trial_id_from_study_id_trial_number``, then the
+    ``Trial`` constructor, which Optuna documents but advises against calling directly. This is
+    the one place the sweep depends on that; an Optuna upgrade that changes the constructor
+    breaks here (tests/sweep/test_state.py resumes through it).
+    """
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+    return optuna.Trial(study, trial_id)
 
 
 class GridSampler(optuna.samplers.GridSampler):
@@ -116,6 +132,7 @@ class UnitStudies:
     def __init__(self, spec: SweepSpec, store: optuna.storages.BaseStorage, unit: int) -> None:
         method, cell = spec.units[unit]
         self.spec = spec
+        self.storage = store
         self.single = len(spec.metrics) == 1
         self.dists = distributions(spec, method)
         directions = ["maximize" if m == "max" else "minimize" for m in spec.modes]
@@ -142,6 +159,7 @@ class UnitStudies:
         self.asked: dict[int, optuna.Trial] = {}
         self.running: dict[str, optuna.Trial] = {}
         self.reported: dict[str, set[int]] = {}
+        self.reported_before: dict[int, frozenset[int]] = {}  # interrupted trials' steps
 
     # -- search trials ---------------------------------------------------------------------------
 
@@ -150,14 +168,15 @@ class UnitStudies:
         self.asked[trial.number] = trial
         return trial.number, dict(trial.params)
 
+    def interrupted(self, number: int, reported: frozenset[int]) -> None:
+        """Trial ``number`` was interrupted with values at ``reported`` steps; it will run again
+        in the same Optuna trial (:mod:`sweep.resume`)."""
+        self.reported_before[number] = reported
+
     def start(self, plan: TrialPlan) -> None:
         """Attach a launched search plan to its Optuna trial (new, or continued on resume)."""
-        trial = self.asked.pop(plan.number, None)
-        if trial is None:  # an interrupted trial run again: its Optuna trial goes on
-            trial = optuna.Trial(self.search, self._storage_id(plan.number))
-            steps = set(self.search._storage.get_trial(trial._trial_id).intermediate_values)
-        else:
-            steps = set()
+        trial = self._trial(plan.number)
+        steps = set(self.reported_before.pop(plan.number, ()))
         trial.set_user_attr(ATTR_TRIAL_ID, plan.trial_id)
         self.running[plan.trial_id] = trial
         self.reported[plan.trial_id] = steps
@@ -175,10 +194,8 @@ class UnitStudies:
 
     def tell(self, plan: TrialPlan, row: dict[str, Any]) -> None:
         """The trial's outcome, after its row is in Parquet."""
-        trial = self.running.pop(plan.trial_id, None)
+        trial = self.running.pop(plan.trial_id, None) or self._trial(plan.number)
         self.reported.pop(plan.trial_id, None)
-        if trial is None:
-            trial = optuna.Trial(self.search, self._storage_id(plan.number))
         for key, value in result_attrs(row).items():
             if key != ATTR_TRIAL_ID or trial.user_attrs.get(key) != value:
                 trial.set_user_attr(key, value)
@@ -187,15 +204,14 @@ class UnitStudies:
 
     def abandon(self, plan: TrialPlan, why: str) -> None:
         """An interrupted trial that will not run again: FAIL, never left RUNNING."""
-        trial = optuna.Trial(self.search, self._storage_id(plan.number))
+        trial = self._trial(plan.number)
         trial.set_user_attr(ATTR_STATUS, why)
         self.search.tell(trial, state=TrialState.FAIL)
 
-    def _storage_id(self, number: int | None) -> int:
-        """Optuna's storage id of trial ``number`` of the search study."""
-        return self.search._storage.get_trial_id_from_study_id_trial_number(
-            self.search._study_id, number
-        )
+    def _trial(self, number: int | None) -> optuna.Trial:
+        """The handle of search trial ``number``: the one ``ask`` gave, else reopened."""
+        trial = self.asked.pop(number, None)
+        return trial if trial is not None else reopen_trial(self.search, self.storage, number)
 
     # -- final phase -----------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """The cl_core trainer as a Ray Tune function trainable.
 
-It reports once per task learned, so a scheduler can stop a hopeless trial after a few tasks, and
-every report carries what the driver needs to write the trial's Parquet rows (status, metrics, the
-accuracy matrix so far, and a task-free stream run's accuracy-over-time curve so far) and what the
-searcher needs to tell Optuna the truth (``done_all_tasks``).
-A trial that raises or diverges ends with a report that says so; it never stops the sweep.
+It trains the RunConfig the driver built and validated when it launched the trial
+(:class:`sweep.trial_config.TrialRun`, sent in the Tune config). It reports once per task
+learned, so a scheduler can stop a hopeless trial after a few tasks, and every report carries
+what the driver needs to write the trial's Parquet rows and to tell Optuna the truth (status,
+metrics, the accuracy matrix so far, and a task-free stream run's accuracy-over-time curve so
+far). A trial that raises or diverges ends with a report that says so; it never stops the sweep.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from ray import tune
 
 from cl_core.config import RunConfig
 from cl_core.data import Dataset, dataset_key, load_dataset
+from cl_core.errors import ClsweepError
 from cl_core.trainer import RunResult, TaskReport, train
 from contract import METRICS, SPLITS
 from contract.schema import COMPLETED, ERROR
 from sweep.console import save_traceback
 from sweep.cost import CostMeter
 from sweep.curves import CURVE_KEY, encode_curve
-from sweep.trial_config import TrialPlan, run_config
+from sweep.trial_config import launched
 
 TrainFn = Callable[..., Iterator[TaskReport]]
 
@@ -65,15 +67,15 @@ def now_iso() -> str:
 def run_trial(
     config: dict[str, Any],
     datasets: dict[str, ray.ObjectRef],
-    bases: list[dict[str, Any]],
     train_fn: TrainFn | None = None,
 ) -> None:
-    """One trial: the plan in ``config`` on its unit's base RunConfig (``bases[plan.unit]``)."""
+    """One trial: the RunConfig in its Tune ``config`` (``train_fn``: tests swap the trainer)."""
     torch.set_num_threads(1)
-    plan = TrialPlan.from_config(config)
-    tracker = _Tracker(bases[plan.unit]["n_tasks"])
+    cfg, problem = launched(config)
+    tracker = _Tracker(cfg)
     try:
-        cfg = tracker.cfg = run_config(bases[plan.unit], plan)
+        if problem is not None:  # the driver found it invalid: fail as the trainer would
+            raise ClsweepError(problem)
         dataset = _shared_dataset(datasets[dataset_key(cfg)])
         tracker.cost.watch(cfg, dataset)
         for report in (train_fn or train)(cfg, dataset=dataset):
@@ -88,9 +90,8 @@ def run_trial(
 class _Tracker:
     """Turns the reports seen so far into one flat, JSON-safe metrics dict for Tune."""
 
-    def __init__(self, n_tasks: int) -> None:
-        self.n_tasks = n_tasks
-        self.cfg: RunConfig | None = None
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
         self.reports: list[TaskReport] = []
         self.started_at = now_iso()
         self.start = time.perf_counter()
@@ -102,7 +103,6 @@ class _Tracker:
     def metrics(self, error: BaseException | None = None) -> dict[str, Any]:
         ok = [r for r in self.reports if r.status == "ok"]
         last = self.reports[-1] if self.reports else None
-        n_tasks = self.n_tasks
         learned = ok[-1].tasks_learned if ok else 0
         if error is not None:
             status = ERROR
@@ -110,12 +110,11 @@ class _Tracker:
         elif last is not None and last.status != "ok":
             status, message = last.status, last.message
         else:
-            status = COMPLETED if learned == n_tasks else "running"
+            status = COMPLETED if learned == self.cfg.n_tasks else "running"
             message = None
         out: dict[str, Any] = {
             "tasks_learned": learned,
             "tasks_completed": learned,
-            "done_all_tasks": status == COMPLETED,
             "status": status,
             "message": message,
             "device": self._device(),
@@ -142,7 +141,7 @@ class _Tracker:
     def _summary(self, ok: list[TaskReport]) -> dict[str, float]:
         nan = float("nan")
         out = {m.column(split): nan for split in SPLITS for m in METRICS.values()}
-        if self.cfg is None or len(ok) < 2:
+        if len(ok) < 2:
             return out
         result = RunResult.from_reports(self.cfg, ok)
         for split in SPLITS:
@@ -151,6 +150,6 @@ class _Tracker:
         return out
 
     def _device(self) -> str:
-        if self.cfg is None or self.cfg.device == "cpu" or not torch.cuda.is_available():
+        if self.cfg.device == "cpu" or not torch.cuda.is_available():
             return "cpu"
         return f"cuda:{torch.cuda.current_device()}"

@@ -1,7 +1,8 @@
 """The three hooks by which one Ray Tune run drives every cell of a sweep (:mod:`sweep.units`).
 
 - :class:`UnitSearcher` (a Tune ``Searcher``) hands Tune the next trial of whichever unit should
-  run next (:meth:`SweepState.next_plan`), or nothing while every slot is busy, or FINISHED.
+  run next (:meth:`SweepState.next_launch`: its Tune config carries the trial's RunConfig), or
+  nothing while every slot is busy, or FINISHED.
 - :class:`UnitScheduler` (a Tune ``FIFOScheduler``) stops a trial when its unit's ASHA rungs or
   time limit say so (:meth:`SweepState.decide`); each unit has its own rungs.
 - :class:`Recorder` (a Tune ``Callback``) passes every report to :meth:`SweepState.on_report`
@@ -18,7 +19,8 @@ Why one Tune run for all cells, not one per cell: cells then share the cluster a
 (no cell's tail leaves slots idle), there is one Ray set-up instead of one per cell and phase, and
 a cell's final phase starts as soon as its own search ends. Tune pickles its searcher, scheduler
 and callbacks into its experiment folder; the state is left out of those copies (resuming rebuilds
-it from Parquet and study.db, not from Tune's experiment state).
+it from Parquet and the studies, not from Tune's experiment state). Why Ray's OptunaSearch and
+ASHA scheduler are not used: docs/design.md, "The custom searcher" and "The ASHA rungs".
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from ray.tune.search import Searcher
 
 from sweep.interrupt import sigint_received
 from sweep.population_trial import report_members
-from sweep.status import StatusPrinter, status_text
+from sweep.status import StatusPrinter, progress, status_text
 from sweep.trial_config import TrialPlan, population_config, population_members
 from sweep.units import FINISHED, SweepState
 
@@ -55,14 +57,14 @@ class UnitSearcher(_NotPickled, Searcher):
         self.state = state
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        plans = self.state.next_launch(trial_id)
-        if plans == FINISHED:
+        runs = self.state.next_launch(trial_id)
+        if runs == FINISHED:
             return Searcher.FINISHED
-        if plans is None:
+        if runs is None:
             return None
-        if len(plans) == 1:
-            return plans[0].to_config()
-        return population_config(trial_id, plans)
+        if len(runs) == 1:
+            return runs[0].to_config()
+        return population_config(trial_id, runs)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         """Nothing: the Recorder records and tells Optuna (Parquet first, then Optuna)."""
@@ -122,7 +124,7 @@ class Recorder(_NotPickled, tune.Callback):
 
     def _status(self) -> tuple[str, str]:
         state = self.state
-        rows = state.progress()
+        rows = progress(state)
         elapsed = time.monotonic() - state.started
         block = status_text(
             state.spec.name, state.spec.metrics[0], rows, elapsed, state.ended_this_run

@@ -8,15 +8,17 @@ with the fewest trials running, then to the one that has had the least slot time
 share: a cell of short trials is not held back behind a cell of long ones, and finishes early), so
 every cell progresses and none waits for another to finish.
 
-Nothing here imports Ray: the Tune glue (:mod:`sweep.tune_glue`) calls :meth:`SweepState.next_plan`
-when a slot is free, :meth:`SweepState.decide` on every report (continue or stop),
-:meth:`SweepState.on_report` with every report and :meth:`SweepState.on_end` when a trial ends.
-Resuming is building the state from the folder: trials recorded in Parquet are done; an Optuna
-trial left running by an interrupted driver is run again in its own Optuna trial; one whose row
-reached Parquet before the driver died is told Optuna from that row.
+Nothing here imports Ray: the Tune glue (:mod:`sweep.tune_glue`) calls
+:meth:`SweepState.next_launch` when a slot is free (each trial's RunConfig is built then, once,
+and kept for its Parquet row: :class:`sweep.trial_config.TrialRun`), :meth:`SweepState.decide`
+on every report (continue or stop), :meth:`SweepState.on_report` with every report and
+:meth:`SweepState.on_end` when a trial ends. Resuming is building the state from the folder
+(:mod:`sweep.resume`): trials recorded in Parquet are done; an Optuna trial left running by an
+interrupted driver is run again in its own Optuna trial; one whose row reached Parquet before the
+driver died is told Optuna from that row.
 
-Populations (``resources.population`` N > 1): a Ray trial (a :class:`Launch`) trains up to N plans
-of one unit at once (:mod:`sweep.batching` says which). Every plan stays its own Optuna trial and
+Populations (``resources.population`` N > 1): a Ray trial (a :class:`Launch`) trains up to N runs
+of one unit at once (:mod:`sweep.batching` says which). Every run stays its own Optuna trial and
 Parquet row: :meth:`SweepState.on_population_report` takes a population's report of all its
 members after each task, decides each member on its unit's rungs, reports it to Optuna and
 records the members that ended (stopped, diverged, completed); the Tune glue tells the population
@@ -25,6 +27,7 @@ which members to drop. Capacity counts Ray trials, not plans.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -34,19 +37,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cl_core.config import RunConfig
 from contract import tables
-from contract.schema import ATTR_TRIAL_ID, COMPLETED, FAILED_STATUSES, STUDY_FILE, TASKS_FILE
+from contract.schema import COMPLETED, FAILED_STATUSES, TASKS_FILE
 from sweep import batching
 from sweep.asha import Asha
 from sweep.curves import curve_rows
-from sweep.results import ResultsStore, avg_acc_curve, trial_rows
+from sweep.results import ResultsStore, trial_rows
+from sweep.resume import ATTR_SEARCH_ENDED, ATTR_SEARCH_SECONDS, UnitStart, unit_start
 from sweep.space import Cell, SweepSpec
-from sweep.studies import UnitStudies, storage
-from sweep.trial_config import TrialPlan, config_id
+from sweep.studies import UnitStudies
+from sweep.study_storage import open_storage, study_file
+from sweep.trial_config import TrialPlan, TrialRun, config_id, final_id, launch_run, search_id
 
 FINISHED = "FINISHED"
-ATTR_SEARCH_SECONDS = "search_seconds"
-ATTR_SEARCH_ENDED = "search_ended"
 SAVE_CLOCK_EVERY_S = 30.0
 
 
@@ -57,14 +61,14 @@ class Unit:
     index: int
     method: str
     cell: Cell
-    base: dict[str, Any]
+    base: RunConfig  # validated; searched values are applied per trial (launch_run)
     studies: UnitStudies
     asha: Asha | None
     asked: int = 0
     reruns: deque[TrialPlan] = field(default_factory=deque)
     finals: deque[TrialPlan] | None = None  # None until the search has ended
     final_planned: int = 0
-    running: dict[str, TrialPlan] = field(default_factory=dict)
+    running: dict[str, TrialRun] = field(default_factory=dict)  # trial id -> run, as launched
     curves: dict[str, dict[int, float]] = field(default_factory=dict)
     launched: int = 0
     slots: int = 0  # Ray trials of this unit running (a population is one)
@@ -100,12 +104,12 @@ class Unit:
 
 @dataclass
 class Launch:
-    """One Ray trial: one plan on its own (``population`` None, id = the plan's trial id) or a
-    population of plans trained together (id = ``population`` = Tune's trial id)."""
+    """One Ray trial: one run on its own (``population`` None, id = its trial id) or a
+    population of runs trained together (id = ``population`` = Tune's trial id)."""
 
     id: str
     unit: int
-    plans: dict[str, TrialPlan]  # trial id -> plan, those not recorded yet
+    runs: dict[str, TrialRun]  # trial id -> run, those not recorded yet
     population: str | None = None
 
 
@@ -119,18 +123,21 @@ class SweepState:
         store: ResultsStore,
         capacity: int,
         say: Callable[[str], None] | None = None,
+        backend: str = "auto",
     ) -> None:
         self.spec = spec
         self.folder = Path(folder)
         self.store = store
         self.capacity = capacity
         self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
-        self.storage = storage(str(self.folder / STUDY_FILE))
+        self.study_file = study_file(self.folder, backend)
+        self.storage = open_storage(self.study_file)
         self.units: list[Unit] = []
         self.population = spec.population
         self.launches: dict[str, Launch] = {}
         self._notices: set[tuple[int, str]] = set()
-        self._rows = {r["trial_id"]: r for r in store.rows_read}
+        rows = {r["trial_id"]: r for r in store.rows_read}
+        tasks = functools.cache(lambda: tables.read_table(self.folder, TASKS_FILE).to_pylist())
         for index, (method, cell) in enumerate(spec.units):
             early = spec.early_stopping
             asha = (
@@ -142,91 +149,41 @@ class SweepState:
                 index=index,
                 method=method,
                 cell=cell,
-                base=spec.base_config(method, cell),
+                base=RunConfig.from_dict(spec.base_config(method, cell)),
                 studies=UnitStudies(spec, self.storage, index),
                 asha=asha,
             )
             self.units.append(unit)
-            self._resume(unit)
-        self._rows = {}
+            final_ids = unit.studies.final_ids()
+            search = unit.studies.search
+            self._resume(unit, unit_start(spec, index, unit.slug, search, final_ids, rows, tasks))
         store.rows_read = []  # needed only to resume; a long sweep's rows need not stay in memory
         self.started = time.monotonic()
         self.ended_this_run = 0
 
     # -- resuming --------------------------------------------------------------------------------
 
-    def _resume(self, unit: Unit) -> None:
-        study = unit.studies.search
-        rows = self._rows
-        trials = study.get_trials(deepcopy=False)
-        unit.asked = len(trials)
-        missing = 0
-        for frozen in trials:
-            tid = frozen.user_attrs.get(ATTR_TRIAL_ID) or self.search_id(unit, frozen.number)
-            plan = TrialPlan(
-                trial_id=tid,
-                unit=unit.index,
-                phase="search",
-                values=dict(frozen.params),
-                config_id=config_id(dict(frozen.params)),
-                number=frozen.number,
-            )
-            if frozen.state.is_finished():
-                if tid not in self.store.ids:
-                    missing += 1
-                if unit.asha is not None:
-                    unit.asha.seed(tid, dict(frozen.intermediate_values))
-            elif tid in rows:  # recorded, then the driver died before telling Optuna
-                unit.studies.tell(plan, rows[tid])
-            else:  # interrupted: run it again, in the same Optuna trial
-                unit.reruns.append(plan)
-        if missing:
+    def _resume(self, unit: Unit, start: UnitStart) -> None:
+        """Apply what the folder holds for ``unit`` (:mod:`sweep.resume`)."""
+        unit.asked = start.asked
+        if unit.asha is not None:
+            for trial_id, values in start.ended:
+                unit.asha.seed(trial_id, values)
+        for plan, row in start.untold:
+            unit.studies.tell(plan, row)
+        for interrupted in start.interrupted:  # run again, in the same Optuna trial
+            unit.studies.interrupted(interrupted.plan.number, interrupted.reported)
+            unit.reruns.append(interrupted.plan)
+        if start.missing:
             self.say(
-                f"warning: {unit.label}: {missing} ended trial(s) of study.db have no row in "
-                f"{self.folder}/trials.parquet (parts removed?); they are not run again"
+                f"warning: {unit.label}: {start.missing} ended trial(s) of the study have no row "
+                f"in {self.folder}/trials.parquet (parts removed?); they are not run again"
             )
-        attrs = study.user_attrs
-        unit.elapsed_before = float(attrs.get(ATTR_SEARCH_SECONDS, 0.0))
-        ended_by_time = attrs.get(ATTR_SEARCH_ENDED) == "time_limit"
-        if not unit.reruns and (unit.asked >= self.spec.trials or ended_by_time):
-            self._end_search(unit, reason=attrs.get(ATTR_SEARCH_ENDED) or "budget")
-        self._reconcile_final(unit)
-
-    def _reconcile_final(self, unit: Unit) -> None:
-        """Final-phase rows recorded but not yet in the final study (driver died in between)."""
-        told = unit.studies.final_ids()
-        rows = [
-            r
-            for r in self._rows.values()
-            if r["phase"] == "final" and r["method"] == unit.method and r["cell"] == unit.cell.key
-        ]
-        late = [r for r in rows if r["trial_id"] not in told]
-        if not late:
-            return
-        tasks = tables.read_table(self.folder, TASKS_FILE).to_pylist()
-        for row in late:
-            plan = TrialPlan(
-                trial_id=row["trial_id"],
-                unit=unit.index,
-                phase="final",
-                values={p.name: row[p.column] for p in self.spec.params_for(unit.method)},
-                config_id=row["config_id"],
-                final_rank=row["final_rank"],
-                seed=row["train_seed"],
-            )
-            mine = [t for t in tasks if t["trial_id"] == row["trial_id"]]
-            curve = avg_acc_curve(mine) if self.spec.metrics[0] == "val_avg_acc" else {}
+        unit.elapsed_before = start.elapsed_s
+        if start.search_ended is not None:
+            self._end_search(unit, reason=start.search_ended)
+        for plan, row, curve in start.late_finals:  # recorded, then the driver died
             unit.studies.add_final(plan, row, curve)
-
-    # -- ids -------------------------------------------------------------------------------------
-
-    @staticmethod
-    def search_id(unit: Unit, number: int) -> str:
-        return f"{unit.slug}-s{number:04d}"
-
-    @staticmethod
-    def final_id(unit: Unit, cid: str, seed: int) -> str:
-        return f"{unit.slug}-final-{cid}-{seed}"
 
     # -- launching -------------------------------------------------------------------------------
 
@@ -238,17 +195,13 @@ class SweepState:
     def finished(self) -> bool:
         return all(u.done for u in self.units)
 
-    def next_plan(self) -> TrialPlan | str | None:
-        """The next trial to launch on its own, None if none can start now, FINISHED when all is
-        done."""
-        out = self.next_launch()
-        return out[0] if isinstance(out, list) else out
-
-    def next_launch(self, population_id: str | None = None) -> list[TrialPlan] | str | None:
-        """The plans of the next Ray trial, None if none can start now, FINISHED when all is done.
+    def next_launch(self, population_id: str | None = None) -> list[TrialRun] | str | None:
+        """The runs of the next Ray trial, None if none can start now, FINISHED when all is done.
 
         With ``population_id`` (the Ray trial's id) and ``resources.population`` > 1, up to that
-        many plans of one unit that can share a population; otherwise one plan.
+        many runs of one unit that can share a population; otherwise one run. Each run's
+        RunConfig is built here, once (:func:`sweep.trial_config.launch_run`), and kept until
+        the trial's row is written.
         """
         if self.finished():
             return FINISHED
@@ -263,11 +216,12 @@ class SweepState:
         if population_id is not None and self.population > 1:
             left = len(unit.finals) if unit.finals is not None else self._search_left(unit)
             size = batching.batch_size(self.population, left, self.capacity - self.live)
-            plans = self._take_population(unit, size)
+            runs = self._take_population(unit, size)
         else:
-            plans = [self._take(unit)]
-        for plan in plans:
-            unit.running[plan.trial_id] = plan
+            runs = [launch_run(unit.base, self._take(unit))]
+        for run in runs:
+            plan = run.plan
+            unit.running[plan.trial_id] = run
             unit.launched += 1
             if plan.phase == "search":
                 if unit.clock_start is None:
@@ -275,49 +229,50 @@ class SweepState:
                 unit.studies.start(plan)
             else:
                 unit.curves[plan.trial_id] = {}
-        population = population_id if len(plans) > 1 else None
-        launch_id = population or plans[0].trial_id
+        population = population_id if len(runs) > 1 else None
+        launch_id = population or runs[0].plan.trial_id
         self.launches[launch_id] = Launch(
-            launch_id, unit.index, {p.trial_id: p for p in plans}, population
+            launch_id, unit.index, {r.plan.trial_id: r for r in runs}, population
         )
         unit.slots += 1
-        return plans
+        return runs
 
     def _search_left(self, unit: Unit) -> int:
         return len(unit.reruns) + max(self.spec.trials - unit.asked, 0)
 
-    def _take_population(self, unit: Unit, size: int) -> list[TrialPlan]:
-        """Up to ``size`` plans of ``unit`` that can train together (see :mod:`sweep.batching`):
+    def _take_population(self, unit: Unit, size: int) -> list[TrialRun]:
+        """Up to ``size`` runs of ``unit`` that can train together (see :mod:`sweep.batching`):
         queued ones first, then new configurations asked from Optuna one after another (TPE's
         constant liar counts the ones asked before as running, so a batch stays diverse)."""
-        first = self._take(unit)
-        reason = batching.solo_reason(unit.base, first)
+        first = launch_run(unit.base, self._take(unit))
+        reason = batching.solo_reason(first)
         if reason is not None:
             self._notice(unit, f"runs per trial: {reason}")
             return [first]
-        key = batching.key(unit.base, first)
+        key = batching.key(first)
         batch = [first]
-        queue = unit.finals if first.phase == "final" else unit.reruns
+        queue = unit.finals if first.plan.phase == "final" else unit.reruns
         for plan in list(queue or ()):
             if len(batch) >= size:
                 break
-            if batching.key(unit.base, plan) == key:
+            run = launch_run(unit.base, plan)
+            if batching.key(run) == key:
                 queue.remove(plan)
-                batch.append(plan)
+                batch.append(run)
         while (
-            first.phase == "search"
+            first.plan.phase == "search"
             and len(batch) < size
             and unit.asked < self.spec.trials
             and not self.out_of_time(unit)
         ):
-            plan = self._take(unit, ask=True)
-            if batching.key(unit.base, plan) != key:
-                why = batching.mismatch(unit.base, first, plan) or "a setting differs"
+            run = launch_run(unit.base, self._take(unit, ask=True))
+            if batching.key(run) != key:
+                why = batching.mismatch(first, run) or "a setting differs"
                 text = f"some configurations train in separate populations: {why}"
                 self._notice(unit, text, key=why.split(" (")[0])
-                unit.reruns.append(plan)  # the first of a later population
+                unit.reruns.append(run.plan)  # the first of a later population
                 break
-            batch.append(plan)
+            batch.append(run)
         return batch
 
     def _notice(self, unit: Unit, text: str, key: str | None = None) -> None:
@@ -344,7 +299,7 @@ class SweepState:
         number, values = unit.studies.ask()
         unit.asked += 1
         return TrialPlan(
-            trial_id=self.search_id(unit, number),
+            trial_id=search_id(unit.slug, number),
             unit=unit.index,
             phase="search",
             values=values,
@@ -398,7 +353,8 @@ class SweepState:
     ) -> dict[str, Any] | None:
         """Record an ended trial: Parquet first, then Optuna; then move its unit on."""
         self._free(plan.trial_id, result)
-        return self._record(plan, result, error)
+        run = self.units[plan.unit].running.get(plan.trial_id)
+        return None if run is None else self._record(run, result, error)
 
     def on_population_report(self, launch_id: str, members: dict[str, dict[str, Any]]) -> list[str]:
         """One report of a population: ``members`` maps trial ids to their metrics after the
@@ -411,15 +367,15 @@ class SweepState:
             self._mark_start(unit, launch_id, {"run_wall_s": wall})
         stops: list[str] = []
         for trial_id, result in members.items():
-            plan = launch.plans.get(trial_id)
-            if plan is None:  # recorded already
+            run = launch.runs.get(trial_id)
+            if run is None:  # recorded already
                 continue
-            stop = self.decide(plan, result)
-            self._report(plan, result)
+            stop = self.decide(run.plan, result)
+            self._report(run.plan, result)
             ended = result.get("status") in (COMPLETED, *FAILED_STATUSES)
             if stop or ended:
-                del launch.plans[trial_id]
-                self._record(plan, result)
+                del launch.runs[trial_id]
+                self._record(run, result)
                 if not ended:
                     stops.append(trial_id)
         return stops
@@ -432,13 +388,13 @@ class SweepState:
         launch = self.launches.get(launch_id)
         if launch is None:
             return
-        for trial_id, plan in list(launch.plans.items()):
+        for trial_id, run in list(launch.runs.items()):
             result = members.get(trial_id, {})
             why = error
             if why is None and not result:
                 why = "the population ended before this configuration reported"
-            self._record(plan, result, why)
-        launch.plans.clear()
+            self._record(run, result, why)
+        launch.runs.clear()
         wall = max((float(m.get("run_wall_s") or 0.0) for m in members.values()), default=0.0)
         self._free(launch_id, {"run_wall_s": wall})
         self._maybe_end_search(self.units[launch.unit])
@@ -454,12 +410,14 @@ class SweepState:
         unit.busy_s += float(result.get("run_wall_s") or 0.0)
 
     def _record(
-        self, plan: TrialPlan, result: dict[str, Any], error: str | None = None
+        self, run: TrialRun, result: dict[str, Any], error: str | None = None
     ) -> dict[str, Any] | None:
-        """Parquet first, then Optuna; then move the plan's unit on."""
+        """Parquet first (the row from the run as launched), then Optuna; then move the run's
+        unit on."""
+        plan = run.plan
         unit = self.units[plan.unit]
         unit.running.pop(plan.trial_id, None)
-        row, tasks = trial_rows(self.spec, unit.base, plan, result, error)
+        row, tasks = trial_rows(self.spec, run, result, error)
         recorded = self.store.add(row, tasks, curve_rows(row, result))
         if recorded:
             self.ended_this_run += 1
@@ -480,7 +438,7 @@ class SweepState:
             unit.clock_saved = now
 
     def _maybe_end_search(self, unit: Unit) -> None:
-        if unit.search_ended or any(p.phase == "search" for p in unit.running.values()):
+        if unit.search_ended or any(r.plan.phase == "search" for r in unit.running.values()):
             return
         if self.out_of_time(unit):
             self._save_clock(unit, force=True)
@@ -503,7 +461,7 @@ class SweepState:
         for rank, (cid, values) in enumerate(points, start=1):
             for seed in seeds:
                 plan = TrialPlan(
-                    trial_id=self.final_id(unit, cid, seed),
+                    trial_id=final_id(unit.slug, cid, seed),
                     unit=unit.index,
                     phase="final",
                     values=values,
@@ -516,38 +474,3 @@ class SweepState:
         unit.finals = finals
         unit.final_planned = len(points) * self.spec.final_seeds
         unit.end_reason = reason
-
-    # -- progress --------------------------------------------------------------------------------
-
-    def progress(self) -> list[dict[str, Any]]:
-        """Per unit: phase, trials done and planned, running, best value so far."""
-        out = []
-        for unit in self.units:
-            record = self.store.studies[(unit.method, unit.cell.key)]
-            running_search = sum(p.phase == "search" for p in unit.running.values())
-            if not unit.search_ended:
-                phase, done, total = "search", record.search_done, self.spec.trials
-            elif unit.finals or any(p.phase == "final" for p in unit.running.values()):
-                phase, done, total = "final", record.final_done, unit.final_planned
-            else:
-                phase, done, total = "done", record.final_done, unit.final_planned
-            out.append(
-                {
-                    "label": unit.label,
-                    "phase": phase,
-                    "done": done,
-                    "total": total,
-                    "running": len(unit.running),
-                    "running_search": running_search,
-                    "best": record.best,
-                    "search_done": record.search_done,
-                    "final_done": record.final_done,
-                    "search_total": self.spec.trials,
-                    "final_total": (
-                        unit.final_planned
-                        if unit.search_ended
-                        else self.spec.final_top_k * self.spec.final_seeds
-                    ),
-                }
-            )
-        return out

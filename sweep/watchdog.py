@@ -9,7 +9,7 @@ is gone it stops (SIGSTOP) the recorded processes that still exist as the same p
 pid and start time, so a recycled pid is never touched), adds any children they started since,
 and kills them all (SIGKILL). Processes are found by pid through /proc, never by name, so no other
 Ray on the machine is touched. Only the standard library is imported: it starts in milliseconds.
-Linux only (/proc); elsewhere the runner does not start it.
+Linux only (/proc); elsewhere the runner does not start it. Why: docs/design.md, "The watchdog".
 """
 
 from __future__ import annotations

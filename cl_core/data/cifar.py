@@ -4,10 +4,15 @@ torchvision keeps the original archives' pickled batches: ``<root>/cifar-10-batc
 (``data_batch_1`` .. ``data_batch_5``, ``test_batch``) and ``<root>/cifar-100-python/``
 (``train``, ``test``). Each is a dict with ``data`` (N x 3072 uint8, channel-major: 1024 red,
 1024 green, 1024 blue values of a 32x32 image) and ``labels`` (CIFAR-10) or ``fine_labels``
-(CIFAR-100). The files were written by Python 2, so they are read as torchvision reads them
-(``pickle.load(f, encoding="latin1")``, which turns the keys into ``str``); ``bytes`` keys (a
-reader using ``encoding="bytes"``) are accepted too. Rows are kept as they are: flattened uint8
-with shape (3, 32, 32), the layout the conv net reshapes to.
+(CIFAR-100). The files were written by Python 2, so they are decoded as torchvision decodes them
+(``encoding="latin1"``, which turns the keys into ``str``); ``bytes`` keys (a reader using
+``encoding="bytes"``) are accepted too. Rows are kept as they are: flattened uint8 with shape
+(3, 32, 32), the layout the conv net reshapes to.
+
+Untrusted files: a data root is often shared, and ``pickle.load`` runs whatever callable a file
+names. The batches are read by :class:`BatchUnpickler`, which resolves only the few globals a
+CIFAR batch needs to rebuild its numpy array (:data:`ALLOWED_GLOBALS`); any other is refused
+before it is imported or called, and the file is reported in one line.
 
 Normalisation: per-channel mean/std as in the three-scenario code (REFERENCE R4, its
 ``data/available.py``); they are applied batch by batch in ``TrainContext.make_batch``.
@@ -15,19 +20,82 @@ Normalisation: per-channel mean/std as in the three-scenario code (REFERENCE R4,
 
 from __future__ import annotations
 
+import importlib
 import pickle
-import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-from cl_core.data.datasets import Dataset
+from cl_core.data.datasets import Dataset, download_timeout
 from cl_core.errors import ClsweepError
 
 CIFAR_SHAPE = (3, 32, 32)
-DOWNLOAD_TIMEOUT_S = 30  # per socket operation, so an offline machine fails fast instead of hanging
+
+
+def _numpy_private(name: str) -> Any:
+    """numpy's array-rebuilding helper ``name`` (``numpy._core`` from numpy 2, ``numpy.core``
+    before), whatever module name the file recorded."""
+    module, _, attr = name.rpartition(".")
+    for prefix in ("numpy._core", "numpy.core"):
+        try:
+            return getattr(importlib.import_module(f"{prefix}.{module}"), attr)
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(name)
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as Python 3 uses it to pickle ``bytes`` at protocol 2 (files
+    re-written by Python 3), limited to the latin-1 codec it names there."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r} is not allowed")
+    return text.encode("latin1")
+
+
+ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
+    # the Python 2 originals: ndarray rebuilt by numpy.core.multiarray._reconstruct
+    ("numpy.core.multiarray", "_reconstruct"): lambda: _numpy_private("multiarray._reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"): lambda: _numpy_private("multiarray._reconstruct"),
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    # the same data re-pickled by numpy 2 at protocol 5, and bytes pickled by Python 3
+    ("numpy.core.numeric", "_frombuffer"): lambda: _numpy_private("numeric._frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"): lambda: _numpy_private("numeric._frombuffer"),
+    ("_codecs", "encode"): lambda: _latin1_encode,
+}
+"""(module, name) -> the object a CIFAR batch may reference; nothing else is resolved."""
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """An unpickler for CIFAR batches: plain containers, numbers and strings, and numpy arrays;
+    every global outside :data:`ALLOWED_GLOBALS` is refused, and so are persistent ids."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        super().__init__(file, encoding="latin1")
+
+    def find_class(self, module: str, name: str) -> Any:
+        resolve = ALLOWED_GLOBALS.get((module, name))
+        if resolve is None:
+            raise pickle.UnpicklingError(
+                f"it names {module}.{name}, which no CIFAR batch holds; refused without running it"
+            )
+        return resolve()
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("it holds a persistent id, which no CIFAR batch holds")
+
+
+def read_batch(path: Path) -> dict[str, Any]:
+    """One pickled CIFAR batch as a dict with ``str`` keys, read by :class:`BatchUnpickler`."""
+    with open(path, "rb") as f:
+        entry = BatchUnpickler(f).load()
+    if not isinstance(entry, dict):
+        raise pickle.UnpicklingError(f"it holds a {type(entry).__name__}, not a dict")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
 
 
 @dataclass(frozen=True)
@@ -122,15 +190,16 @@ def _read_batches(
     for name in names:
         path = folder / name
         try:
-            with open(path, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
-            entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
+            entry = read_batch(path)
             data = np.asarray(entry["data"], dtype=np.uint8)
             labels = np.asarray(entry[layout.label_key], dtype=np.int64)
-        except (pickle.UnpicklingError, EOFError, KeyError, AttributeError, ValueError) as exc:
+        except OSError as exc:
+            raise ClsweepError(f"{path} cannot be read ({exc.strerror or exc})") from None
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged or planted file raises
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
             raise ClsweepError(
-                f"{path} is not a CIFAR batch ({type(exc).__name__}: {exc}); replace it with "
-                f"torchvision's original file"
+                f"{path} is not a CIFAR batch ({detail}); replace it with torchvision's original "
+                "file"
             ) from None
         if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
             raise ClsweepError(
@@ -147,15 +216,12 @@ def _read_batches(
 
 
 def _download(layout: CifarLayout, root: Path) -> None:
-    """Let torchvision fetch and unpack the archive; offline this fails (fast: every socket
-    operation times out after DOWNLOAD_TIMEOUT_S), and the caller names the missing files."""
+    """Let torchvision fetch and unpack the archive; offline this fails (fast: see
+    :func:`download_timeout`), and the caller names the missing files."""
     from torchvision import datasets
 
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        getattr(datasets, layout.tv_class)(str(root), train=True, download=True)
+        with download_timeout():
+            getattr(datasets, layout.tv_class)(str(root), train=True, download=True)
     except Exception:  # noqa: BLE001 - any failure is reported as the missing-files error
         return
-    finally:
-        socket.setdefaulttimeout(previous)

@@ -7,13 +7,17 @@ small to ship through Ray's object store and is turned into floats batch by batc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gzip
 import os
 import shutil
+import socket
 import tempfile
+import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +35,23 @@ RAW_FILES = (
 )
 DIGITS_TRAIN_SIZE = 1400  # REFERENCE R6: 1,400 train / 397 test, a fixed seeded split
 DIGITS_SPLIT_SEED = 0
+DOWNLOAD_TIMEOUT_S = 30.0  # seconds a download may wait on one socket operation (connect, read)
+_TIMEOUT_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def download_timeout(seconds: float | None = None) -> Iterator[None]:
+    """Every socket opened inside gives up after ``seconds`` (default DOWNLOAD_TIMEOUT_S) without
+    progress. torchvision's downloads (urllib) take no timeout of their own, so without this an
+    unreachable or stalled server would hang the run. The setting is process-wide, hence one
+    download at a time."""
+    with _TIMEOUT_GUARD:
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S if seconds is None else seconds)
+        try:
+            yield
+        finally:
+            socket.setdefaulttimeout(previous)
 
 
 @dataclass
@@ -136,7 +157,8 @@ def _missing_raw_files(raw: Path) -> list[str]:
 
 def _download(name: str, root: Path) -> None:
     """Let torchvision fetch the archives into a temporary folder, then move the raw files under
-    ``root``; offline this fails, and the caller names the gap.
+    ``root``; offline this fails (fast: see :func:`download_timeout`), and the caller names the
+    gap.
 
     torchvision creates its folders before it tries the network, so downloading in place would
     leave an empty ``root/<Folder>/raw`` behind a failed run (and create a mistyped data root).
@@ -148,8 +170,9 @@ def _download(name: str, root: Path) -> None:
     cls = getattr(datasets, folder)
     with tempfile.TemporaryDirectory(prefix="clsweep-download-") as staging:
         try:
-            for train in (True, False):
-                cls(staging, train=train, download=True)
+            with download_timeout():
+                for train in (True, False):
+                    cls(staging, train=train, download=True)
         except Exception:  # noqa: BLE001 - any failure is reported as the missing-files error
             return
         fetched = Path(staging) / folder / "raw"

@@ -51,7 +51,7 @@ def test_matrix_is_the_long_rows_pivoted(results, raw_tasks, raw_trials):
         expected[int(r["tasks_learned"]), int(r["task"])] = r["accuracy"]
     matrix = results.matrix(trial["sweep"], trial["trial_id"], "test")
     np.testing.assert_array_equal(matrix, expected)
-    # R5: final average accuracy = mean of the last row over the tasks learned
+    # final average accuracy = mean of the last row over the tasks learned (docs/references.md)
     assert math.isclose(expected[T].mean(), trial["test_avg_acc"], rel_tol=1e-9)
 
 
@@ -103,8 +103,8 @@ def test_zero_completed_trials_is_a_clear_error(sweep_copy: Path):
 
 
 def test_analysis_needs_neither_ray_nor_optuna_to_import():
-    """DESIGN.md: analysis reads Parquet and the contract only (so it installs without torch and
-    Ray); optuna is imported lazily, for importance."""
+    """docs/design.md: analysis reads Parquet and the contract only (so it installs without
+    torch and Ray); optuna is imported lazily, for importance."""
     code = (
         "import sys, analysis.report, analysis.__main__\n"
         "print(sorted(m for m in ('ray', 'sweep', 'optuna', 'torch', 'torchvision', 'cl_core')"

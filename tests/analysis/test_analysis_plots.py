@@ -45,13 +45,13 @@ def test_task_curves_show_each_task_and_the_average(results, raw_tasks, tmp_path
     ax = fig.axes[0]
     labels = [line.get_label() for line in ax.lines]
     T = int(row["n_tasks"])
-    assert [f"task {j + 1}" for j in range(T)] + ["average (R5)"] == [
+    assert [f"task {j + 1}" for j in range(T)] + ["average"] == [
         lab for lab in labels if not lab.startswith("_")
     ]
     rows = raw_rows(raw_tasks, row["sweep"], trial_id)
     last = rows[rows["tasks_learned"] == T]
     average = ax.lines[-1].get_ydata()
-    assert average[-1] == pytest.approx(100 * last["accuracy"].mean())  # R5 final average accuracy
+    assert average[-1] == pytest.approx(100 * last["accuracy"].mean())  # the final average accuracy
     _written(fig, tmp_path / "curves")
 
 

@@ -37,16 +37,33 @@ def documented_columns(table: str) -> set[str]:
 
 
 def study_trials(folder: Path, method: str, cell: str, phase: str = "search") -> list:
-    """The Optuna trials of one study of a sweep, read back from its study.db."""
+    """The Optuna trials of one study of a sweep, read back from its study file."""
     import json
 
     import optuna
 
+    from sweep.study_storage import existing_study_file, open_storage
+
     name = json.loads((folder / "sweep.json").read_text())["name"]
-    study = optuna.load_study(
-        study_name=f"{name}:{method}:{cell}:{phase}", storage=f"sqlite:///{folder / 'study.db'}"
-    )
+    storage = open_storage(existing_study_file(folder))
+    study = optuna.load_study(study_name=f"{name}:{method}:{cell}:{phase}", storage=storage)
     return study.trials
+
+
+def plans_of(launch):
+    """The plans of what ``SweepState.next_launch`` returned (None or FINISHED as they are)."""
+    return [run.plan for run in launch] if isinstance(launch, list) else launch
+
+
+def next_plan(state):
+    """The plan of the next trial launched on its own (populations off), None or FINISHED."""
+    plans = plans_of(state.next_launch())
+    return plans[0] if isinstance(plans, list) else plans
+
+
+def launched_config(state, plan):
+    """The RunConfig the driver built for ``plan`` when it launched it (kept for its row)."""
+    return state.units[plan.unit].running[plan.trial_id].config
 
 
 def finished_sweep(folder: Path, space: Path, compact: bool = True) -> Path:
@@ -57,7 +74,6 @@ def finished_sweep(folder: Path, space: Path, compact: bool = True) -> Path:
     from sweep.results import ResultsStore, write_sweep_json
     from sweep.space import load_space
     from sweep.trainable import _Tracker
-    from sweep.trial_config import run_config
     from sweep.units import FINISHED, SweepState
 
     spec = load_space(space)
@@ -66,10 +82,8 @@ def finished_sweep(folder: Path, space: Path, compact: bool = True) -> Path:
     store = ResultsStore(spec, out)
     state = SweepState(spec, out, store, capacity=1, say=lambda _: None)
     write_sweep_json(spec, out, "python -m sweep", "2026-01-01T00:00:00Z", None)
-    while (plan := state.next_plan()) not in (None, FINISHED):
-        base = state.units[plan.unit].base
-        tracker = _Tracker(base["n_tasks"])
-        tracker.cfg = run_config(base, plan)
+    while (plan := next_plan(state)) not in (None, FINISHED):
+        tracker = _Tracker(launched_config(state, plan))
         n = tracker.cfg.n_tasks
         tracker.reports.append(TaskReport(0, [0.1] * n, [0.1] * n, None, 0.0))
         for i in range(1, n + 1):

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sweep.__main__ import main
-from sweep.space import SECTION_KEYS, SPACES_DIR, TOP_KEYS
+from sweep.space.keys import SECTION_KEYS, SPACES_DIR, TOP_KEYS
 
 EXAMPLES = int(os.environ.get("CLSWEEP_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(

@@ -1,4 +1,5 @@
-"""The folder lock: one holder at a time; freed when its holder dies, here or on another host."""
+"""The folder lock: one holder at a time; freed when its holder dies, here or on another host; a
+holder that finds its claim lost (another sweep broke the lock while it stalled) stops writing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from sweep_helpers import REPO
 
 from sweep import lock as lockmod
-from sweep.lock import LockHeld, SweepLock
+from sweep.lock import LockHeld, LockLost, SweepLock
 
 
 def write_holder(path, **changes) -> None:
@@ -107,3 +108,149 @@ def test_a_killed_driver_process_frees_the_lock(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_lost_claim_is_found_and_the_new_lock_never_refreshed(tmp_path, monkeypatch):
+    """Another sweep broke the lock (moved it aside) and took the folder: the first holder's
+    next heartbeat finds a token that is not its own, says so once, and stops touching the file."""
+    monkeypatch.setattr(lockmod, "HEARTBEAT_S", 0.05)
+    lost: list[LockLost] = []
+    held = SweepLock(tmp_path, on_lost=lost.append)
+    held.acquire()
+    os.rename(held.path, tmp_path / "aside")
+    write_holder(held.path, token="theirs", host="elsewhere", pid=4242)
+    old = time.time() - 30
+    os.utime(held.path, (old, old))
+    wait_until(lambda: lost)
+    time.sleep(0.3)  # several more beats
+    assert held.path.stat().st_mtime == old  # the other sweep's lock was never kept fresh
+    assert "lost the lock of" in str(lost[0]) and "another sweep (pid 4242 on elsewhere" in str(
+        lost[0]
+    )
+    with pytest.raises(LockLost, match="without writing more"):
+        held.check()  # what a writer calls before each write
+    assert len(lost) == 1  # told once
+    held.release()
+    assert json.loads(held.path.read_text())["token"] == "theirs"  # not removed
+
+
+def test_check_renews_the_claim_while_it_holds(tmp_path, monkeypatch):
+    monkeypatch.setattr(lockmod, "HEARTBEAT_S", 60.0)  # no heartbeat during the test
+    with SweepLock(tmp_path, on_lost=pytest.fail) as held:
+        old = time.time() - 30
+        os.utime(held.path, (old, old))
+        held.check()
+        assert time.time() - held.path.stat().st_mtime < 5
+
+
+def test_a_lock_that_cannot_be_renewed_is_given_up_before_others_may_break_it(
+    tmp_path, monkeypatch
+):
+    """Renewal errors are tolerated for half the stale time (no one may break the lock yet),
+    then the claim counts as lost."""
+    monkeypatch.setattr(lockmod, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(lockmod, "STALE_AFTER_S", 1.0)
+    lost: list[LockLost] = []
+    held = SweepLock(tmp_path, on_lost=lost.append)
+    held.acquire()
+    held.path.unlink()
+    held.path.mkdir()  # opens, but cannot be read: an I/O error on every renewal
+    held.check()  # just renewed: still safe to write
+    assert not lost
+    wait_until(lambda: lost)
+    assert "could not renew the lock of" in str(lost[0])
+    with pytest.raises(LockLost):
+        held.check()
+    held.release()
+    held.path.rmdir()
+
+
+# A holder "on another machine" (its lock names another host, so it is judged by its heartbeat):
+# it writes one row per line read from stdin, each after lock.check(), as the sweep's writers do.
+STALLING_HOLDER = """
+import dataclasses, json, sys
+from pathlib import Path
+from sweep import lock as lockmod
+
+lockmod.HEARTBEAT_S, lockmod.STALE_AFTER_S = 0.1, 1.0
+real_me = lockmod.me
+lockmod.me = lambda token: dataclasses.replace(real_me(token), host="node-a", boot_id="boot-a")
+folder = Path(sys.argv[1])
+lock = lockmod.SweepLock(folder)
+lock.acquire()
+print("held", flush=True)
+for line in sys.stdin:
+    lock.check()
+    with open(folder / "rows.jsonl", "a") as rows:
+        rows.write(json.dumps({"row": int(line), "by": "first"}) + "\\n")
+    print("wrote", int(line), flush=True)
+"""
+
+
+@pytest.mark.parametrize("write_pending", [False, True], ids=["idle", "write-pending"])
+def test_a_stalled_holder_whose_lock_was_broken_stops_without_writing(
+    tmp_path, monkeypatch, write_pending
+):
+    """The first sweep stalls (SIGSTOP: an NFS hang, a paused machine) past the stale time; a
+    second sweep breaks its lock and goes on writing rows. When the first wakes up it stops with
+    one error line, whether it was idle or about to write: every row is written once."""
+    monkeypatch.setattr(lockmod, "HEARTBEAT_S", 0.1)
+    monkeypatch.setattr(lockmod, "STALE_AFTER_S", 1.0)
+    first = subprocess.Popen(
+        [sys.executable, "-c", STALLING_HOLDER, str(tmp_path)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    second = SweepLock(tmp_path, on_lost=pytest.fail)
+    try:
+        assert first.stdout.readline() == "held\n"
+        for row in range(3):
+            first.stdin.write(f"{row}\n")
+            first.stdin.flush()
+            assert first.stdout.readline() == f"wrote {row}\n"
+        first.send_signal(signal.SIGSTOP)
+        if write_pending:  # a row on its way when the stall began
+            first.stdin.write("3\n")
+            first.stdin.flush()
+        with pytest.raises(LockHeld):
+            second.acquire()  # the first's heartbeat is still fresh
+        deadline = time.monotonic() + 20
+        while True:  # until the first's heartbeat is older than STALE_AFTER_S
+            try:
+                second.acquire()
+                break
+            except LockHeld:
+                assert time.monotonic() < deadline, "the stalled lock was never broken"
+                time.sleep(0.1)
+        with open(tmp_path / "rows.jsonl", "a") as rows:
+            for row in range(3, 6):
+                second.check()
+                rows.write(json.dumps({"row": row, "by": "second"}) + "\n")
+        first.send_signal(signal.SIGCONT)
+        code = first.wait(timeout=30)
+        out, err = first.communicate()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert code == lockmod.EXIT_LOST
+    assert err.count("\n") == 1 and err.startswith("error: this sweep lost the lock of"), err
+    assert f"to another sweep (pid {os.getpid()} on " in err
+    assert out == ""  # the pending row was not written
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [r["row"] for r in rows] == [0, 1, 2, 3, 4, 5]
+    assert [r["by"] for r in rows] == ["first"] * 3 + ["second"] * 3
+    assert second.holder().token == second.token  # the first neither removed nor refreshed it
+    second.check()
+    second.release()
+    assert not second.path.exists()

@@ -8,14 +8,13 @@ import math
 
 import pytest
 from optuna.trial import TrialState
-from sweep_helpers import write_space
+from sweep_helpers import launched_config, plans_of, write_space
 
 from cl_core.trainer import TaskReport
 from sweep.population_trial import population_report, report_members
 from sweep.results import ResultsStore
 from sweep.space import load_space
 from sweep.trainable import _Tracker
-from sweep.trial_config import run_config
 from sweep.units import FINISHED, SweepState
 
 # batch_size fixes the shapes of a batch: configs that differ in it cannot share a population.
@@ -36,9 +35,7 @@ def member_reports(state: SweepState, plans) -> list[dict[str, dict]]:
     """Per task, the members' metrics a population of ``plans`` reports (quality = lr)."""
     trackers = {}
     for plan in plans:
-        unit = state.units[plan.unit]
-        tracker = _Tracker(unit.base["n_tasks"])
-        tracker.cfg = run_config(unit.base, plan)
+        tracker = _Tracker(launched_config(state, plan))
         n = tracker.cfg.n_tasks
         tracker.reports.append(TaskReport(0, [0.1] * n, [0.1] * n, None, 0.0))
         trackers[plan.trial_id] = (tracker, plan.values["lr"], n)
@@ -60,7 +57,7 @@ def test_configs_that_cannot_share_train_in_separate_populations_visibly(tmp_pat
     said: list[str] = []
     state = SweepState(spec, folder, ResultsStore(spec, folder), capacity=1, say=said.append)
     launches = []
-    while (plans := state.next_launch(f"pop{len(launches)}")) not in (None, FINISHED):
+    while (plans := plans_of(state.next_launch(f"pop{len(launches)}"))) not in (None, FINISHED):
         assert state.next_launch("another") is None  # one slot: the population holds it
         assert len({p.values["batch_size"] for p in plans}) == 1, plans
         launches.append(plans)
@@ -93,7 +90,7 @@ def test_the_time_limit_stops_every_member_and_each_is_pruned(tmp_path):
     folder = tmp_path / "out" / spec.name
     folder.mkdir(parents=True)
     state = SweepState(spec, folder, ResultsStore(spec, folder), capacity=2, say=lambda _: None)
-    plans = state.next_launch("pop0")
+    plans = plans_of(state.next_launch("pop0"))
     assert len(plans) == 4  # min(population 4, 8 trials over 2 free slots)
     first_task = member_reports(state, plans)[0]
     state.units[0].elapsed_before = 61.0  # the search's time is up

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from sweep_helpers import study_trials, write_space
 
+from cl_core.config import RunConfig
 from sweep.__main__ import main
 from sweep.runner import Options, run_sweep
 from sweep.space import load_space
-from sweep.trial_config import TrialPlan, run_config
+from sweep.trial_config import TrialPlan, launch_run
 
 
 def test_replay_space_searches_each_methods_own_hyperparameters():
@@ -21,13 +22,14 @@ def test_replay_space_searches_each_methods_own_hyperparameters():
     ]
     assert {p.name for p in spec.params_for("er")} == {"budget", "lr"}
     assert {p.name for p in spec.params_for("derpp")} == {"budget", "alpha", "beta", "lr"}
-    # the R4 protocol: MLP 400-400, Adam, batch 128, 2,000 iterations per task
+    # the three-scenario protocol (docs/references.md): MLP 400-400, batch 128, 2,000 iterations
     base = spec.base_config("derpp", spec.cells[0])
     assert (base["hidden"], base["batch_size"], base["iterations"]) == ([400, 400], 128, 2000)
     assert base["epochs"] is None
     # a trial's values reach the method that declares them, as method hyperparameters
     values = {"alpha": 0.5, "budget": 50, "beta": 2.0, "lr": 3e-4}
-    cfg = run_config(base, TrialPlan("t0", unit=0, phase="search", values=values))
+    plan = TrialPlan("t0", unit=0, phase="search", values=values)
+    cfg = launch_run(RunConfig.from_dict(base), plan).config
     assert cfg.method_params == {"alpha": 0.5, "beta": 2.0, "budget": 50} and cfg.lr == 3e-4
 
 

@@ -15,16 +15,17 @@ import pyarrow.parquet as pq
 import pytest
 from sweep_helpers import TINY_SPACE, write_space
 
+from cl_core.config import RunConfig
 from contract import tables
 from contract.schema import TASKS_FILE, TASKS_SCHEMA, TRIALS_FILE
 from sweep.results import ResultsStore, sweep_trials_schema, trial_rows
 from sweep.space import load_space
-from sweep.trial_config import TrialPlan
+from sweep.trial_config import TrialPlan, TrialRun, launch_run
 
 
-def ended_trial(spec, trial_id: str, lam: float) -> tuple[dict, TrialPlan, dict]:
-    base = spec.base_config(*spec.units[0])
+def ended_trial(spec, trial_id: str, lam: float) -> tuple[TrialRun, dict]:
     plan = TrialPlan(trial_id, 0, "search", {"lambda": lam}, config_id="c", number=0)
+    run = launch_run(RunConfig.from_dict(spec.base_config(*spec.units[0])), plan)
     val = [[0.1, 0.1, 0.1], [0.9, 0.2, 0.1], [0.8, 0.9, 0.1]]
     result = {
         "status": "running", "tasks_completed": 2, "val_avg_acc": 0.85, "test_avg_acc": 0.8,
@@ -33,7 +34,7 @@ def ended_trial(spec, trial_id: str, lam: float) -> tuple[dict, TrialPlan, dict]
         "matrix": json.dumps({"val": val, "test": val, "loss": [None, 0.5, 0.4],
                               "seconds": [0.0, 1.0, 1.0]}),
     }  # fmt: skip
-    return base, plan, result
+    return run, result
 
 
 @pytest.fixture
@@ -174,9 +175,9 @@ def test_curve_rows_land_in_their_own_part_and_compaction_keeps_recorded_trials(
     ]
     out = tmp_path / "out"
     store = ResultsStore(spec, out)
-    base, plan, result = ended_trial(spec, "t1", 10.0)
+    run, result = ended_trial(spec, "t1", 10.0)
     result["curve"] = encode_curve(points)
-    row, tasks = trial_rows(spec, base, plan, result)
+    row, tasks = trial_rows(spec, run, result)
     curves = curve_rows(row, result)
     assert len(curves) == 18 and curves[3] == {
         "schema_version": row["schema_version"], "sweep": row["sweep"], "trial_id": "t1",

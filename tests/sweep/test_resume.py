@@ -46,10 +46,10 @@ def rows(path: Path) -> int:
         return 0
 
 
-def resume(space: Path, out: Path) -> subprocess.CompletedProcess:
+def resume(space: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     """Run the same sweep with --resume; it must finish cleanly."""
     done = subprocess.run(
-        sweep_command(space, out, "--resume"),
+        sweep_command(space, out, "--resume", *extra),
         cwd=REPO,
         env=env(),
         capture_output=True,
@@ -86,12 +86,19 @@ def kill_after_first_trial(command: list[str], trials_path: Path, sig: int) -> i
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_resume_after_killed_driver(tmp_path, sig):
+@pytest.mark.parametrize(
+    ("sig", "storage"),
+    [(signal.SIGKILL, "sqlite"), (signal.SIGINT, "sqlite"), (signal.SIGKILL, "journal")],
+    ids=["SIGKILL", "SIGINT", "SIGKILL-journal"],
+)
+def test_resume_after_killed_driver(tmp_path, sig, storage):
+    """The journal file (the studies on NFS) resumes as SQLite does; a resume keeps the
+    folder's backend whatever --study-storage says."""
     space = write_space(tmp_path, SPACE, "resume.yaml")
     out = tmp_path / "out"
     folder = out / "resume"
-    status = kill_after_first_trial(sweep_command(space, out), folder / "trials.parquet", sig)
+    command = sweep_command(space, out, "--study-storage", storage)
+    status = kill_after_first_trial(command, folder / "trials.parquet", sig)
     assert status == (130 if sig == signal.SIGINT else -signal.SIGKILL)
     before = pd.read_parquet(folder / "trials.parquet")
     assert 1 <= len(before) < 6
@@ -101,7 +108,9 @@ def test_resume_after_killed_driver(tmp_path, sig):
     )
     assert refused.returncode == 2 and "--resume" in refused.stderr
 
-    resume(space, out)
+    resume(space, out, "--study-storage", "sqlite")
+    studies = {"sqlite": "study.db", "journal": "study.journal"}[storage]
+    assert sorted(p.name for p in folder.glob("study.*")) == [studies]
     after = pd.read_parquet(folder / "trials.parquet")
     assert after.trial_id.is_unique
     assert (after.phase == "search").sum() == 6 and (after.phase == "final").sum() == 2

@@ -104,7 +104,7 @@ def test_a_changed_space_is_refused(sweep, capsys, tmp_path):
 
 def test_more_trials_on_resume_is_allowed_to_pass_the_checks(sweep):
     """Budgets may change on resume (search on): only the fingerprint of the space counts."""
-    from sweep.runner import check_folder
+    from sweep.resume import check_folder
     from sweep.space import load_space
 
     space, _, folder = sweep

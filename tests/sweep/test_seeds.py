@@ -7,7 +7,8 @@ from sweep_helpers import write_space
 from sweep.protocol import protocol_record
 from sweep.seeds import cell_sampler_seed
 from sweep.space import load_space
-from sweep.studies import UnitStudies, storage
+from sweep.studies import UnitStudies
+from sweep.study_storage import open_storage
 
 TWO_CELLS = """
 method: ewc
@@ -34,11 +35,11 @@ def test_seed_is_reproducible_and_differs_between_cells():
 
 def test_two_cells_of_one_sweep_get_different_first_trials(tmp_path):
     spec = load_space(write_space(tmp_path, TWO_CELLS))
-    shared = storage(str(tmp_path / "study.db"))
+    shared = open_storage(tmp_path / "study.db")
     first = {}
     for index, (_method, cell) in enumerate(spec.units):
         first[cell.key] = UnitStudies(spec, shared, index).ask()[1]["lambda"]
-        alone = storage(str(tmp_path / f"{index}.db"))
+        alone = open_storage(tmp_path / f"{index}.db")
         assert UnitStudies(spec, alone, index).ask()[1]["lambda"] == first[cell.key]  # reproducible
     assert len(set(first.values())) == 2, first
     recorded = protocol_record(spec)["sampler"]

@@ -11,7 +11,9 @@ import yaml
 from sweep_helpers import REPO, TINY_SPACE, write_space
 
 from sweep.__main__ import main
-from sweep.space import SPACES_DIR, load_space, parse_yaml, scale_notes
+from sweep.space import load_space, scale_notes
+from sweep.space.keys import SPACES_DIR
+from sweep.yaml_safe import load_yaml
 
 MALFORMED = sorted((Path(__file__).parent / "malformed").glob("*.yaml"))
 SHIPPED = sorted(SPACES_DIR.glob("*.yaml"))
@@ -192,7 +194,7 @@ grid: {benchmark: permuted-digits, scenario: domain, n_tasks: 3}
     for package in ("wandb", "mlflow"):
         if f"- {package}" in snippet and importlib.util.find_spec(package) is None:
             pytest.skip(f"the example needs {package}, not installed here")
-    merged = {**parse_yaml(base), **parse_yaml(snippet)}
+    merged = {**load_yaml(base), **load_yaml(snippet)}
     spec = load_space(write_space(tmp_path, yaml.safe_dump(merged)))
     assert spec.cells
 

@@ -11,14 +11,13 @@ import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
-from sweep_helpers import write_space
+from sweep_helpers import launched_config, next_plan, write_space
 
 from cl_core.trainer import TaskReport
 from sweep.asha import Asha
 from sweep.results import ResultsStore, trial_rows
 from sweep.space import load_space
 from sweep.trainable import _Tracker
-from sweep.trial_config import run_config
 from sweep.units import FINISHED, SweepState
 
 TWO_CELLS = """
@@ -33,20 +32,19 @@ final: {top_k: 1, seeds: 2}
 """
 
 
-def make_state(tmp_path, text: str, capacity: int = 2) -> SweepState:
+def make_state(tmp_path, text: str, capacity: int = 2, backend: str = "auto") -> SweepState:
     spec = load_space(write_space(tmp_path, text, "state.yaml"))
     folder = tmp_path / "out" / spec.name
     folder.mkdir(parents=True, exist_ok=True)
-    return SweepState(spec, folder, ResultsStore(spec, folder), capacity, say=lambda _: None)
+    store = ResultsStore(spec, folder)
+    return SweepState(spec, folder, store, capacity, say=lambda _: None, backend=backend)
 
 
 def reports(state: SweepState, plan, upto: int | None = None, quality=None) -> list[dict]:
     """The reports the trainable would send for ``plan``: accuracy ``quality - 0.1 i``, where
     the quality is the searched lr unless given (so configs rank by lr)."""
     quality = plan.values["lr"] if quality is None else quality
-    unit = state.units[plan.unit]
-    tracker = _Tracker(unit.base["n_tasks"])
-    tracker.cfg = run_config(unit.base, plan)
+    tracker = _Tracker(launched_config(state, plan))
     n = tracker.cfg.n_tasks
     tracker.reports.append(TaskReport(0, [0.1] * n, [0.1] * n, None, 0.0))
     out = []
@@ -67,27 +65,27 @@ def run_to_end(state: SweepState, plan, quality=None, upto: int | None = None) -
 
 def test_cells_take_turns_and_capacity_is_respected(tmp_path):
     state = make_state(tmp_path, TWO_CELLS, capacity=2)
-    first, second = state.next_plan(), state.next_plan()
+    first, second = next_plan(state), next_plan(state)
     assert {first.unit, second.unit} == {0, 1}  # one trial of each cell, not two of one
-    assert state.next_plan() is None  # both slots busy
+    assert next_plan(state) is None  # both slots busy
     run_to_end(state, first)
-    third = state.next_plan()
+    third = next_plan(state)
     assert third.unit == first.unit
 
 
 def test_a_cells_final_phase_starts_when_its_own_search_ends(tmp_path):
     state = make_state(tmp_path, TWO_CELLS, capacity=4)
-    plans = [state.next_plan() for _ in range(4)]
+    plans = [next_plan(state) for _ in range(4)]
     short = [p for p in plans if p.unit == 0]
     other = [p for p in plans if p.unit == 1]
     for plan in short:
         run_to_end(state, plan)
-    plan = state.next_plan()  # cell 0 still has one search trial to ask
+    plan = next_plan(state)  # cell 0 still has one search trial to ask
     assert plan.unit == 0 and plan.phase == "search"
     run_to_end(state, plan)
-    final = state.next_plan()
+    final = next_plan(state)
     assert final.unit == 0 and final.phase == "final"  # while cell 1 is still searching
-    assert any(p.phase == "search" for p in state.units[1].running.values())
+    assert any(r.plan.phase == "search" for r in state.units[1].running.values())
     assert final.seed == 1000 and final.final_rank == 1
     best = max(state.store.studies[("finetune", "permuted-digits/domain/2")].completed)
     assert final.config_id == best[2] and final.values == best[3]
@@ -100,9 +98,9 @@ def test_the_report_that_stops_a_trial_reaches_optuna(tmp_path):
         "early_stopping: {scheduler: asha, grace_tasks: 1, reduction_factor: 2}\n"
     )
     state = make_state(tmp_path, text, capacity=1)
-    good = state.next_plan()
+    good = next_plan(state)
     run_to_end(state, good, quality=0.9)
-    weak = state.next_plan()
+    weak = next_plan(state)
     stopped_at = None
     for result in reports(state, weak, quality=0.5):
         stop = state.decide(weak, result)  # the scheduler decides first ...
@@ -120,43 +118,49 @@ def test_the_report_that_stops_a_trial_reaches_optuna(tmp_path):
     assert trial.user_attrs["trial_id"] == weak.trial_id
 
 
-def test_resume_runs_an_interrupted_trial_again_in_its_own_optuna_trial(tmp_path):
-    state = make_state(tmp_path, TWO_CELLS, capacity=1)
-    done = state.next_plan()
+@pytest.mark.parametrize("backend", ["sqlite", "journal"])
+def test_resume_runs_an_interrupted_trial_again_in_its_own_optuna_trial(tmp_path, backend):
+    state = make_state(tmp_path, TWO_CELLS, capacity=1, backend=backend)
+    done = next_plan(state)
     run_to_end(state, done)
-    cut = state.next_plan()
-    state.on_report(cut, reports(state, cut)[0])  # one report, then the driver dies
-    resumed = make_state(tmp_path, TWO_CELLS, capacity=1)
-    rerun = resumed.next_plan()
+    cut = next_plan(state)
+    first = reports(state, cut)[0]
+    state.on_report(cut, first)  # one report, then the driver dies
+    resumed = make_state(tmp_path, TWO_CELLS, capacity=1)  # the folder's file decides
+    assert resumed.study_file.name == {"sqlite": "study.db", "journal": "study.journal"}[backend]
+    rerun = next_plan(resumed)
     assert (rerun.trial_id, rerun.number, rerun.values) == (cut.trial_id, cut.number, cut.values)
     run_to_end(resumed, rerun)
     study = resumed.units[cut.unit].studies.search
     assert len(study.trials) == cut.number + 1  # no new Optuna trial for the re-run
     assert study.trials[cut.number].state == TrialState.COMPLETE
+    values = study.trials[cut.number].intermediate_values  # the first report kept, not repeated
+    assert values[1] == first["val_avg_acc"]
+    assert sorted(values) == list(range(1, resumed.units[cut.unit].cell.n_tasks + 1))
     assert study.trials[cut.number].user_attrs["trial_id"] == cut.trial_id
     assert resumed.store.ids == {done.trial_id, cut.trial_id}
 
 
 def test_resume_tells_optuna_a_trial_recorded_just_before_the_crash(tmp_path):
     state = make_state(tmp_path, TWO_CELLS, capacity=1)
-    plan = state.next_plan()
+    plan = next_plan(state)
     results = reports(state, plan)
     for result in results:
         state.on_report(plan, result)
     unit = state.units[plan.unit]
-    state.store.add(*trial_rows(state.spec, unit.base, plan, results[-1]))  # then it died
+    state.store.add(*trial_rows(state.spec, unit.running[plan.trial_id], results[-1]))  # died
     assert unit.studies.search.trials[plan.number].state == TrialState.RUNNING
     resumed = make_state(tmp_path, TWO_CELLS, capacity=1)
     frozen = resumed.units[plan.unit].studies.search.trials[plan.number]
     assert frozen.state == TrialState.COMPLETE
     assert frozen.user_attrs["trial_id"] == plan.trial_id
-    assert resumed.next_plan().trial_id != plan.trial_id  # not run again
+    assert next_plan(resumed).trial_id != plan.trial_id  # not run again
 
 
 def test_time_limit_stops_the_search_and_starts_the_final_phase(tmp_path, monkeypatch):
     text = TWO_CELLS.replace("budget: {trials: 3}", "budget: {trials: 50, time_limit_s: 60}")
     state = make_state(tmp_path, text, capacity=1)
-    plan = state.next_plan()
+    plan = next_plan(state)
     first = reports(state, plan)[0]
     assert not state.decide(plan, first)
     unit = state.units[plan.unit]
@@ -165,15 +169,15 @@ def test_time_limit_stops_the_search_and_starts_the_final_phase(tmp_path, monkey
     state.on_end(plan, first)
     assert unit.search_ended and unit.end_reason == "time_limit"
     assert unit.studies.search.user_attrs["search_ended"] == "time_limit"
-    nxt = state.next_plan()
+    nxt = next_plan(state)
     assert nxt.unit == 1 or nxt.phase == "final"
 
 
 def test_everything_done_is_finished(tmp_path):
     state = make_state(tmp_path, TWO_CELLS.replace("final: {top_k: 1, seeds: 2}", ""), 4)
-    while (plan := state.next_plan()) not in (None, FINISHED):
+    while (plan := next_plan(state)) not in (None, FINISHED):
         run_to_end(state, plan)
-    assert state.next_plan() == FINISHED
+    assert next_plan(state) == FINISHED
     assert state.finished()
     for unit in state.units:
         states = {t.state for t in unit.studies.search.trials}
@@ -229,7 +233,7 @@ def test_a_free_slot_goes_to_the_cell_that_used_the_least_run_time(tmp_path):
     seconds = {0: 1.0, 1: 30.0}  # cell 0's trials take a second, cell 1's half a minute
     picked = []
     for _ in range(5):
-        plan = state.next_plan()
+        plan = next_plan(state)
         picked.append(plan.unit)
         result = reports(state, plan)[-1]
         result["run_wall_s"] = seconds[plan.unit]

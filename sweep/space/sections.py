@@ -1,0 +1,238 @@
+"""The sections of a space file, each checked on its own, and the :class:`SweepSpec` they build.
+
+Sections are validated in dependency order (the methods before their hyperparameters, the grid
+before the settings that depend on the benchmark, the searched parameters before the sampler and
+the budget that depend on them); the first problem raises (:mod:`sweep.space.checks`).
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from cl_core.config import RunConfig
+from cl_core.data import BENCHMARKS, SCENARIOS
+from cl_core.errors import ClsweepError
+from cl_core.methods import METHODS
+from cl_core.params import HyperParam
+from sweep.errors import shown
+from sweep.space.checks import field_type
+from sweep.space.conduct import ConductChecks
+from sweep.space.keys import (
+    DEFAULT_LOGGERS,
+    MAX_EPOCHS,
+    MAX_ITERATIONS,
+    MAX_NAME,
+    MAX_TASKS,
+    NAME_PATTERN,
+    NOT_TRAIN_KEYS,
+    SECTION_KEYS,
+    TOP_KEYS,
+    TRAIN_KEYS,
+)
+from sweep.space.spec import Cell, SweepSpec
+
+
+class Validator(ConductChecks):
+    """Checks one raw space dict section by section; ``given`` is the file as written (before
+    ``--set`` overrides), kept in the spec for sweep.json."""
+
+    def __init__(self, label: str, given: dict[str, Any]) -> None:
+        super().__init__(label)
+        self.given = given
+
+    def validate(self, raw: dict[str, Any], default_name: str, path: str) -> SweepSpec:
+        """The spec of ``raw`` (``path``: the file; ``default_name``: the sweep's name unless
+        the space names it)."""
+        self.keys("", raw, TOP_KEYS)
+        name = self.name(raw.get("name", default_name))
+        description = raw.get("description")
+        if description is not None and not isinstance(description, str):
+            self.fail(
+                "description",
+                f"expected text, got {type(description).__name__}",
+                "write free text (or remove the key)",
+            )
+        methods = self.methods(raw.get("method"))
+        train = self.train(self.section(raw, "train"))
+        hyperparams = self.hyperparams(methods, self.section(raw, "hyperparams"))
+        cells = self.grid(self.section(raw, "grid"), methods)
+        # settings that depend on the benchmark (pad32, the conv net's input) are checked per cell
+        cell_settings = [
+            {"benchmark": c.benchmark, "scenario": c.scenario, "n_tasks": c.n_tasks} for c in cells
+        ]
+        for settings in cell_settings:
+            self.run_config({**train, **settings}, "train")
+        searched = self.section(raw, "search")
+        params = self.search(methods, searched, train, hyperparams, cell_settings)
+        if any(p.name == "iterations" for p in params) and "epochs" not in train:
+            train = {**train, "epochs": None}  # searched iterations replace the default epochs
+        metrics, modes = self.objective(self.section(raw, "objective"), train)
+        sampler, seed = self.sampler(raw.get("sampler", "tpe"), metrics, params)
+        resources = self.resources(self.section(raw, "resources"))
+        trials, time_limit = self.budget(self.section(raw, "budget"), sampler, params)
+        early = self.early_stopping(raw.get("early_stopping"), metrics, cells)
+        final = self.final(self.section(raw, "final"), trials)
+        self.total(len(methods) * len(cells), trials, final)
+        loggers = self.loggers(raw.get("loggers", list(DEFAULT_LOGGERS)))
+        return SweepSpec(
+            name=name,
+            file=path,
+            raw=self.given,
+            methods=methods,
+            train=train,
+            hyperparams=hyperparams,
+            params=params,
+            cells=cells,
+            metrics=metrics,
+            modes=modes,
+            sampler=sampler,
+            sampler_seed=seed,
+            trials=trials,
+            time_limit_s=time_limit,
+            early_stopping=early,
+            cpus=resources[0],
+            gpus=resources[1],
+            max_concurrent=resources[2],
+            population=resources[3],
+            final_top_k=final[0],
+            final_seeds=final[1],
+            final_seed_base=final[2],
+            loggers=loggers,
+        )
+
+    def name(self, name: Any) -> str:
+        """The sweep's folder name: a plain name, never '.', '..' or a path."""
+        fix = f"use up to {MAX_NAME} letters, digits, '-', '_' or '.', starting with a letter/digit"
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or len(name) > MAX_NAME:
+            self.fail("name", f"{shown(name)} is not a usable folder name", fix)
+        return name
+
+    def methods(self, method: Any) -> tuple[str, ...]:
+        """One method, or a list (e.g. the finetune and joint bounds), each searched on its own."""
+        if method is None:
+            self.fail("method", "missing", f"add `method: <one of {', '.join(METHODS)}>`")
+        methods = self.name_list("method", method, METHODS, "method")
+        if len(set(methods)) != len(methods):
+            self.fail("method", f"{shown(method)} lists a method twice", "name each method once")
+        return tuple(methods)
+
+    def train(self, train: dict[str, Any]) -> dict[str, Any]:
+        for key in train:
+            if key in NOT_TRAIN_KEYS:
+                self.fail(
+                    f"train.{key}",
+                    "is not a train setting",
+                    f"set it through {NOT_TRAIN_KEYS[key]}",
+                )
+        self.keys("train", train, TRAIN_KEYS)
+        if "epochs" not in train and train.get("iterations") is not None:
+            train = {**train, "epochs": None}
+        hints = typing.get_type_hints(RunConfig)
+        for key, value in train.items():
+            self.setting_type(f"train.{key}", key, value, hints[key])
+        return dict(train)
+
+    def setting_type(self, key: str, name: str, value: Any, hint: Any) -> None:
+        """Refuse a value whose YAML type cannot be the RunConfig field's type, a non-finite
+        number, and a training length beyond MAX_EPOCHS / MAX_ITERATIONS."""
+        base, optional = field_type(hint)
+        if value is None:
+            if not optional:
+                self.fail(key, "must not be empty", "give a value or remove the key")
+            return
+        origin = base
+        wrong = (
+            (origin is bool and not isinstance(value, bool))
+            or (origin is int and (isinstance(value, bool) or not isinstance(value, int)))
+            or (
+                origin is float and (isinstance(value, bool) or not isinstance(value, (int, float)))
+            )
+            or (origin is str and not isinstance(value, str))
+        )
+        if wrong:
+            self.fail(
+                key,
+                f"expected {origin.__name__}, got {type(value).__name__} {shown(value)}",
+                f"write {'an' if origin is int else 'a'} {origin.__name__} value for {name}",
+            )
+        if origin in (int, float):
+            limits = {"epochs": MAX_EPOCHS, "iterations": MAX_ITERATIONS}
+            self.number(key, value, integer=origin is int, high=limits.get(name))
+
+    def hyperparams(self, methods: tuple[str, ...], given: dict[str, Any]) -> dict[str, Any]:
+        """Fixed hyperparameters; each applies to the listed methods that declare it."""
+        for key, value in given.items():
+            owners = self.owners(methods, key)
+            if not owners:
+                self.no_owner(f"hyperparams.{key}", methods, key, settings=False)
+            for method in owners:
+                hp = METHODS[method].hyperparams[key]
+                self.hyperparam_value(f"hyperparams.{key}", hp, value)
+                try:
+                    hp.check(value, method)
+                except ClsweepError as exc:
+                    self.fail(f"hyperparams.{key}", str(exc), "use a value in the valid range")
+        return dict(given)
+
+    def hyperparam_value(self, key: str, hp: HyperParam, value: Any) -> None:
+        """The YAML type must be the declared kind's: true/false only for a bool, a finite
+        number (not a boolean) for a float or an int, a name for a choice."""
+        if hp.kind == "bool" and not isinstance(value, bool):
+            self.fail(key, f"expected true or false, got {shown(value)}", "write true or false")
+        elif hp.kind in ("float", "int"):
+            self.number(key, value, integer=hp.kind == "int")
+        elif hp.kind == "choice" and not isinstance(value, str):
+            self.fail(
+                key,
+                f"expected a name, got {type(value).__name__} {shown(value)}",
+                f"use one of {list(hp.choices)}",
+            )
+
+    def grid(self, grid: dict[str, Any], methods: tuple[str, ...]) -> tuple[Cell, ...]:
+        for key in SECTION_KEYS["grid"]:
+            if key not in grid:
+                self.fail(
+                    f"grid.{key}",
+                    "missing",
+                    "the grid needs benchmark, scenario and n_tasks (a value or a list)",
+                )
+        benchmarks = self.name_list("grid.benchmark", grid["benchmark"], BENCHMARKS)
+        scenarios = self.name_list("grid.scenario", grid["scenario"], SCENARIOS)
+        counts = grid["n_tasks"] if isinstance(grid["n_tasks"], list) else [grid["n_tasks"]]
+        if not counts:
+            self.fail("grid.n_tasks", "empty list", "list at least one task count")
+        for n in counts:
+            self.number(
+                "grid.n_tasks",
+                n,
+                integer=True,
+                low=1,
+                high=MAX_TASKS,
+                why=" (an accuracy matrix grows with the square of the task count)",
+            )
+        cells = []
+        for method in methods:
+            for scenario in scenarios:
+                if scenario not in METHODS[method].scenarios:
+                    supported = ", ".join(METHODS[method].scenarios)
+                    self.fail(
+                        "grid.scenario",
+                        f"method {method!r} does not support the {scenario}-IL scenario",
+                        f"use a scenario it supports ({supported}) or another method",
+                    )
+        for benchmark in benchmarks:
+            valid = BENCHMARKS[benchmark].valid_task_counts()
+            for n in counts:
+                if valid is not None and n not in valid:
+                    self.fail(
+                        "grid.n_tasks",
+                        f"{benchmark} cannot be split into {n} tasks",
+                        f"use one of {valid}",
+                    )
+            cells += [Cell(benchmark, s, int(n)) for s in scenarios for n in counts]
+        if len(set(cells)) != len(cells):
+            self.fail(
+                "grid", "a cell appears twice", "list each benchmark, scenario and n_tasks once"
+            )
+        return tuple(cells)
