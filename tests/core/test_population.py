@@ -6,6 +6,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from helpers import flip_tolerance, samples_apart, split_sizes
 
 import cl_core.population.trainer as population_trainer
 import cl_core.trainer as single_trainer
@@ -193,10 +194,13 @@ def test_members_reproduce_single_runs_accuracy_matrices(case):
     for cfg, ours in zip(cfgs, results, strict=True):
         theirs = _single(cfg)
         assert ours.status == theirs.status == "completed"
-        for split in ("acc_val", "acc_test"):
-            a, b = getattr(ours, split), getattr(theirs, split)
+        sizes = split_sizes(cfg)
+        for split in ("val", "test"):
+            a, b = getattr(ours, f"acc_{split}"), getattr(theirs, f"acc_{split}")
             assert a.shape == b.shape == (cfg.n_tasks + 1, cfg.n_tasks)
-            assert np.nanmax(np.abs(a - b)) <= 0.005  # 0.5 accuracy points
+            # in samples of each task's split (tests/helpers.py: what float32 kernels may flip)
+            apart = samples_apart(a, b, sizes[split])
+            assert (apart <= [flip_tolerance(n) for n in sizes[split]]).all(), (split, apart)
         assert np.allclose(ours.train_loss[1:], theirs.train_loss[1:], rtol=1e-3)
     # the members really differ (a population is not one config M times)
     assert not np.array_equal(results[0].acc_test, results[1].acc_test)

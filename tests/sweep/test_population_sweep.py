@@ -12,9 +12,11 @@ import json
 
 import pandas as pd
 import pytest
+from helpers import flip_tolerance, split_sizes
 from optuna.trial import TrialState
 from sweep_helpers import study_trials, write_space
 
+from cl_core.config import RunConfig
 from sweep.batching import batch_size
 from sweep.runner import Options, run_sweep
 from sweep.space import load_space
@@ -84,18 +86,26 @@ def test_population_rows_are_the_per_trial_rows(both_modes):
 
 
 def test_each_member_matches_its_per_trial_run(both_modes):
-    """Same config and seed: the same accuracy matrix within 0.5 points (the population
-    contract), the diverged member included, which leaves its population's others unchanged."""
+    """Same config and seed: the same accuracy matrix within what float32 kernels may flip
+    (tests/helpers.py), counted in samples of each task's split: permuted digits has 140
+    validation and 397 test samples per task. The diverged member included, which leaves its
+    population's others unchanged."""
     (_, ours, our_tasks), (_, pop, pop_tasks) = both_modes
+    sizes = split_sizes(RunConfig(benchmark="permuted-digits", scenario="domain", n_tasks=3))
+    assert sizes["val"].tolist() == [140] * 3 and sizes["test"].tolist() == [397] * 3
+    flips = {split: flip_tolerance(int(n[0])) for split, n in sizes.items()}  # 3 and 6 samples
     key = ["phase", "config_id", "train_seed"]
     joined = ours.merge(pop, on=key, suffixes=("_one", "_pop"))
     assert len(joined) == len(ours) == 8
     assert (joined.status_one == joined.status_pop).all()
     assert (joined.tasks_completed_one == joined.tasks_completed_pop).all()
     ok = joined[joined.status_one == "completed"]
-    for column in ("val_avg_acc", "test_avg_acc", "test_bwt", "objective"):
+    # a mean over tasks moves at most as far as its furthest task; BWT is a difference of two
+    bounds = {"val_avg_acc": ("val", 1), "objective": ("val", 1), "test_avg_acc": ("test", 1)}
+    bounds["test_bwt"] = ("test", 2)
+    for column, (split, terms) in bounds.items():
         diff = (ok[f"{column}_one"] - ok[f"{column}_pop"]).abs()
-        assert diff.max() <= 0.005, (column, diff.max())
+        assert diff.max() <= terms * flips[split] / sizes[split][0] + 1e-9, (column, diff.max())
     diverged = pop[pop.status == "diverged"]
     assert len(diverged) == 1 and diverged.hp_lambda.iloc[0] == 1e13
     assert "lower the learning rate" in diverged.message.iloc[0]
@@ -103,7 +113,10 @@ def test_each_member_matches_its_per_trial_run(both_modes):
     assert len(mates) >= 1 and (mates.status == "completed").all()
     merged = our_tasks.merge(pop_tasks, on=["trial_id", "tasks_learned", "task", "split"])
     assert len(merged) == len(pop_tasks)
-    assert (merged.accuracy_x - merged.accuracy_y).abs().max() <= 0.005
+    apart = (merged.accuracy_x - merged.accuracy_y).abs() * merged.split.map(
+        lambda split: int(sizes[split][0])
+    )
+    assert (apart.round() <= merged.split.map(flips)).all(), apart.max()
 
 
 def test_one_optuna_trial_per_member_with_its_state(both_modes):
