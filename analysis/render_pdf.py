@@ -90,9 +90,17 @@ def write_pdf(document: Document, path: Path) -> Path:
         author="clsweep",
     )
     width, height = pdf.width, pdf.height
-    story = []
+    story, headings = [], []
     for block in document.blocks:
-        story += _flowables(block, styles, width, height)
+        flowables = _flowables(block, styles, width, height)
+        if isinstance(block, Heading):  # held until what it heads: never alone at a page's foot
+            headings += flowables
+            continue
+        if headings:
+            flowables = [KeepTogether([*headings, flowables[0]]), *flowables[1:]]
+            headings = []
+        story += flowables
+    story += headings
 
     def footer(canvas, doc) -> None:
         canvas.saveState()
