@@ -40,8 +40,10 @@ def progress(state: SweepState) -> list[dict[str, Any]]:
             phase, done, total = "search", record.search_done, spec.trials
         elif unit.finals or any(r.plan.phase == "final" for r in unit.running.values()):
             phase, done, total = "final", record.final_done, unit.final_planned
-        else:
+        elif unit.final_planned:
             phase, done, total = "done", record.final_done, unit.final_planned
+        else:  # no final phase: the search's count, not 0/0
+            phase, done, total = "done", record.search_done, spec.trials
         planned_finals = spec.final_top_k * spec.final_seeds
         out.append(
             {

@@ -76,6 +76,9 @@ def test_a_failed_trial_is_one_line_and_ray_speaks_to_its_file(local_ray, tmp_pa
     assert "Traceback" not in text and "(raylet)" not in text and "ActorDiedError" not in text
     assert not re.search(r"\b(INFO|WARNING|ERROR)\b", text), text
     assert "ActorDiedError" in (folder / RAY_LOG).read_text()
+    # no final phase: the unit's last status line counts its search, not 0/0
+    last = [line for line in text.splitlines() if line.startswith("  finetune ")][-1]
+    assert re.search(r"\bdone\s+3/3 done, 0 running\b", last), last
 
 
 def test_ray_messages_go_to_the_file_not_the_terminal(tmp_path, capfd):
