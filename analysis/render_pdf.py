@@ -89,18 +89,7 @@ def write_pdf(document: Document, path: Path) -> Path:
         title=document.title,
         author="clsweep",
     )
-    width, height = pdf.width, pdf.height
-    story, headings = [], []
-    for block in document.blocks:
-        flowables = _flowables(block, styles, width, height)
-        if isinstance(block, Heading):  # held until what it heads: never alone at a page's foot
-            headings += flowables
-            continue
-        if headings:
-            flowables = [KeepTogether([*headings, flowables[0]]), *flowables[1:]]
-            headings = []
-        story += flowables
-    story += headings
+    story = _story(document, styles, pdf.width, pdf.height)
 
     def footer(canvas, doc) -> None:
         canvas.saveState()
@@ -110,6 +99,22 @@ def write_pdf(document: Document, path: Path) -> Path:
 
     pdf.build(story, onFirstPage=footer, onLaterPages=footer)
     return path
+
+
+def _story(document: Document, styles, width: float, height: float) -> list:
+    """The flowables of ``document``; a heading is held until what it heads, and kept on one
+    page with its first flowable (never alone at a page's foot)."""
+    story, headings = [], []
+    for block in document.blocks:
+        flowables = _flowables(block, styles, width, height)
+        if isinstance(block, Heading):
+            headings += flowables
+            continue
+        if headings:
+            flowables = [KeepTogether([*headings, flowables[0]]), *flowables[1:]]
+            headings = []
+        story += flowables
+    return story + headings
 
 
 def _flowables(block, styles, width: float, height: float) -> list:

@@ -187,3 +187,39 @@ def test_unsupported_figure_becomes_a_note(sweep_copy: Path, tmp_path: Path):
     assert any("importance needs at least 3 completed search trials" in n for n in report.notes)
     assert "importance needs at least 3 completed search trials" in report.html.read_text()
     assert report.pdf.stat().st_size > 0
+
+
+def test_pdf_keeps_each_heading_with_what_it_heads(tmp_path: Path):
+    """A heading is never a flowable of its own (left alone at a page's foot): it travels in
+    one KeepTogether with the first flowable of the block it heads."""
+    import matplotlib.pyplot as plt
+    from reportlab.platypus import KeepTogether, Paragraph
+
+    from analysis import render_pdf
+    from analysis.document import Document, Figure, Heading, Table, Text
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1])
+    png = tmp_path / "line.png"
+    fig.savefig(png)
+    plt.close(fig)
+    document = Document("t")
+    for block in (
+        Heading("Results"),
+        Text("words " * 400),
+        Heading("Figures"),
+        Heading("Part", 3),
+        Figure(png, "a line", "its caption"),
+        Table(pd.DataFrame({"a": [1]}), "a table"),
+    ):
+        document.add(block)
+    styles = render_pdf._styles()
+    story = render_pdf._story(document, styles, 170 * render_pdf.mm, 250 * render_pdf.mm)
+    headings = [f for f in story if isinstance(f, Paragraph) and f.style.name.startswith("h")]
+    assert headings == []
+    kept = [f for f in story if isinstance(f, KeepTogether)]
+    texts = [[getattr(p, "text", None) for p in k._content] for k in kept]
+    assert texts[0][:1] == ["Results"] and len(texts[0]) == 2  # with its paragraph
+    assert texts[1][:2] == ["Figures", "Part"] and isinstance(kept[1]._content[2], KeepTogether)
+    render_pdf.write_pdf(document, tmp_path / "t.pdf")  # and it renders
+    assert (tmp_path / "t.pdf").read_bytes().startswith(b"%PDF")
