@@ -83,6 +83,12 @@ def test_population_rows_are_the_per_trial_rows(both_modes):
     assert sorted(pop.trial_id) == sorted(ours.trial_id)
     assert len(pop_tasks) == len(our_tasks)
     assert pop_tasks.groupby("trial_id").size().equals(our_tasks.groupby("trial_id").size())
+    # cost: a member's size is its own run's; its CPU time a share of its population's
+    sizes = ["trainable_params", "stored_samples"]
+    one, many = ours.set_index("trial_id"), pop.set_index("trial_id").loc[ours.trial_id]
+    assert (one[sizes].to_numpy() == many[sizes].to_numpy()).all()
+    assert (one.trainable_params == 64 * 32 + 32 + 32 * 10 + 10).all()  # hidden 32, 10 outputs
+    assert (pop.cpu_time_s > 0).all() and (pop.gpu_time_s == 0).all()
 
 
 def test_each_member_matches_its_per_trial_run(both_modes):
