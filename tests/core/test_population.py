@@ -1,5 +1,6 @@
 """Population training: member i reproduces the single-run trainer given config i (the contract of
-DESIGN.md), stacked optimizers equal torch.optim, divergence, early stopping, per-trial fallback."""
+docs/population.md), stacked optimizers equal torch.optim, divergence, early stopping, per-trial
+fallback."""
 
 import logging
 
