@@ -103,7 +103,7 @@ def write_pdf(document: Document, path: Path) -> Path:
 
 def _story(document: Document, styles, width: float, height: float) -> list:
     """The flowables of ``document``; a heading is held until what it heads, and kept on one
-    page with its first flowable (never alone at a page's foot)."""
+    page with its start (never alone at a page's foot): a table's caption and the table."""
     story, headings = [], []
     for block in document.blocks:
         flowables = _flowables(block, styles, width, height)
@@ -111,10 +111,19 @@ def _story(document: Document, styles, width: float, height: float) -> list:
             headings += flowables
             continue
         if headings:
-            flowables = [KeepTogether([*headings, flowables[0]]), *flowables[1:]]
+            lead = _lead(flowables)
+            flowables = [KeepTogether([*headings, *flowables[:lead]]), *flowables[lead:]]
             headings = []
         story += flowables
     return story + headings
+
+
+def _lead(flowables: list) -> int:
+    """How many of ``flowables`` open the block: those kept with the next, and that next one."""
+    n = 0
+    while n < len(flowables) - 1 and flowables[n].getKeepWithNext():
+        n += 1
+    return n + 1
 
 
 def _flowables(block, styles, width: float, height: float) -> list:

@@ -191,7 +191,7 @@ def test_unsupported_figure_becomes_a_note(sweep_copy: Path, tmp_path: Path):
 
 def test_pdf_keeps_each_heading_with_what_it_heads(tmp_path: Path):
     """A heading is never a flowable of its own (left alone at a page's foot): it travels in
-    one KeepTogether with the first flowable of the block it heads."""
+    one KeepTogether with the start of the block it heads (a table: its caption and itself)."""
     import matplotlib.pyplot as plt
     from reportlab.platypus import KeepTogether, Paragraph
 
@@ -210,6 +210,7 @@ def test_pdf_keeps_each_heading_with_what_it_heads(tmp_path: Path):
         Heading("Figures"),
         Heading("Part", 3),
         Figure(png, "a line", "its caption"),
+        Heading("Tables", 3),
         Table(pd.DataFrame({"a": [1]}), "a table"),
     ):
         document.add(block)
@@ -221,5 +222,8 @@ def test_pdf_keeps_each_heading_with_what_it_heads(tmp_path: Path):
     texts = [[getattr(p, "text", None) for p in k._content] for k in kept]
     assert texts[0][:1] == ["Results"] and len(texts[0]) == 2  # with its paragraph
     assert texts[1][:2] == ["Figures", "Part"] and isinstance(kept[1]._content[2], KeepTogether)
+    table = kept[2]._content  # the heading, the table's caption and the table itself
+    assert texts[2][0] == "Tables" and "a table" in texts[2][1]
+    assert len(table) == 3 and type(table[2]).__name__ == "Table"
     render_pdf.write_pdf(document, tmp_path / "t.pdf")  # and it renders
     assert (tmp_path / "t.pdf").read_bytes().startswith(b"%PDF")
