@@ -5,6 +5,7 @@ stream runs (curves.parquet), as a figure and its averaged points.
 
 Usage errors (not a sweep, wrong schema, nothing completed) print one line on stderr and exit 2,
 as every clsweep CLI does (docs/design.md, Conventions); tracebacks are left for bugs.
+``--compass`` also writes the CLEVA-Compass JSON of each sweep's methods (:mod:`analysis.compass`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument(
         "--select-on", default="val_avg_acc", help="validation metric that picks the best config"
     )
+    report.add_argument(
+        "--compass",
+        action="store_true",
+        help="also write each sweep's CLEVA-Compass JSON (Mundt et al. 2022) to DIR/compass/",
+    )
     curves = commands.add_parser(
         "curves", help="accuracy over time of task-free stream runs (curves.parquet)"
     )
@@ -54,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.report import build_report
 
     try:
-        written = build_report(args.results, args.out, select_on=args.select_on)
+        written = build_report(
+            args.results, args.out, select_on=args.select_on, compass=args.compass
+        )
     except AnalysisError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
@@ -65,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"figures:     {len(written.figures)} files in {written.figures[0].parent}")
     for note in written.notes:
         print(f"note: {note}")
+    if written.compass:
+        print(f"compass:     {', '.join(str(p) for p in written.compass)}")
     return 0
 
 

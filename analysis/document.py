@@ -40,15 +40,26 @@ class Table:
 
 @dataclass
 class Figure:
-    """A figure saved as PNG, its number, title and caption (below it)."""
+    """A figure saved as PNG, its number, title and caption (below it). ``key``: the summary's
+    figure, drawn smaller so that the summary fits the first screen and the first page."""
 
     png: Path
     title: str
     caption: str
     number: int = 0
+    key: bool = False
 
 
-Block = Heading | Text | Table | Figure
+@dataclass
+class Columns:
+    """Blocks side by side where the page is wide enough (the HTML's summary), one after the
+    other where it is not (the PDF): ``left`` first."""
+
+    left: list[Heading | Text | Table | Figure]
+    right: list[Heading | Text | Table | Figure]
+
+
+Block = Heading | Text | Table | Figure | Columns
 
 
 @dataclass
@@ -59,25 +70,36 @@ class Document:
     blocks: list[Block] = field(default_factory=list)
 
     def add(self, block: Block) -> Block:
-        if isinstance(block, Table):
-            block.number = 1 + sum(isinstance(b, Table) for b in self.blocks)
-        if isinstance(block, Figure):
-            block.number = 1 + sum(isinstance(b, Figure) for b in self.blocks)
+        tables, figures = len(self.tables), len(self.figures)
+        for inner in flat([block]):
+            if isinstance(inner, Table):
+                tables += 1
+                inner.number = tables
+            elif isinstance(inner, Figure):
+                figures += 1
+                inner.number = figures
         self.blocks.append(block)
         return block
 
     @property
     def figures(self) -> list[Figure]:
-        return [b for b in self.blocks if isinstance(b, Figure)]
+        return [b for b in flat(self.blocks) if isinstance(b, Figure)]
 
     @property
     def tables(self) -> list[Table]:
-        return [b for b in self.blocks if isinstance(b, Table)]
+        return [b for b in flat(self.blocks) if isinstance(b, Table)]
 
 
-def table_label(table: Table) -> str:
-    return f"Table {table.number}. {table.caption}"
+def flat(blocks: list[Block]) -> list[Heading | Text | Table | Figure]:
+    """The blocks in reading order, those of :class:`Columns` in place (left, then right)."""
+    out: list[Heading | Text | Table | Figure] = []
+    for block in blocks:
+        out += [*block.left, *block.right] if isinstance(block, Columns) else [block]
+    return out
 
 
-def figure_label(figure: Figure) -> str:
-    return f"Figure {figure.number}. {figure.title}. {figure.caption}"
+def label(block: Table | Figure) -> str:
+    """'Table 3. <caption>' or 'Figure 2. <title>. <caption>': a block's numbered caption."""
+    if isinstance(block, Table):
+        return f"Table {block.number}. {block.caption}"
+    return f"Figure {block.number}. {block.title}. {block.caption}"

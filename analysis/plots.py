@@ -20,8 +20,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import blended_transform_factory
 
+from analysis.cost import study_cost
 from analysis.importance import param_importances
-from analysis.load import COMPLETED, AnalysisError, Param, Results
+from analysis.load import CELL_KEYS, COMPLETED, AnalysisError, Param, Results
 from analysis.order import (
     METHOD_ORDER,
     cell_layout,
@@ -30,8 +31,8 @@ from analysis.order import (
     ordered_cells,
     ordered_studies,
 )
-from analysis.tables import chosen_trials, params_text
-from contract.formatting import sem
+from analysis.tables import chosen_trials, params_shown
+from contract.formatting import format_pm, sem
 
 STATUS_STYLE = {
     "stopped": {"marker": "v", "color": "0.45", "label": "stopped early by the scheduler"},
@@ -142,6 +143,12 @@ def plot_task_curves(results: Results, sweep: str, trial_id: str, split: str = "
     return fig
 
 
+def in_cell(frame: pd.DataFrame, benchmark: str, scenario: str, n_tasks: int) -> pd.DataFrame:
+    """The rows of ``frame`` in one scenario cell."""
+    mask = (frame["benchmark"] == benchmark) & (frame["scenario"] == scenario)
+    return frame[mask & (frame["n_tasks"] == n_tasks)]
+
+
 def plot_average_accuracy(results: Results, best: pd.DataFrame, split: str = "test") -> Figure:
     """Average accuracy after each task (docs/references.md, Metrics) per method, mean ± SEM
     band over the chosen seeds.
@@ -153,12 +160,7 @@ def plot_average_accuracy(results: Results, best: pd.DataFrame, split: str = "te
     cells = ordered_cells(best)
     fig, panels = _cell_panels(cells, width=4.6, height=3.6, sharey=True)
     for (_, (benchmark, scenario, n_tasks)), (ax, _) in panels.items():
-        rows = best[
-            (best["benchmark"] == benchmark)
-            & (best["scenario"] == scenario)
-            & (best["n_tasks"] == n_tasks)
-        ]
-        for _, row in rows.iterrows():
+        for _, row in in_cell(best, benchmark, scenario, n_tasks).iterrows():
             curves = np.array(
                 [
                     average_accuracy(results.matrix(row["sweep"], tid, split)[1:])
@@ -307,6 +309,37 @@ def plot_stability_plasticity(
     return fig
 
 
+def plot_accuracy_cost(results: Results, best: pd.DataFrame) -> Figure:
+    """Test average accuracy of each method's chosen configuration (mean ± SEM) against what its
+    study cost, search and final phase together, one panel per cell (the stability-plasticity
+    figure's sibling): up and left is better. Log cost axis."""
+    cost = study_cost(results)
+    unit = cost["unit"].iloc[0]
+    chosen = best.merge(cost, on=["sweep", *CELL_KEYS], how="left")
+    fig, panels = _cell_panels(ordered_cells(best), width=4.8, height=3.9, sharey=True)
+    for (_, (benchmark, scenario, n_tasks)), (ax, _) in panels.items():
+        for _, row in in_cell(chosen, benchmark, scenario, n_tasks).iterrows():
+            err = row["test_avg_acc_sem"]
+            ax.errorbar(
+                row["hours"],
+                100 * row["test_avg_acc_mean"],
+                yerr=None if math.isnan(err) else 100 * err,
+                fmt="o",
+                ms=7,
+                capsize=3,
+                color=method_color(row["method"]),
+                label=f"{row['method']} ({format_pm(row['test_avg_acc_mean'])}%)",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{unit} (search + final phase)")
+        ax.set_ylabel("test average accuracy (%)")
+        ax.set_title(cell_title(benchmark, scenario, n_tasks), fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    _suptitle(fig, f"Accuracy vs cost (each method at its chosen configuration; {unit})")
+    return fig
+
+
 def pareto_front(forgetting: np.ndarray, gain: np.ndarray) -> np.ndarray:
     """Indices of points not dominated (another point with lower-or-equal forgetting and
     higher-or-equal gain, strictly better in one) — minimise x, maximise y."""
@@ -395,8 +428,9 @@ def plot_search_progress(results: Results, sweep: str) -> Figure:
 
 
 def average_accuracy(R: np.ndarray) -> np.ndarray:
-    """Average accuracy after each task i: mean over j <= i of R[i][j] (docs/references.md,
-    Metrics).
+    """Average accuracy after each task i: mean over j <= i of R[i][j].
+
+    Lopez-Paz & Ranzato 2017 (docs/references.md, Metrics).
 
     The same formula as ``cl_core.metrics.average_accuracy`` (a test checks they agree); analysis
     keeps its own copy so that it runs without the core (and torch) installed.
@@ -446,11 +480,11 @@ def _figure_legend(fig: Figure, ncols: int) -> None:
 
 
 def _trial_title(results: Results, trial: pd.Series, what: str, fig: Figure) -> str:
-    """What, method, exact parameters, cell, trial and seed; wrapped to the figure's width (the
-    exact parameter values can be long)."""
+    """What, method, parameters (4 significant digits), cell, trial and seed; wrapped to the
+    figure's width."""
     width = int(fig.get_figwidth() * 9)
     lines = [
-        f"{what}: {trial['method']} ({params_text(results, trial)})",
+        f"{what}: {trial['method']} ({params_shown(results, trial)})",
         f"{trial['cell']}, {trial['phase']} trial {trial['trial_id']}, seed {trial['train_seed']}",
     ]
     return "\n".join(textwrap.fill(line, width) for line in lines)

@@ -10,7 +10,7 @@ import base64
 import html
 from pathlib import Path
 
-from analysis.document import Document, Figure, Heading, Table, Text, figure_label, table_label
+from analysis.document import Columns, Document, Figure, Heading, Table, Text, label
 from analysis.tables import header_frame
 
 STYLE = """
@@ -29,6 +29,11 @@ figure { margin: 1.2em 0 2em; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 0.92em; margin-top: 0.4em; }
 .note { color: #8a5a00; }
+.columns { display: flex; flex-wrap: wrap; gap: 0 1.8em; align-items: flex-start; }
+.columns > div { flex: 1 1 420px; min-width: 0; }
+.columns figure { margin: 0.4em 0 1em; }
+figure.key img { max-height: 430px; }
+.columns p { margin: 0.3em 0 0.6em; }
 """
 
 
@@ -53,11 +58,14 @@ def _block(block) -> str:
         return _table(block)
     if isinstance(block, Figure):
         return _figure(block)
+    if isinstance(block, Columns):
+        sides = ("\n".join(_block(b) for b in side) for side in (block.left, block.right))
+        return '<div class="columns">' + "".join(f"<div>{side}</div>" for side in sides) + "</div>"
     raise TypeError(f"unknown report block {block!r}")
 
 
 def _table(table: Table) -> str:
-    caption = html.escape(table_label(table))
+    caption = html.escape(label(table))
     if table.key_value:
         rows = "".join(
             f"<tr><th scope=row>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
@@ -71,7 +79,8 @@ def _table(table: Table) -> str:
 
 def _figure(figure: Figure) -> str:
     png = base64.b64encode(figure.png.read_bytes()).decode("ascii")
+    css = ' class="key"' if figure.key else ""
     return (
-        f'<figure><img alt="{html.escape(figure.title)}" src="data:image/png;base64,{png}">'
-        f"<figcaption>{html.escape(figure_label(figure))}</figcaption></figure>"
+        f'<figure{css}><img alt="{html.escape(figure.title)}" src="data:image/png;base64,{png}">'
+        f"<figcaption>{html.escape(label(figure))}</figcaption></figure>"
     )

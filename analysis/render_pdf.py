@@ -30,7 +30,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus import Table as PdfTable
 
-from analysis.document import Document, Figure, Heading, Table, Text, figure_label, table_label
+from analysis.document import Columns, Document, Figure, Heading, Table, Text, label
 from analysis.plots import DPI
 from analysis.tables import header_frame
 
@@ -41,6 +41,7 @@ CELL_PADDING = 3
 FONT_SIZES = (7.5, 6.8, 6.2)
 """Table font sizes tried in turn until no word of a cell has to be broken."""
 MAX_FIGURE_HEIGHT = 0.78  # of the frame: room for the caption on the same page
+KEY_FIGURE_HEIGHT = 0.36  # the summary's figure: the summary fits the first page
 
 
 @functools.cache
@@ -88,10 +89,7 @@ def write_pdf(document: Document, path: Path) -> Path:
         title=document.title,
         author="clsweep",
     )
-    width, height = pdf.width, pdf.height
-    story = []
-    for block in document.blocks:
-        story += _flowables(block, styles, width, height)
+    story = _story(document, styles, pdf.width, pdf.height)
 
     def footer(canvas, doc) -> None:
         canvas.saveState()
@@ -103,17 +101,46 @@ def write_pdf(document: Document, path: Path) -> Path:
     return path
 
 
+def _story(document: Document, styles, width: float, height: float) -> list:
+    """The flowables of ``document``; a heading is held until what it heads, and kept on one
+    page with its start (never alone at a page's foot): a table's caption and the table."""
+    story, headings = [], []
+    for block in document.blocks:
+        flowables = _flowables(block, styles, width, height)
+        if isinstance(block, Heading):
+            headings += flowables
+            continue
+        if headings:
+            lead = _lead(flowables)
+            flowables = [KeepTogether([*headings, *flowables[:lead]]), *flowables[lead:]]
+            headings = []
+        story += flowables
+    return story + headings
+
+
+def _lead(flowables: list) -> int:
+    """How many of ``flowables`` open the block: those kept with the next, and that next one."""
+    n = 0
+    while n < len(flowables) - 1 and flowables[n].getKeepWithNext():
+        n += 1
+    return n + 1
+
+
 def _flowables(block, styles, width: float, height: float) -> list:
     if isinstance(block, Heading):
         return [Paragraph(escape(block.text), styles[f"h{block.level}"])]
     if isinstance(block, Text):
         return [Paragraph(escape(block.text), styles["note" if block.note else "body"])]
     if isinstance(block, Table):
-        caption = Paragraph(escape(table_label(block)), styles["table caption"])
+        caption = Paragraph(escape(label(block)), styles["table caption"])
         return [caption, _table(block, styles, width), Spacer(1, 6)]
+    if isinstance(block, Columns):
+        inner = (*block.left, *block.right)
+        return [f for b in inner for f in _flowables(b, styles, width, height)]
     if isinstance(block, Figure):
-        image = _image(block.png, width, height * MAX_FIGURE_HEIGHT)
-        return [KeepTogether([image, Paragraph(escape(figure_label(block)), styles["caption"])])]
+        share = KEY_FIGURE_HEIGHT if block.key else MAX_FIGURE_HEIGHT
+        image = _image(block.png, width, height * share)
+        return [KeepTogether([image, Paragraph(escape(label(block)), styles["caption"])])]
     raise TypeError(f"unknown report block {block!r}")
 
 

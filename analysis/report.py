@@ -1,9 +1,12 @@
 """The sweep report: a complete record a researcher can cite, as one HTML page and one PDF.
 
-It says, per sweep, what was run (the protocol: fixed settings, the searched space, sampler and
-seeds, budget, early stopping, objective, versions, git commit, dates), then the results (the
-method x scenario table and the chosen configurations, with the search's value beside the final
-phase's), then the figures, each numbered with a caption. The content is built once as a
+It leads with the answer: a summary (the method x scenario table, the chosen configuration of
+each method with its cost, the average accuracy vs tasks learned, and two lines that read them)
+fills the HTML's first screen and the PDF's first page. Then the results (the chosen
+configurations with the search's value beside the final phase's, the test metrics, the cost per
+method and sweep, search against final phase), the figures, each numbered with a caption, and
+last, as a complete appendix, the protocol of each sweep (run record, how it searched, the
+searched space, every fixed setting, the sampler seeds). The content is built once as a
 :class:`~analysis.document.Document` and rendered twice (:mod:`analysis.render_html`,
 :mod:`analysis.render_pdf`), so the HTML and the PDF say the same. Tables are also written as
 Markdown, CSV and LaTeX under ``tables/``, figures as PNG and PDF under ``figures/``.
@@ -21,13 +24,16 @@ import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from analysis import plots
+from analysis.compass import write_compass
+from analysis.cost import cost_display, cost_numbers
 from analysis.curves import has_curves, plot_accuracy_over_time
-from analysis.document import Document, Figure, Heading, Table, Text
+from analysis.document import Columns, Document, Figure, Heading, Table, Text
 from analysis.load import STUDY, AnalysisError, Results, load_results
 from analysis.order import cell_title, ordered_studies
 from analysis.protocol import sweep_protocol
 from analysis.render_html import write_html
 from analysis.render_pdf import write_pdf
+from analysis.summary import reading, summary_display, summary_numbers
 from analysis.tables import (
     best_configs,
     chosen_trials,
@@ -52,6 +58,7 @@ class Report:
     tables: list[Path] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    compass: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -62,11 +69,15 @@ class _Plot:
 
 
 def build_report(
-    paths: str | Path | Sequence[str | Path], out: str | Path, select_on: str = "val_avg_acc"
+    paths: str | Path | Sequence[str | Path],
+    out: str | Path,
+    select_on: str = "val_avg_acc",
+    compass: bool = False,
 ) -> Report:
     """Load the sweeps at ``paths`` and write report.html, report.pdf, tables/ and figures/ to
-    ``out``. A figure that the data cannot support (say, importance from two trials) becomes a
-    note in the report instead of an error; input that supports nothing raises AnalysisError."""
+    ``out`` (and with ``compass`` each sweep's CLEVA-Compass JSON under compass/). A figure that
+    the data cannot support (say, importance from two trials) becomes a note in the report
+    instead of an error; input that supports nothing raises AnalysisError."""
     results = load_results(paths)
     best = best_configs(results, select_on=select_on)
     out = Path(out)
@@ -74,36 +85,108 @@ def build_report(
     report = Report(html=out / "report.html", pdf=out / "report.pdf")
     document = Document(TITLE)
     document.add(Heading(TITLE, 1))
-    document.add(Text(_introduction(results, select_on)))
-    for name in sorted(results.sweeps):
-        _protocol_section(document, results, name)
-    report.tables += _results_section(document, best, out / "tables")
+    document.add(Text(_generated(results)))
+    _summary_section(document, report, results, best, out)
+    document.add(Heading("Results", 2))
+    document.add(Text(_how_to_read(select_on)))
+    report.tables += _results_section(document, results, best, out / "tables")
     _figures_section(document, report, results, best, out / "figures")
     if report.notes:
         document.add(Heading("Figures left out", 2))
         for note in report.notes:
             document.add(Text(note, note=True))
+    document.add(Heading("Appendix: protocol", 2))
+    document.add(
+        Text(
+            "What each sweep ran, complete: where it came from, how it searched, the searched "
+            "space, every fixed setting and where it was set, and each study's sampler seed."
+        )
+    )
+    for name in sorted(results.sweeps):
+        _protocol_section(document, results, name)
     write_html(document, report.html)
     write_pdf(document, report.pdf)
+    if compass:
+        report.compass = write_compass(results, out)
     return report
 
 
-def _introduction(results: Results, select_on: str) -> str:
+def _generated(results: Results) -> str:
     names = ", ".join(sorted(results.sweeps))
     return (
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {len(results.sweeps)} sweep(s): "
-        f"{names}. How to read it: accuracies are in percent, forgetting, BWT and FWT in "
-        "percentage points (pp); 'mean ± SEM (n=k)' is the mean over k seeds and its standard "
-        "error, the sample standard deviation over √k; a number without ± rests on one seed. "
-        f"Each method is searched on its own in each scenario cell; configurations are chosen "
-        f"on validation ({select_on}) and reported on test, which no choice ever looks at. "
+        f"{names}. The summary comes first; the protocol of each sweep is the appendix."
+    )
+
+
+def _how_to_read(select_on: str) -> str:
+    return (
+        "How to read it: accuracies are in percent, forgetting, BWT and FWT in percentage "
+        "points (pp); 'mean ± SEM (n=k)' is the mean over k seeds and its standard error, the "
+        "sample standard deviation over √k; a number without ± rests on one seed. Parameter "
+        "values are shown to 4 significant digits (exact in the CSV files and trials.parquet). "
+        "Each method is searched on its own in each scenario cell; configurations are chosen on "
+        f"validation ({select_on}) and reported on test, which no choice ever looks at. "
         "Scenarios are ordered task-, domain-, class-incremental throughout."
     )
 
 
+def _summary_section(
+    document: Document, report: Report, results: Results, best: pd.DataFrame, out: Path
+) -> None:
+    """The answer first: who wins where, with which configuration, at what cost."""
+    select_on = best["select_on"].iloc[0]
+    comparison_caption = (
+        "Test average accuracy (%) of each method's chosen configuration per scenario and "
+        f"benchmark: mean ± SEM (n seeds). Chosen on {select_on}. Rows: fine-tuning (lower "
+        "bound) first, joint training (upper bound) last."
+    )
+    summary_caption = (
+        f"Chosen configuration of each method and cell (best mean {select_on} over the final "
+        "phase's fresh seeds), its test average accuracy and its study's cost (search + final)."
+    )
+    comparison = Table(comparison_table(best), comparison_caption)
+    chosen = Table(summary_display(results, best), summary_caption)
+    left = [Text(reading(results, best)), comparison, chosen]
+    key = _figure(report, _key_plot(results, best), out / "figures")
+    if key is not None:
+        key.key = True
+    document.add(Heading("Summary", 2))
+    document.add(Columns(left, [key] if key is not None else []))
+    folder = out / "tables"
+    report.tables += write_table(
+        comparison.frame, folder, "comparison", comparison_numbers(best), comparison_caption
+    )
+    report.tables += write_table(
+        chosen.frame, folder, "summary", summary_numbers(results, best), summary_caption
+    )
+
+
+def _key_plot(results: Results, best: pd.DataFrame) -> _Plot:
+    return _Plot(
+        "Average accuracy vs tasks learned",
+        "Each method at its chosen configuration; test average accuracy over the tasks "
+        "learned so far (Lopez-Paz & Ranzato 2017), mean ± SEM band over the seeds of the "
+        "tables. One panel per cell, on one y-axis.",
+        lambda: plots.plot_average_accuracy(results, best),
+    )
+
+
+def _figure(report: Report, plot: _Plot, folder: Path) -> Figure | None:
+    """Draw and save ``plot``; a figure the data cannot support becomes a note (None)."""
+    try:
+        fig = plot.make()
+    except AnalysisError as err:
+        report.notes.append(f"{plot.title}: {err}")
+        return None
+    paths = plots.save_figure(fig, folder / _slug(plot.title))
+    report.figures += paths
+    return Figure(paths[0], plot.title, plot.caption)
+
+
 def _protocol_section(document: Document, results: Results, name: str) -> None:
     protocol = sweep_protocol(results, name)
-    document.add(Heading(f"Protocol: sweep {name}", 2))
+    document.add(Heading(f"Protocol: sweep {name}", 3))
     document.add(Table(protocol.record, f"Run record of sweep {name}.", key_value=True))
     document.add(Table(protocol.search, f"How sweep {name} searched.", key_value=True))
     document.add(
@@ -131,37 +214,40 @@ def _protocol_section(document: Document, results: Results, name: str) -> None:
         )
 
 
-def _results_section(document: Document, best: pd.DataFrame, folder: Path) -> list[Path]:
+def _results_section(
+    document: Document, results: Results, best: pd.DataFrame, folder: Path
+) -> list[Path]:
     select_on = best["select_on"].iloc[0]
-    comparison_caption = (
-        "Test average accuracy (%) of each method's chosen configuration per scenario and "
-        f"benchmark: mean ± SEM (n seeds). Chosen on {select_on}."
-    )
     selection_caption = (
-        "Chosen configuration of each method and cell: its exact parameter values, the "
+        "Chosen configuration of each method and cell: its parameter values, the "
         f"{select_on} it won the search with (one seed), and its mean ± SEM over the final "
-        "phase's fresh seeds."
+        "phase's fresh seeds (the number it was chosen by)."
     )
     metrics_caption = (
-        "Test metrics of the chosen configurations (BWT and FWT: Lopez-Paz & Ranzato 2017; "
-        "forgetting: Chaudhry et al. 2018): mean ± SEM over n seeds; "
-        "accuracies in %, forgetting, BWT and FWT in percentage points."
+        "Test metrics of the chosen configurations (average accuracy and BWT, FWT: Lopez-Paz & "
+        "Ranzato 2017; forgetting: Chaudhry et al. 2018): mean ± SEM over n seeds; accuracies "
+        "in %, forgetting, BWT and FWT in percentage points."
     )
-    comparison = comparison_table(best)
+    cost_caption = (
+        "Cost per method and sweep (last row: the sweep's total), search / final phase: the "
+        "trials' summed wall time, CPU time and GPU time (a fractional GPU counted as its "
+        "share), and the largest trainable-parameter count, stored samples (the memory budget) "
+        "and peak device memory (CUDA only) of its trials. 'not recorded': a sweep written "
+        "before results schema 4."
+    )
     selection = selection_display(best)
     metrics = metrics_display(best)
-    document.add(Heading("Results", 2))
-    document.add(Table(comparison, comparison_caption))
+    costs = cost_numbers(results)
     document.add(Heading("Chosen configurations: search vs final", 3))
     document.add(Text(_selection_bias_text(best)))
     document.add(Table(selection, selection_caption))
     document.add(Table(metrics, metrics_caption))
+    document.add(Heading("Cost", 3))
+    document.add(Table(cost_display(costs), cost_caption))
     return [
-        *write_table(
-            comparison, folder, "comparison", comparison_numbers(best), comparison_caption
-        ),
         *write_table(selection, folder, "best_configs", selection_numbers(best), selection_caption),
         *write_table(metrics, folder, "test_metrics", metrics_numbers(best), metrics_caption),
+        *write_table(cost_display(costs), folder, "cost", costs, cost_caption),
     ]
 
 
@@ -192,14 +278,9 @@ def _figures_section(
 ) -> None:
     document.add(Heading("Figures", 2))
     for plot in _plots(results, best):
-        try:
-            fig = plot.make()
-        except AnalysisError as err:
-            report.notes.append(f"{plot.title}: {err}")
-            continue
-        paths = plots.save_figure(fig, folder / _slug(plot.title))
-        report.figures += paths
-        document.add(Figure(paths[0], plot.title, plot.caption))
+        figure = _figure(report, plot, folder)
+        if figure is not None:
+            document.add(figure)
     one_param = [
         f"{study} (sweep {sweep})"
         for sweep in sorted(results.sweeps)
@@ -217,17 +298,9 @@ def _figures_section(
 
 
 def _plots(results: Results, best: pd.DataFrame) -> list[_Plot]:
-    """Every figure of the report, in reading order: answers first, diagnostics after."""
+    """Every figure after the summary's, in reading order: answers first, diagnostics after."""
     selection = best["select_on"].iloc[0]
-    out = [
-        _Plot(
-            "Average accuracy vs tasks learned",
-            "Each method at its chosen configuration; test average accuracy over the tasks "
-            "learned so far (Lopez-Paz & Ranzato 2017), mean ± SEM band over the seeds of the "
-            "tables. One panel per cell, on one y-axis.",
-            lambda: plots.plot_average_accuracy(results, best),
-        ),
-    ]
+    out: list[_Plot] = []
     if has_curves(results):
         out.append(
             _Plot(
@@ -245,6 +318,16 @@ def _plots(results: Results, best: pd.DataFrame) -> list[_Plot]:
             "plasticity, the accuracy on a task just after learning it (y). Dashed: the Pareto "
             "front. One panel per cell, on shared axes.",
             lambda: plots.plot_stability_plasticity(results),
+        )
+    )
+    out.append(
+        _Plot(
+            "Accuracy vs cost",
+            "Each method at its chosen configuration: test average accuracy (mean ± SEM) "
+            "against what its study cost, search and final phase together (GPU-hours where "
+            "trials held a GPU, else CPU-hours; log axis). Up and left is better. One panel per "
+            "cell, on one y-axis.",
+            lambda: plots.plot_accuracy_cost(results, best),
         )
     )
     for _, row in best.iterrows():

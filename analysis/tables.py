@@ -24,7 +24,7 @@ from analysis.order import (  # noqa: F401 - re-exported: older notebooks import
     scenario_rank,
     sort_rows,
 )
-from contract.formatting import format_param, format_pm, sem
+from contract.formatting import format_param, format_pm, format_short, sem
 
 __all__ = [
     "METRICS",
@@ -33,6 +33,7 @@ __all__ = [
     "comparison_numbers",
     "comparison_table",
     "format_pm",
+    "params_shown",
     "params_text",
     "selection_display",
     "selection_numbers",
@@ -66,6 +67,7 @@ def best_configs(results: Results, select_on: str = "val_avg_acc") -> pd.DataFra
     used the same way (``source = search``), usually with n = 1 and so no SEM.
 
     Columns: the cell keys, ``sweep``, ``config_id``, ``params`` (the searched values, exactly),
+    ``params_shown`` (the same to 4 significant digits, for tables a reader reads),
     one column per searched parameter (its trials.parquet column, e.g. ``hp_lambda``), ``source``,
     ``n``, ``select_on``, ``val_score`` / ``val_sem`` (the selection score over the chosen trials),
     ``search_val`` (the chosen configuration's ``select_on`` in the search: the number it won the
@@ -98,6 +100,7 @@ def best_configs(results: Results, select_on: str = "val_avg_acc") -> pd.DataFra
             sweep=sweep,
             config_id=config_id,
             params=params_text(results, chosen.iloc[0]),
+            params_shown=params_shown(results, chosen.iloc[0]),
             **{p.column: chosen.iloc[0][p.column] for p in results.sweeps[sweep].params},
             source=phase,
             n=len(chosen),
@@ -127,11 +130,18 @@ def chosen_trials(results: Results, row: pd.Series) -> pd.DataFrame:
     return done[mask]
 
 
-def params_text(results: Results, trial: pd.Series) -> str:
-    """'lambda=50.98612345678901, lr=0.001': one trial's searched values, exactly (re-typeable)."""
+def params_text(results: Results, trial: pd.Series, fmt=format_param) -> str:
+    """'lambda=50.98612345678901, lr=0.001': one trial's searched values, exactly (re-typeable;
+    the CSV files keep this), or as ``fmt`` writes them."""
     # a parameter searched for other methods of the sweep only is null in this trial's row
     params = [p for p in results.sweeps[trial["sweep"]].params if pd.notna(trial[p.column])]
-    return ", ".join(f"{p.name}={format_param(trial[p.column])}" for p in params) or "(defaults)"
+    return ", ".join(f"{p.name}={fmt(trial[p.column])}" for p in params) or "(defaults)"
+
+
+def params_shown(results: Results, trial: pd.Series) -> str:
+    """'lambda=50.99, lr=0.001': the searched values to 4 significant digits, as tables and
+    figure titles show them (the exact ones are in the CSV files and trials.parquet)."""
+    return params_text(results, trial, format_short)
 
 
 def comparison_table(best: pd.DataFrame, metric: str = "avg_acc") -> pd.DataFrame:
@@ -180,7 +190,7 @@ def selection_display(best: pd.DataFrame) -> pd.DataFrame:
     """
     select_on = best["select_on"].iloc[0]
     display = _cell_columns(best)
-    display["parameters"] = best["params"].to_numpy()
+    display["parameters"] = best["params_shown"].to_numpy()
     display["search candidates"] = best["configs_searched"].astype(int).to_numpy()
     display[f"search {select_on} (%)"] = [format_pm(v) for v in best["search_val"]]
     display[f"final {select_on} (%)"] = [
@@ -233,6 +243,7 @@ _BEST_FIXED_COLUMNS = {
     "sweep",
     "config_id",
     "params",
+    "params_shown",
     "source",
     "n",
     "select_on",

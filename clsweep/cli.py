@@ -9,7 +9,8 @@ USAGE = """usage: clsweep {run,sweep,report,curves} ...
 
   run     one continual-learning run              (python -m cl_core; clsweep run --help)
   sweep   search a space with Ray Tune + Optuna   (python -m sweep; clsweep sweep --help)
-  report  HTML + PDF report and tables of sweeps  (python -m analysis report; --help)
+  report  HTML + PDF report and tables of sweeps  (python -m analysis report; --help;
+          --compass adds each method's CLEVA-Compass JSON)
   curves  accuracy over time of task-free sweeps  (python -m analysis curves; --help)
 """
 

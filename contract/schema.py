@@ -13,12 +13,13 @@ import pyarrow as pa
 
 from contract.metrics import METRICS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """2: tables are folders of parts; trial ids are the sweep's own (study, number), not Ray's.
-3: trials.parquet has a ``population`` column (the Ray trial a configuration was trained in)."""
-READABLE_VERSIONS = (1, 2, 3)
-"""Schemas 1 (single-file tables) and 2 have the same columns but ``population``; analysis reads
-all three."""
+3: trials.parquet has a ``population`` column (the Ray trial a configuration was trained in).
+4: trials.parquet has the cost columns (:data:`COST`)."""
+READABLE_VERSIONS = (1, 2, 3, 4)
+"""Schemas 1 (single-file tables) and 2 have the same columns but ``population``, 3 all but the
+cost columns; analysis reads all four (a column a version lacks reads as missing)."""
 
 TRIALS_FILE = "trials.parquet"
 TASKS_FILE = "tasks.parquet"
@@ -97,6 +98,19 @@ RUN = (
     ("started_at", pa.string()),
     ("ended_at", pa.string()),
 )
+COST = (
+    ("cpu_time_s", pa.float64()),
+    ("gpu_time_s", pa.float64()),
+    ("peak_memory_bytes", pa.int64()),
+    ("trainable_params", pa.int64()),
+    ("stored_samples", pa.int64()),
+)
+"""What a trial cost (schema 4; docs/results-schema.md): CPU-seconds of its process, GPU-seconds
+(wall time x the GPU share it held), the device's peak memory (CUDA only, else null), and its
+size: trainable parameters and the raw samples its method may store (the memory budget). The
+measures CLEVA-Compass (Mundt et al. 2022) and compute-budgeted CL (Prabhu et al. 2023) ask a
+comparison to state."""
+COST_COLUMNS = tuple(name for name, _ in COST)
 
 
 def metric_columns() -> list[tuple[str, pa.DataType]]:
@@ -107,7 +121,7 @@ def metric_columns() -> list[tuple[str, pa.DataType]]:
 def trials_schema(hyperparams: Iterable[tuple[str, str]]) -> pa.Schema:
     """Columns of trials.parquet; ``hyperparams`` are (name, kind) of every method in the sweep."""
     hps = [(f"hp_{name}", HYPERPARAM_TYPES[kind]) for name, kind in hyperparams]
-    return pa.schema([*IDENTITY, *SETTINGS, *hps, *OUTCOME, *metric_columns(), *RUN])
+    return pa.schema([*IDENTITY, *SETTINGS, *hps, *OUTCOME, *metric_columns(), *RUN, *COST])
 
 
 TASKS_SCHEMA = pa.schema(

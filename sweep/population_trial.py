@@ -21,6 +21,8 @@ from ray import tune
 from cl_core.data import dataset_key
 from cl_core.population import train_population
 from contract import METRICS, SPLITS
+from sweep.console import save_traceback
+from sweep.cost import PopulationMeter
 from sweep.stop_board import take_stops
 from sweep.trainable import TrainFn, _shared_dataset, _Tracker, run_trial
 from sweep.trial_config import launched, population_members
@@ -49,11 +51,16 @@ def run_population(config: dict[str, Any], datasets: dict[str, ray.ObjectRef], b
     ids = [launch["trial_id"] for launch in launches]
     cfgs = [launched(launch)[0] for launch in launches]  # valid: the driver runs others alone
     trackers = [_Tracker(cfg) for cfg in cfgs]
+    meter = PopulationMeter(len(launches))
+    for i, tracker in enumerate(trackers):
+        tracker.cost = meter.member(i)
     population = None
     try:
         dataset = _shared_dataset(datasets[dataset_key(cfgs[0])])
+        meter.watch(cfgs, dataset)
         population = train_population(cfgs, dataset)
         for reports in population:
+            meter.share(list(reports))
             members = {}
             for i, report in reports.items():
                 trackers[i].reports.append(report)
@@ -65,6 +72,7 @@ def run_population(config: dict[str, Any], datasets: dict[str, ray.ObjectRef], b
             for trial_id in take_stops(board, population_id):
                 population.stop(ids.index(trial_id))
     except Exception as exc:  # a failure of the population is a result of its members
+        save_traceback(exc)
         running = range(len(launches)) if population is None else population.running()
         members = {
             ids[i]: {**trackers[i].metrics(error=exc), "population": population_id} for i in running

@@ -8,8 +8,15 @@ from pathlib import Path
 import pandas as pd
 
 from contract import tables
-from contract.formatting import format_param, format_pm, sem
+from contract.formatting import (
+    format_count,
+    format_duration,
+    format_pm,
+    format_short,
+    sem,
+)
 from contract.schema import CURVES_FILE, META_FILE, TASKS_FILE, TRIALS_FILE
+from sweep.console import RAY_LOG
 from sweep.space import SweepSpec, scale_notes
 from sweep.study_storage import existing_study_file
 
@@ -81,13 +88,17 @@ def _dist(p) -> str:
 
 def best_table(spec: SweepSpec, folder: Path) -> str:
     """Best search configs per cell (on the objective) and the final phase's means, in the
-    report's number format: percent, mean ± SEM (n), parameter values exact."""
+    report's number format: percent to 0.1, mean ± SEM (n), parameter values to 4 significant
+    digits (exact in trials.parquet). Each table says what it ranks by."""
     if not tables.exists(folder, TRIALS_FILE):
         return f"no trial finished; nothing written in {folder}"
     df = tables.read_table(folder, TRIALS_FILE).to_pandas()
     names = {p.column: p.name for p in spec.params}
     metric, mode = spec.metrics[0], spec.modes[0]
-    lines = ["numbers in percent; final phase: mean ± SEM over its fresh seeds (n seeds)"]
+    lines = [
+        "numbers in percent; final phase: mean ± SEM over its fresh seeds (n seeds); parameters "
+        "to 4 significant digits (exact in trials.parquet)"
+    ]
     for (method, cell), group in df.groupby(["method", "cell"], sort=False):
         columns = [p.column for p in spec.params_for(method)]  # hp_* of other methods are null
         search = group[(group.phase == "search") & (group.status == "completed")]
@@ -98,22 +109,32 @@ def best_table(spec: SweepSpec, folder: Path) -> str:
             top = search.sort_values("objective", ascending=mode == "min").head(TOP)
             shown = pd.DataFrame({"trial": top["trial_id"]})
             for column in columns:
-                shown[names[column]] = top[column].map(format_param)
+                shown[names[column]] = top[column].map(format_short)
             shown[f"{metric} (%)"] = top["objective"].map(format_pm)
             shown["test_avg_acc (%)"] = top["test_avg_acc"].map(format_pm)
             shown["tasks"] = top["tasks_completed"].astype(str) + "/" + top["n_tasks"].astype(str)
-            lines.append(f"top {len(top)} of the search on {metric} ({mode}):")
+            lines.append(
+                f"top {len(top)} of the search, ranked by {metric} "
+                f"({'highest' if mode == 'max' else 'lowest'} first; one seed each):"
+            )
             lines.append(_indent(shown.to_string(index=False)))
         final = group[(group.phase == "final") & (group.status == "completed")]
         if len(final):
-            lines.append("final phase (fresh seeds):")
-            table = _final_table(final, columns, names, metric)
+            lines.append(
+                f"final phase, ranked by mean {metric} over its fresh seeds "
+                f"({'highest' if mode == 'max' else 'lowest'} first; rank 1 is the one reported; "
+                "search rank: its place in the search):"
+            )
+            table = _final_table(final, columns, names, metric, mode)
             lines.append(_indent(table.to_string(index=False)))
+        lines.append(cost_line(group))
     lines.append("\nwritten:")
     curves = tables.exists(folder, CURVES_FILE)  # task-free stream runs only
     studies = existing_study_file(folder)
     written = [TRIALS_FILE, TASKS_FILE, CURVES_FILE, META_FILE, studies.name if studies else None]
     lines += [f"  {folder / name}" for name in written if name and (curves or name != CURVES_FILE)]
+    if (folder / RAY_LOG).exists():
+        lines.append(f"  {folder / RAY_LOG} (Ray's own messages)")
     lines.append(f"report: clsweep report {folder} --out {folder / 'report'}")
     if curves:
         lines.append(
@@ -123,16 +144,39 @@ def best_table(spec: SweepSpec, folder: Path) -> str:
 
 
 def _final_table(
-    final: pd.DataFrame, columns: list[str], names: dict[str, str], metric: str
+    final: pd.DataFrame, columns: list[str], names: dict[str, str], metric: str, mode: str
 ) -> pd.DataFrame:
+    """The final phase's configurations, ranked by their mean ``metric`` over the fresh seeds
+    (the number the report selects on), so that the rank and the shown mean agree."""
+    groups = final.groupby(["final_rank", "config_id"], sort=True)
+    order = groups[metric].mean().sort_values(ascending=mode == "min", kind="stable")
     rows = []
-    for (rank, config_id), runs in final.groupby(["final_rank", "config_id"], sort=True):
-        row = {"rank": int(rank), "config_id": config_id}
-        row.update({names[c]: format_param(runs[c].iloc[0]) for c in columns})
+    for rank, (search_rank, config_id) in enumerate(order.index, start=1):
+        runs = groups.get_group((search_rank, config_id))
+        row = {"rank": rank, "search rank": int(search_rank), "config_id": config_id}
+        row.update({names[c]: format_short(runs[c].iloc[0]) for c in columns})
         for value in dict.fromkeys([metric, "val_avg_acc", "test_avg_acc"]):
             row[f"{value} (%)"] = format_pm(runs[value].mean(), sem(runs[value]), len(runs))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def cost_line(trials: pd.DataFrame) -> str:
+    """What a study cost: its trials' summed time, CPU- and GPU-hours, the search's share, and
+    the size of what it trained (docs/results-schema.md, cost columns)."""
+    search = trials["phase"] == "search"
+    cpu = trials["cpu_time_s"].sum()
+    share = f" (search {100 * trials.loc[search, 'cpu_time_s'].sum() / cpu:.0f}%)" if cpu else ""
+    gpu = trials["gpu_time_s"].sum()
+    sizes = trials[["trainable_params", "stored_samples"]].max()
+    return (
+        f"cost: {int(search.sum())} search + {int((~search).sum())} final trials, "
+        f"{format_duration(trials['wall_time_s'].sum())} of trial time, "
+        f"{format_duration(cpu)} of CPU time{share}"
+        + (f", {format_duration(gpu)} of GPU time" if gpu else "")
+        + f"; {format_count(sizes['trainable_params'])} trainable parameters, "
+        f"{format_count(sizes['stored_samples'])} stored samples"
+    )
 
 
 def _indent(text: str) -> str:

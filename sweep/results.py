@@ -17,7 +17,7 @@ import math
 import platform
 import subprocess
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +30,7 @@ from contract import METRICS, SCHEMA_VERSION, SPLITS
 from contract import tables as parquet
 from contract.schema import (
     COMPLETED,
+    COST_COLUMNS,
     CURVES_FILE,
     CURVES_SCHEMA,
     ERROR,
@@ -109,7 +110,7 @@ def trial_rows(
     primary = spec.metrics[0]
     row["objective"] = _finite(result.get(primary)) if status in (COMPLETED, STOPPED) else None
     row["wall_time_s"] = float(result.get("run_wall_s", 0.0))
-    for key in ("device", "node", "population", "started_at", "ended_at"):
+    for key in ("device", "node", "population", "started_at", "ended_at", *COST_COLUMNS):
         row[key] = result.get(key)
     return row, _task_rows(spec.name, plan.trial_id, plan.phase, result)
 
@@ -170,6 +171,8 @@ class ResultsStore:
         self.ids: set[str] = set()
         self.studies: dict[tuple[str, str], StudyRecord] = defaultdict(StudyRecord)
         self.rows_read: list[dict[str, Any]] = []
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        """Called with each row once it is recorded (the console's failure lines)."""
         if parquet.exists(self.folder, TRIALS_FILE):
             self.rows_read = parquet.read_table(self.folder, TRIALS_FILE).to_pylist()
             for row in self.rows_read:
@@ -210,6 +213,8 @@ class ResultsStore:
         trials = pa.Table.from_pylist([row], schema=self.schema)
         parquet.write_part(self.folder, TRIALS_FILE, trials, part)
         self._remember(row)
+        for listener in self.listeners:
+            listener(row)
         return True
 
     def compact(self) -> None:

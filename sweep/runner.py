@@ -32,6 +32,7 @@ from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
 from contract import tables
 from sweep import resources
+from sweep.console import RAY_LOG, FailureLines, ray_log_to
 from sweep.lock import SweepLock
 from sweep.results import write_sweep_json
 from sweep.resume import check_folder, open_store
@@ -102,43 +103,46 @@ def run_sweep(spec: SweepSpec, options: Options) -> Path:
     started = False
     owns_ray = False
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our status block says it all
-    try:
-        check_folder(spec, folder, options.resume)
-        tables.clean_tmp(folder)
-        store = open_store(spec, folder)
-        datasets = _load_datasets(spec, options)
-        if not options.address:
-            capacity = resources.Capacity(
-                options.num_cpus or resources.local_cpus(), resources.local_gpus()
-            )
-            resources.check_local(spec, capacity)
-        else:  # only a connected cluster says what it offers (it may still grow)
-            owns_ray = _init_ray(options, None)
-            import ray
-
-            capacity = resources.wait_for_cluster(
-                spec, ray.cluster_resources, options.wait_for_resources_s
-            )
-        state = SweepState(
-            spec, folder, store, capacity.trials_at_once(spec), backend=options.study_storage
-        )
-        start_time = now_iso()
-        write_sweep_json(spec, folder, options.command, start_time, None)
-        started = True
+    with ray_log_to(folder / RAY_LOG):  # Ray's own messages: a file, not the console
         try:
-            _run_on_ray(spec, options, folder, state, datasets, capacity)
-        finally:
-            store.compact()
-        write_sweep_json(spec, folder, options.command, start_time, now_iso())
-        _remove_if_empty(folder / tables.TMP_DIR)
-    finally:
-        if owns_ray:
-            import ray
+            check_folder(spec, folder, options.resume)
+            tables.clean_tmp(folder)
+            store = open_store(spec, folder)
+            if not options.quiet:
+                store.listeners.append(FailureLines(folder))
+            datasets = _load_datasets(spec, options)
+            if not options.address:
+                capacity = resources.Capacity(
+                    options.num_cpus or resources.local_cpus(), resources.local_gpus()
+                )
+                resources.check_local(spec, capacity)
+            else:  # only a connected cluster says what it offers (it may still grow)
+                owns_ray = _init_ray(options, None)
+                import ray
 
-            ray.shutdown()
-        lock.release()
-        if created and not started:
-            _remove_if_empty(folder)
+                capacity = resources.wait_for_cluster(
+                    spec, ray.cluster_resources, options.wait_for_resources_s
+                )
+            state = SweepState(
+                spec, folder, store, capacity.trials_at_once(spec), backend=options.study_storage
+            )
+            start_time = now_iso()
+            write_sweep_json(spec, folder, options.command, start_time, None)
+            started = True
+            try:
+                _run_on_ray(spec, options, folder, state, datasets, capacity)
+            finally:
+                store.compact()
+            write_sweep_json(spec, folder, options.command, start_time, now_iso())
+            _remove_if_empty(folder / tables.TMP_DIR)
+        finally:
+            if owns_ray:
+                import ray
+
+                ray.shutdown()
+            lock.release()
+            if created and not started:
+                _remove_if_empty(folder)
     return folder
 
 

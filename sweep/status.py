@@ -6,7 +6,8 @@
 
 The ETA divides the trials left by the rate at which trials ended in this run; final-phase trials
 count as planned (top_k x seeds) until their search has ended. Printed when something changed,
-at most every :data:`EVERY_S` seconds, and at least every :data:`QUIET_S` seconds.
+at most every :data:`EVERY_S` seconds, and at least every :data:`QUIET_S` seconds. The best value
+is in percent to 0.1 (percentage points for a difference such as forgetting), as in the report.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sweep.units import SweepState
+
+from contract.formatting import format_pm
 
 EVERY_S = 5.0
 QUIET_S = 60.0
@@ -37,8 +40,10 @@ def progress(state: SweepState) -> list[dict[str, Any]]:
             phase, done, total = "search", record.search_done, spec.trials
         elif unit.finals or any(r.plan.phase == "final" for r in unit.running.values()):
             phase, done, total = "final", record.final_done, unit.final_planned
-        else:
+        elif unit.final_planned:
             phase, done, total = "done", record.final_done, unit.final_planned
+        else:  # no final phase: the search's count, not 0/0
+            phase, done, total = "done", record.search_done, spec.trials
         planned_finals = spec.final_top_k * spec.final_seeds
         out.append(
             {
@@ -80,7 +85,7 @@ def status_text(
     width = max(len(r["label"]) for r in rows)
     count = max(len(str(r["total"])) for r in rows)
     for r in rows:
-        best = "-" if r["best"] is None else f"{r['best']:.4f}"
+        best = "-" if r["best"] is None else f"{format_pm(r['best'])}%"
         lines.append(
             f"  {r['label']:<{width}}  {r['phase']:<6}  {r['done']:>{count}}/{r['total']:<{count}}"
             f" done, {r['running']} running  best {metric} {best}"

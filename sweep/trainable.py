@@ -30,6 +30,8 @@ from cl_core.errors import ClsweepError
 from cl_core.trainer import RunResult, TaskReport, train
 from contract import METRICS, SPLITS
 from contract.schema import COMPLETED, ERROR
+from sweep.console import save_traceback
+from sweep.cost import CostMeter
 from sweep.curves import CURVE_KEY, encode_curve
 from sweep.trial_config import launched
 
@@ -75,11 +77,13 @@ def run_trial(
         if problem is not None:  # the driver found it invalid: fail as the trainer would
             raise ClsweepError(problem)
         dataset = _shared_dataset(datasets[dataset_key(cfg)])
+        tracker.cost.watch(cfg, dataset)
         for report in (train_fn or train)(cfg, dataset=dataset):
             tracker.reports.append(report)
             if report.tasks_learned > 0 or report.status != "ok":
                 tune.report(tracker.metrics())
     except Exception as exc:  # any failure of the run is a result of the trial, not of the sweep
+        save_traceback(exc)
         tune.report(tracker.metrics(error=exc))
 
 
@@ -91,6 +95,7 @@ class _Tracker:
         self.reports: list[TaskReport] = []
         self.started_at = now_iso()
         self.start = time.perf_counter()
+        self.cost = CostMeter()  # a population member's is its share (sweep/cost.py)
         # Outside Ray (unit use): the host alone. (get_runtime_context would start a Ray.)
         node = ray.get_runtime_context().get_node_id()[:12] if ray.is_initialized() else ""
         self.node = f"{socket.gethostname()}/{node}" if node else socket.gethostname()
@@ -117,6 +122,7 @@ class _Tracker:
             "started_at": self.started_at,
             "ended_at": now_iso(),
             "run_wall_s": time.perf_counter() - self.start,
+            **self.cost.metrics(),
         }
         out.update(self._summary(ok))
         curve = [p for r in self.reports for p in getattr(r, "curve", ())]

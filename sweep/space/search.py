@@ -204,18 +204,7 @@ class SearchChecks(Checks):
                 f"use type: {' or '.join(expected)}",
             )
         if hp.kind in ("float", "int") and param.distribution == "categorical":
-            expected = "an integer" if hp.kind == "int" else "a number"
-            for choice in param.choices:
-                if (
-                    isinstance(choice, bool)
-                    or not isinstance(choice, (int, float))
-                    or (hp.kind == "int" and not isinstance(choice, int))
-                ):
-                    self.fail(
-                        f"{key}.choices",
-                        f"{choice!r} is not {expected}",
-                        f"list {expected.split()[-1]}s for {hp.name}",
-                    )
+            self.numeric_choices(key, param, hp.kind)
         if hp.kind == "bool" and any(not isinstance(c, bool) for c in param.choices):
             self.fail(
                 f"{key}.choices", f"{hp.name} takes true or false", "use choices: [true, false]"
@@ -228,6 +217,22 @@ class SearchChecks(Checks):
                     key,
                     f"{value!r} is outside {method}'s valid values for {hp.name}",
                     f"keep the range inside the {hp.range_text()}",
+                )
+
+    def numeric_choices(self, key: str, param: SearchParam, kind: str) -> None:
+        """Refuse a listed value of an ``int`` or ``float`` parameter that is not one (a string
+        such as ``"100 0"``, a boolean)."""
+        expected = "an integer" if kind == "int" else "a number"
+        for choice in param.choices:
+            if (
+                isinstance(choice, bool)
+                or not isinstance(choice, (int, float))
+                or (kind == "int" and not isinstance(choice, int))
+            ):
+                self.fail(
+                    f"{key}.choices",
+                    f"{choice!r} is not {expected}",
+                    f"list {expected.split()[-1]}s for {param.name}",
                 )
 
     def check_setting_range(
@@ -252,6 +257,8 @@ class SearchChecks(Checks):
                 f"train setting {param.name!r} takes a {base.__name__}, not a {param.distribution}",
                 f"use type: {' or '.join(expected)}",
             )
+        if base in (int, float) and param.distribution == "categorical":
+            self.numeric_choices(key, param, "int" if base is int else "float")
         combinations: list[dict[str, Any]] = [{}]  # the other searched settings at defaults
         if others:
             names = [other.name for other in others]

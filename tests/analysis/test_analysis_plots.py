@@ -68,7 +68,8 @@ def test_average_accuracy_lines_are_means_over_seeds(results, raw_tasks, tmp_pat
     for trial_id in chosen_trials(results, row)["trial_id"]:
         rows = raw_rows(raw_tasks, row["sweep"], trial_id)
         curve = []
-        for i in range(1, int(row["n_tasks"]) + 1):  # R5: mean over j < i of R[i-1][j]
+        # docs/references.md, Metrics: mean over j < i of R[i-1][j]
+        for i in range(1, int(row["n_tasks"]) + 1):
             step = rows[(rows["tasks_learned"] == i) & (rows["task"] < i)]
             curve.append(step["accuracy"].mean())
         curves.append(curve)

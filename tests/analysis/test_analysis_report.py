@@ -59,23 +59,45 @@ def test_report_writes_html_pdf_tables(report_run):
 
 
 def test_report_is_a_complete_record(report_run):
-    """Protocol first, then the tables, then the figures; search vs final explained."""
+    """The summary first, then the tables, the figures and the protocol as the appendix; search
+    vs final explained; nothing of the protocol left out."""
     out, _ = report_run
     page = (out / "report.html").read_text()
-    order = [page.index(f"<h2>{h}") for h in ("Protocol: sweep ewc-choice", "Results", "Figures")]
+    headings = ("Summary", "Results", "Figures", "Appendix: protocol")
+    order = [page.index(f"<h2>{h}") for h in headings]
     assert order == sorted(order)
+    assert page.index("<h3>Protocol: sweep ewc-choice") > order[-1]
     for text in ("git commit", "versions", "started", "sampler", "budget", "early stopping",
                  "objective", "validation fraction", "seeds (search)", "final phase",
-                 "selection bias", "search val_avg_acc (%)", "final val_avg_acc (%)"):  # fmt: skip
+                 "selection bias", "search val_avg_acc (%)", "final val_avg_acc (%)",
+                 "Fixed settings", "Searched space"):  # fmt: skip
         assert text in page, text
-    assert page.count("<h2>Protocol: sweep ") == 3
+    assert page.count("<h3>Protocol: sweep ") == 3
+
+
+def test_summary_leads_with_the_answer(results, report_run):
+    """Before any protocol table: the reading, the method x scenario table, the chosen
+    configuration of each method and cell with its cost, and the key figure."""
+    from analysis.tables import best_configs
+
+    out, _ = report_run
+    page = html.unescape((out / "report.html").read_text())
+    summary = page.split("<h2>Summary", 1)[1].split("<h2>", 1)[0]
+    assert "Best test average accuracy per cell:" in summary and "Cost:" in summary
+    assert "Table 1. Test average accuracy (%)" in summary
+    assert "Table 2. Chosen configuration of each method and cell" in summary
+    assert "Figure 1. Average accuracy vs tasks learned" in summary
+    for _, row in best_configs(results).iterrows():
+        assert row["params_shown"] in summary
+        assert f"{100 * row['test_avg_acc_mean']:.1f} ±" in summary
+    assert "Run record" not in summary and "Fixed settings" not in summary
 
 
 def test_protocol_lists_every_fixed_setting_of_sweep_json(results, report_run):
     out, _ = report_run
     page = html.unescape((out / "report.html").read_text()).replace("<td >", "<td>")
     for name, info in results.sweeps.items():
-        section = page.split(f"Protocol: sweep {name}", 1)[1].split("<h2>", 1)[0]
+        section = page.split(f"Protocol: sweep {name}", 1)[1].split("<h3>Protocol: ", 1)[0]
         fixed = sweep_protocol(results, name).fixed
         shown = {(r["setting"], r["value"]) for _, r in fixed.iterrows()}
         space = info.meta["space"]
@@ -165,3 +187,43 @@ def test_unsupported_figure_becomes_a_note(sweep_copy: Path, tmp_path: Path):
     assert any("importance needs at least 3 completed search trials" in n for n in report.notes)
     assert "importance needs at least 3 completed search trials" in report.html.read_text()
     assert report.pdf.stat().st_size > 0
+
+
+def test_pdf_keeps_each_heading_with_what_it_heads(tmp_path: Path):
+    """A heading is never a flowable of its own (left alone at a page's foot): it travels in
+    one KeepTogether with the start of the block it heads (a table: its caption and itself)."""
+    import matplotlib.pyplot as plt
+    from reportlab.platypus import KeepTogether, Paragraph
+
+    from analysis import render_pdf
+    from analysis.document import Document, Figure, Heading, Table, Text
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1])
+    png = tmp_path / "line.png"
+    fig.savefig(png)
+    plt.close(fig)
+    document = Document("t")
+    for block in (
+        Heading("Results"),
+        Text("words " * 400),
+        Heading("Figures"),
+        Heading("Part", 3),
+        Figure(png, "a line", "its caption"),
+        Heading("Tables", 3),
+        Table(pd.DataFrame({"a": [1]}), "a table"),
+    ):
+        document.add(block)
+    styles = render_pdf._styles()
+    story = render_pdf._story(document, styles, 170 * render_pdf.mm, 250 * render_pdf.mm)
+    headings = [f for f in story if isinstance(f, Paragraph) and f.style.name.startswith("h")]
+    assert headings == []
+    kept = [f for f in story if isinstance(f, KeepTogether)]
+    texts = [[getattr(p, "text", None) for p in k._content] for k in kept]
+    assert texts[0][:1] == ["Results"] and len(texts[0]) == 2  # with its paragraph
+    assert texts[1][:2] == ["Figures", "Part"] and isinstance(kept[1]._content[2], KeepTogether)
+    table = kept[2]._content  # the heading, the table's caption and the table itself
+    assert texts[2][0] == "Tables" and "a table" in texts[2][1]
+    assert len(table) == 3 and type(table[2]).__name__ == "Table"
+    render_pdf.write_pdf(document, tmp_path / "t.pdf")  # and it renders
+    assert (tmp_path / "t.pdf").read_bytes().startswith(b"%PDF")

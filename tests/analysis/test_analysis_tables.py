@@ -22,7 +22,7 @@ from analysis.tables import (
     sem,
     write_table,
 )
-from contract.formatting import format_param
+from contract.formatting import format_param, format_short
 
 CELL = ["method", "benchmark", "scenario", "n_tasks"]
 
@@ -157,7 +157,11 @@ def test_csv_round_trips_to_the_markdown_numbers(results, tmp_path: Path):
         assert shown["search val_avg_acc (%)"] == pm(row["search_val_avg_acc_pct"], math.nan)
         final = pm(row["final_val_avg_acc_mean_pct"], row["final_val_avg_acc_sem_pct"], row["n"])
         assert shown["final val_avg_acc (%)"] == final
-        assert shown["parameters"] == row["params"]
+        exact = dict(item.split("=", 1) for item in row["params"].split(", "))
+        short = dict(item.split("=", 1) for item in shown["parameters"].split(", "))
+        assert short.keys() == exact.keys()
+        for name, value in exact.items():  # 4 significant digits shown, the exact value in CSV
+            assert short[name] == format_short(float(value) if "." in value else value)
     md, csv, _ = paths["metrics"]
     for shown, row in zip(_markdown_rows(md), pd.read_csv(csv).to_dict("records"), strict=True):
         assert shown["avg. acc. (%)"] == pm(

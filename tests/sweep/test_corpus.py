@@ -190,6 +190,9 @@ for label, value, key in [
     ("extra_dist_key", "{lambda: {type: uniform, low: 1, high: 2, mean: 1}}", "lambda.mean"),
     ("hidden_int", "{hidden: {type: int, low: 1, high: 5}}", "search.hidden.type"),
     ("setting_invalid", "{batch_size: {type: int, low: 0, high: 5}}", "search.batch_size"),
+    ("int_setting_text", '{epochs: {type: categorical, choices: ["3 2"]}}', "epochs.choices"),
+    ("int_setting_float_choice", "{epochs: {type: categorical, choices: [1.5]}}", "epochs.choices"),
+    ("float_setting_bool_choice", "{lr: {type: categorical, choices: [true]}}", "lr.choices"),
     ("key_number", "{1: {type: uniform, low: 1, high: 2}}", "search.1"),
     ("key_null", "{null: {type: uniform, low: 1, high: 2}}", "search.None"),
 ]:  # fmt: skip

@@ -142,7 +142,7 @@ def test_final_phase_reruns_the_best_config_with_fresh_seeds(ewc_sweep):
 def test_sweep_json_records_the_run(ewc_sweep):
     spec, folder = ewc_sweep
     doc = json.loads((folder / "sweep.json").read_text())
-    assert doc["schema_version"] == 3 and doc["name"] == spec.name
+    assert doc["schema_version"] == 4 and doc["name"] == spec.name
     assert doc["space"]["budget"]["trials"] == 4
     assert doc["searched"][0]["column"] == "hp_lambda"
     assert doc["objective"] == {"metrics": ["val_avg_acc"], "modes": ["max"]}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sweep_helpers import REPO, TINY_SPACE, write_space
 
-from sweep.watchdog import descendants, process_table
+from sweep.watchdog import POLL_S, descendants, process_table
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -53,6 +53,17 @@ def tree_of(pid: int) -> dict[int, str]:
     return descendants({pid: table[pid][1]}, table)
 
 
+def full_tree(pid: int, size: int, seconds: float = 60) -> dict[int, str]:
+    """The tree of ``pid`` once it has ``size`` processes (however slow the machine is to start
+    them), then long enough for the watchdog to have seen it twice."""
+    deadline = time.monotonic() + seconds
+    while len(tree := tree_of(pid)) < size:
+        assert time.monotonic() < deadline, f"{len(tree)} of {size} processes started"
+        time.sleep(0.1)
+    time.sleep(3 * POLL_S)
+    return tree
+
+
 def test_watchdog_ends_the_tree_of_a_killed_parent():
     parent = subprocess.Popen(
         [sys.executable, "-c", TREE], stdout=subprocess.PIPE, text=True, start_new_session=True
@@ -64,13 +75,12 @@ def test_watchdog_ends_the_tree_of_a_killed_parent():
     )
     try:
         assert parent.stdout.readline().strip() == "ready"
-        time.sleep(1.5)  # the children have started theirs; the watchdog has seen them
-        tree = tree_of(parent.pid)
-        assert len(tree) == 4  # two children, each with a sleep
+        tree = full_tree(parent.pid, 4)  # two children, each with a sleep; the watchdog saw them
+        assert len(tree) == 4
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        assert gone_within(tree, 5) == []
-        assert dog.wait(timeout=5) == 0
+        assert gone_within(tree, 30) == []  # a deadline, not a wait: it returns once all are gone
+        assert dog.wait(timeout=30) == 0
     finally:
         for proc in (parent, dog):
             if proc.poll() is None:
@@ -87,10 +97,10 @@ def test_watchdog_never_touches_other_processes():
     dog = subprocess.Popen([sys.executable, "-m", "sweep.watchdog", str(parent.pid)], cwd=REPO)
     try:
         assert parent.stdout.readline().strip() == "ready"
-        time.sleep(1.0)
+        full_tree(parent.pid, 4)
         parent.kill()
         parent.wait()
-        dog.wait(timeout=10)
+        dog.wait(timeout=30)
         assert bystander.poll() is None
     finally:
         for proc in (bystander, parent, dog):
@@ -129,7 +139,7 @@ def test_no_ray_process_outlives_a_killed_driver(tmp_path, sig):
         assert len(tree) >= 4, tree  # Ray's processes and the watchdog
         os.kill(driver.pid, sig)
         driver.wait(timeout=60)
-        left = gone_within(tree, 10)
+        left = gone_within(tree, 30)
         assert left == [], [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left]
     finally:
         if driver.poll() is None:
