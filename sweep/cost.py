@@ -39,21 +39,21 @@ BUDGET, BUDGET_PER = "budget", "budget_per"
 def footprint(cfg: RunConfig, dataset: Dataset) -> dict[str, int]:
     """``trainable_params`` and ``stored_samples`` of the run ``cfg`` describes.
 
-    Parameters: those with ``requires_grad`` of the network the method builds (a generative
-    method's VAE included, separate networks all counted), built on the CPU with the random state
-    restored, so counting never changes the trial's initialisation. Stored samples: the raw
-    training samples the method may hold at the end of the run, its memory budget resolved:
-    ``budget`` x the classes of the run (per class, the default and FROMP's) or ``budget`` (in
-    total); 0 for a method without a memory. Swap for cl_core's counts when it exposes them.
+    Parameters: ``n_params`` of the network the method builds (one member's trainable
+    parameters: a generative method's VAE included, separate networks all counted, frozen conv
+    layers not), built on the CPU with the random state restored, so counting never changes the
+    trial's initialisation. Stored samples: the raw training samples the method may hold at the
+    end of the run, its memory budget resolved: ``budget`` x the classes of the run (per class,
+    the default and FROMP's) or ``budget`` (in total); 0 for a method without a memory.
     """
     cfg = dataclasses.replace(cfg, device="cpu")
     method_cls = get_method(cfg.method)
     params = resolve(method_cls.hyperparams, cfg.method_params, f"method {cfg.method!r}")
     with torch.random.fork_rng(devices=[]):
-        ctx = TrainContext(cfg, build_tasks(cfg, dataset), torch.device("cpu"))
-        factory = ModelFactory(cfg, ctx.input_shape, ctx.scenario.out_units, ctx.device)
-        model = method_cls(params, ctx).build_model(factory)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        ctx = TrainContext([cfg], build_tasks(cfg, dataset), torch.device("cpu"))
+        factory = ModelFactory([cfg], ctx.input_shape, ctx.scenario.out_units, ctx.device)
+        model = method_cls([params], ctx).build_model(factory)
+    trainable = model.n_params
     stored = 0
     if BUDGET in params:
         classes = ctx.seq.n_tasks * ctx.seq.classes_per_task
