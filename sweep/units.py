@@ -43,6 +43,7 @@ from contract.schema import COMPLETED, FAILED_STATUSES, TASKS_FILE
 from sweep import batching
 from sweep.asha import Asha
 from sweep.curves import curve_rows
+from sweep.failures import give_up_message, restart_line
 from sweep.results import ResultsStore, trial_rows
 from sweep.resume import ATTR_SEARCH_ENDED, ATTR_SEARCH_SECONDS, UnitStart, unit_start
 from sweep.space import Cell, SweepSpec
@@ -135,6 +136,7 @@ class SweepState:
         self.units: list[Unit] = []
         self.population = spec.population
         self.launches: dict[str, Launch] = {}
+        self.restarts: dict[str, int] = {}  # launch id -> restarts after a lost worker or node
         self._notices: set[tuple[int, str]] = set()
         rows = {r["trial_id"]: r for r in store.rows_read}
         tasks = functools.cache(lambda: tables.read_table(self.folder, TASKS_FILE).to_pylist())
@@ -352,9 +354,29 @@ class SweepState:
         self, plan: TrialPlan, result: dict[str, Any], error: str | None = None
     ) -> dict[str, Any] | None:
         """Record an ended trial: Parquet first, then Optuna; then move its unit on."""
+        restarts = self.restarts.pop(plan.trial_id, 0)
         self._free(plan.trial_id, result)
         run = self.units[plan.unit].running.get(plan.trial_id)
-        return None if run is None else self._record(run, result, error)
+        return None if run is None else self._record(run, result, error, restarts)
+
+    def on_restart(self, launch_id: str, error: Any, gone: bool | None = None) -> int:
+        """Tune restarts a Ray trial from its checkpoint after its worker or node went away
+        (``error``: what Tune saw; ``gone``: whether its node is gone, if known): count it for
+        its rows and say so in one line. Returns the restarts so far."""
+        count = self.restarts[launch_id] = self.restarts.get(launch_id, 0) + 1
+        self.say(restart_line(launch_id, error, count, self.spec.max_failures, gone))
+        return count
+
+    def recorded_members(self, launch_id: str, members: list[str]) -> list[str]:
+        """The ``members`` of a population already recorded (stopped, diverged, completed): a
+        restarted population drops them again before its next task."""
+        launch = self.launches.get(launch_id)
+        return [] if launch is None else [m for m in members if m not in launch.runs]
+
+    def failure_message(self, launch_id: str, error: Any, gone: bool | None = None) -> str:
+        """The row message of a Ray trial whose retries are spent: the cause first."""
+        restarts = self.restarts.get(launch_id, 0)
+        return give_up_message(error, restarts, self.spec.max_failures, gone)
 
     def on_population_report(self, launch_id: str, members: dict[str, dict[str, Any]]) -> list[str]:
         """One report of a population: ``members`` maps trial ids to their metrics after the
@@ -375,7 +397,7 @@ class SweepState:
             ended = result.get("status") in (COMPLETED, *FAILED_STATUSES)
             if stop or ended:
                 del launch.runs[trial_id]
-                self._record(run, result)
+                self._record(run, result, restarts=self.restarts.get(launch_id, 0))
                 if not ended:
                     stops.append(trial_id)
         return stops
@@ -393,8 +415,9 @@ class SweepState:
             why = error
             if why is None and not result:
                 why = "the population ended before this configuration reported"
-            self._record(run, result, why)
+            self._record(run, result, why, self.restarts.get(launch_id, 0))
         launch.runs.clear()
+        self.restarts.pop(launch_id, None)
         wall = max((float(m.get("run_wall_s") or 0.0) for m in members.values()), default=0.0)
         self._free(launch_id, {"run_wall_s": wall})
         self._maybe_end_search(self.units[launch.unit])
@@ -410,14 +433,14 @@ class SweepState:
         unit.busy_s += float(result.get("run_wall_s") or 0.0)
 
     def _record(
-        self, run: TrialRun, result: dict[str, Any], error: str | None = None
+        self, run: TrialRun, result: dict[str, Any], error: str | None = None, restarts: int = 0
     ) -> dict[str, Any] | None:
         """Parquet first (the row from the run as launched), then Optuna; then move the run's
         unit on."""
         plan = run.plan
         unit = self.units[plan.unit]
         unit.running.pop(plan.trial_id, None)
-        row, tasks = trial_rows(self.spec, run, result, error)
+        row, tasks = trial_rows(self.spec, run, result, error, restarts)
         recorded = self.store.add(row, tasks, curve_rows(row, result))
         if recorded:
             self.ended_this_run += 1
