@@ -219,6 +219,21 @@ class ResultsStore:
         self._remember(row)
         return True
 
+    def drop(self, ids: set[str]) -> None:
+        """Remove the rows of trials ``ids`` from the tables (error rows that --resume runs
+        again; each is written anew when its re-run ends)."""
+        if not ids:
+            return
+        self.before_write()
+        self.rows_read = [r for r in self.rows_read if r["trial_id"] not in ids]
+        self.ids = set()
+        self.studies = defaultdict(StudyRecord)
+        for row in self.rows_read:
+            self._remember(row)
+        parquet.compact(self.folder, TRIALS_FILE, self.schema, keep=self.ids)
+        parquet.compact(self.folder, TASKS_FILE, TASKS_SCHEMA, keep=self.ids)
+        parquet.compact(self.folder, CURVES_FILE, CURVES_SCHEMA, keep=self.ids)
+
     def compact(self) -> None:
         """Merge the parts of each table (end of a run; also before a resumed run starts)."""
         self.before_write()

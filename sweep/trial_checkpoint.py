@@ -64,6 +64,7 @@ class TrialCheckpoint:
         far (the run's file holds as many in its history)."""
         wall = time.perf_counter() - tracker.start
         meta = {"rounds": rounds, "started_at": tracker.started_at, "wall_s": wall}
+        meta["node"] = tracker.node  # where it ran last (for a person reading the folder)
         (self.dir / META_FILE).write_text(json.dumps(meta))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(self.dir)))
 

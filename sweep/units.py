@@ -39,11 +39,12 @@ from typing import Any
 
 from cl_core.config import RunConfig
 from contract import tables
-from contract.schema import COMPLETED, FAILED_STATUSES, TASKS_FILE
+from contract.schema import COMPLETED, FAILED_STATUSES, TASKS_FILE, lost_to_node
 from sweep import batching
 from sweep.asha import Asha
 from sweep.curves import curve_rows
 from sweep.failures import give_up_message, restart_line
+from sweep.lost import requeue_lost
 from sweep.results import ResultsStore, trial_rows
 from sweep.resume import ATTR_SEARCH_ENDED, ATTR_SEARCH_SECONDS, UnitStart, unit_start
 from sweep.space import Cell, SweepSpec
@@ -138,8 +139,6 @@ class SweepState:
         self.launches: dict[str, Launch] = {}
         self.restarts: dict[str, int] = {}  # launch id -> restarts after a lost worker or node
         self._notices: set[tuple[int, str]] = set()
-        rows = {r["trial_id"]: r for r in store.rows_read}
-        tasks = functools.cache(lambda: tables.read_table(self.folder, TASKS_FILE).to_pylist())
         for index, (method, cell) in enumerate(spec.units):
             early = spec.early_stopping
             asha = (
@@ -156,6 +155,10 @@ class SweepState:
                 asha=asha,
             )
             self.units.append(unit)
+        requeue_lost(spec, store, [u.studies for u in self.units], self.say)  # sweep.lost
+        rows = {r["trial_id"]: r for r in store.rows_read}
+        tasks = functools.cache(lambda: tables.read_table(self.folder, TASKS_FILE).to_pylist())
+        for index, unit in enumerate(self.units):
             final_ids = unit.studies.final_ids()
             search = unit.studies.search
             self._resume(unit, unit_start(spec, index, unit.slug, search, final_ids, rows, tasks))
@@ -446,6 +449,8 @@ class SweepState:
             self.ended_this_run += 1
             if plan.phase == "search":
                 unit.studies.tell(plan, row)
+            elif lost_to_node(row):  # --resume runs it again; the final study gets it then
+                unit.curves.pop(plan.trial_id, None)
             else:
                 unit.studies.add_final(plan, row, unit.curves.pop(plan.trial_id, {}))
         self._save_clock(unit)

@@ -4,12 +4,13 @@ of a run that never failed; once per trial and once with populations.
 
 The cluster: a head without CPUs (the driver, the data, the stop board) and two one-CPU workers.
 A watcher thread waits for a trial's first checkpoint in the sweep folder, then removes the worker
-node whose raylet has a busy worker process (found through /proc: only processes of this
-cluster); a fresh node replaces it once the sweep has ended.
+node that trial runs on (its checkpoint names it); a fresh node replaces it once the sweep has
+ended.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from sweep.space import load_space
 
 SPACE = """
 method: ewc
-train: {hidden: "16", iterations: 150, batch_size: 32, lr: 0.01}
+train: {hidden: "16", iterations: 800, batch_size: 32, lr: 0.01}
 search:
   lambda: {type: loguniform, low: 1, high: 1.0e4}
 grid: {benchmark: split-digits, scenario: class, n_tasks: 5}
@@ -53,34 +54,8 @@ def cluster():
     cluster.shutdown()
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def _busy_worker_node(cluster: Cluster):
-    """The worker node one of whose Ray workers runs a task (its title is not ray::IDLE)."""
-    for node in list(cluster.worker_nodes):
-        raylet = node.all_processes["raylet"][0].process.pid
-        for child in _children(raylet):
-            try:
-                title = Path(f"/proc/{child}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if title.startswith(b"ray::") and b"IDLE" not in title:
-                return node
-    return None
-
-
 class NodeKiller(threading.Thread):
-    """Removes a busy worker node once a trial has written its first checkpoint."""
+    """Removes the worker node of the first trial that has checkpointed its first task."""
 
     def __init__(self, cluster: Cluster, folder: Path) -> None:
         super().__init__(daemon=True)
@@ -89,15 +64,19 @@ class NodeKiller(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.wait(0.05):
-            if not list(self.folder.glob("ray/run-*/*/checkpoint_*")):
-                continue
-            node = _busy_worker_node(self.cluster)
-            if node is None:
-                continue
-            self.cluster.remove_node(node, allow_graceful=False)
-            self.removed = True
-            return
+        while not self.stop.wait(0.02):
+            for meta in self.folder.glob("ray/run-*/*/checkpoint_*/trial.json"):
+                try:
+                    node_id = json.loads(meta.read_text())["node"].rsplit("/", 1)[-1]
+                except (OSError, ValueError, KeyError):
+                    continue  # being written
+                node = next(
+                    (n for n in self.cluster.worker_nodes if n.node_id.startswith(node_id)), None
+                )
+                if node is not None:
+                    self.cluster.remove_node(node, allow_graceful=False)
+                    self.removed = True
+                    return
 
 
 def _sweep(cluster: Cluster, tmp_path: Path, name: str, sets: list[str]):
@@ -172,8 +151,8 @@ def test_a_trial_whose_node_is_removed_restarts_elsewhere_and_ends_as_if_nothing
 
 def test_a_population_whose_node_is_removed_restarts_elsewhere_with_every_member(cluster, tmp_path):
     spec, folder, trials, tasks = _sweep(
-        cluster, tmp_path, "population", ["resources.population=2"]
-    )
+        cluster, tmp_path, "population", ["resources.population=2", "resources.max_concurrent=1"]
+    )  # one slot: the two search trials train as one population
     restarted = _check_rows(folder, trials, tasks)
     torch.set_num_threads(1)
     for population, rows in restarted.groupby(restarted.population.fillna("")):
@@ -186,4 +165,5 @@ def test_a_population_whose_node_is_removed_restarts_elsewhere_with_every_member
         for (_, row), whole in zip(members.iterrows(), results, strict=True):
             assert np.array_equal(_matrix(tasks, row.trial_id, "test"), whole.acc_test)
             assert np.array_equal(_matrix(tasks, row.trial_id, "val"), whole.acc_val)
-    assert trials[trials.phase == "search"].population.notna().all()  # trained as a population
+    assert trials[trials.phase == "search"].population.nunique() == 1  # one population of two
+    assert restarted.population.notna().any()  # the population was the one restarted
