@@ -1,8 +1,9 @@
 """Runs a validated sweep: every cell at once in one Ray Tune run; resumable; one sweep per folder.
 
-Before Ray starts: the folder is locked (:mod:`sweep.lock`), a resume is checked (the space must
-match, the results must be readable, nothing is overwritten: :mod:`sweep.resume`), the datasets
-are loaded and the trial's resources checked against the machine. Then one Tune run executes
+Before Ray starts: the folder is locked (:mod:`sweep.lock`; every write checks the claim first),
+a resume is checked (the space must match, the results must be readable, nothing is overwritten:
+:mod:`sweep.resume`), the datasets are loaded and the trial's resources checked against the
+machine. Then one Tune run executes
 every unit (a method in a cell) concurrently (:mod:`sweep.units`, :mod:`sweep.tune_glue`); each
 trial lands in Parquet as it ends. At the end the Parquet parts are compacted and sweep.json gets
 its end time.
