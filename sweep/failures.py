@@ -91,12 +91,13 @@ def _cause_text(cause: str, where: str) -> str:
 
 
 def restart_line(
-    trial_id: str, error: BaseException | str | None, restart: int, limit: int, gone: bool | None
+    who: str, error: BaseException | str | None, restart: int, limit: int, gone: bool | None
 ) -> str:
-    """The console line of a trial that Tune restarts from its checkpoint."""
+    """The console line of a trial (``who``: "trial <id>", "population <id> (<ids>)") that Tune
+    restarts from its checkpoint."""
     cause, where = cause_of(error, gone)
     return (
-        f"trial {trial_id}: {_cause_text(cause, where)}; restarting from its last finished task "
+        f"{who}: {_cause_text(cause, where)}; restarting from its last finished task "
         f"(restart {restart} of {limit})"
     )
 

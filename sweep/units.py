@@ -367,7 +367,11 @@ class SweepState:
         (``error``: what Tune saw; ``gone``: whether its node is gone, if known): count it for
         its rows and say so in one line. Returns the restarts so far."""
         count = self.restarts[launch_id] = self.restarts.get(launch_id, 0) + 1
-        self.say(restart_line(launch_id, error, count, self.spec.max_failures, gone))
+        launch = self.launches.get(launch_id)
+        who = f"trial {launch_id}"
+        if launch is not None and launch.population is not None:
+            who = f"population {launch_id} ({', '.join(launch.runs)})"
+        self.say(restart_line(who, error, count, self.spec.max_failures, gone))
         return count
 
     def recorded_members(self, launch_id: str, members: list[str]) -> list[str]:
