@@ -37,6 +37,19 @@ STATUSES = (COMPLETED, STOPPED, DIVERGED, ERROR)
 diverged: NaN/inf loss; error: raised (message in ``message``)."""
 FAILED_STATUSES = (DIVERGED, ERROR)
 
+NODE_LOST, NODE_PREEMPTED, WORKER_DIED = "node lost", "node preempted", "worker died"
+"""Causes of a trial's failure outside its run (its worker or node went away), with which the
+``message`` of an ``error`` row begins once the trial's retries are spent."""
+RERUN_CAUSES = (NODE_LOST, NODE_PREEMPTED)
+"""Error rows with these causes are run again by ``--resume`` (:func:`lost_to_node`)."""
+
+
+def lost_to_node(row: dict) -> bool:
+    """Whether a trials row is an error caused by a lost or preempted node (not by the run)."""
+    message = row.get("message") or ""
+    return row.get("status") == ERROR and message.startswith(RERUN_CAUSES)
+
+
 HYPERPARAM_TYPES = {
     "float": pa.float64(),
     "int": pa.int64(),
@@ -97,6 +110,7 @@ RUN = (
     ("population", pa.string()),
     ("started_at", pa.string()),
     ("ended_at", pa.string()),
+    ("restarts", pa.int64()),
 )
 COST = (
     ("cpu_time_s", pa.float64()),

@@ -48,6 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-concurrent", type=int, help="trials running at once (resources.max_concurrent)"
     )
+    parser.add_argument(
+        "--max-failures",
+        type=int,
+        help="restarts of a trial whose worker or node went away (resources.max_failures, 2)",
+    )
     parser.add_argument("--data-root", help="dataset folder (default: $CLSWEEP_DATA)")
     parser.add_argument(
         "--resume",
@@ -101,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "resources.cpus": args.cpus_per_trial,
         "resources.gpus": args.gpus_per_trial,
         "resources.max_concurrent": args.max_concurrent,
+        "resources.max_failures": args.max_failures,
     }
     try:
         spec = load_space(args.space, overrides=overrides, sets=args.sets)

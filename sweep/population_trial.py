@@ -2,10 +2,12 @@
 
 After each task it reports every member still training in one Tune report: ``members`` holds, per
 member trial id, the same metrics a per-trial run reports (:class:`sweep.trainable._Tracker`) plus
-the population's id. Then it takes the members the driver stopped (:mod:`sweep.stop_board`) and
-drops them before the next task. A member that diverges is reported ``diverged`` and leaves; the
-others go on unchanged. A failure of the whole population is reported as an error of every member
-still training. Plans without a population form never come here (the driver runs them per trial).
+the population's id; the report carries the population's checkpoint (one file per group:
+:mod:`sweep.trial_checkpoint`). Then it takes the members the driver stopped
+(:mod:`sweep.stop_board`) and drops them before the next task. A member that diverges is reported
+``diverged`` and leaves; the others go on unchanged. A failure of the whole population is reported
+as an error of every member still training. Plans without a population form never come here (the
+driver runs them per trial).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sweep.console import save_traceback
 from sweep.cost import PopulationMeter
 from sweep.stop_board import take_stops
 from sweep.trainable import TrainFn, _shared_dataset, _Tracker, run_trial
+from sweep.trial_checkpoint import TrialCheckpoint
 from sweep.trial_config import launched, population_members
 
 
@@ -44,7 +47,9 @@ def run_launch(
 
 def run_population(config: dict[str, Any], datasets: dict[str, ray.ObjectRef], board: str) -> None:
     """The members of ``config`` trained together, each with the RunConfig the driver built for
-    it; ``board``: the name of the run's stop board."""
+    it; ``board``: the name of the run's stop board. Every report carries the population's
+    checkpoint; a restarted population continues from it, reports only the tasks after it, and
+    first drops the members the driver ended meanwhile (posted again on the board)."""
     torch.set_num_threads(1)
     population_id = config["population"]
     launches = population_members(config) or []
@@ -55,30 +60,38 @@ def run_population(config: dict[str, Any], datasets: dict[str, ray.ObjectRef], b
     for i, tracker in enumerate(trackers):
         tracker.cost = meter.member(i)
     population = None
-    try:
-        dataset = _shared_dataset(datasets[dataset_key(cfgs[0])])
-        meter.watch(cfgs, dataset)
-        population = train_population(cfgs, dataset)
-        for reports in population:
-            meter.share(list(reports))
-            members = {}
-            for i, report in reports.items():
-                trackers[i].reports.append(report)
-                if report.tasks_learned > 0 or report.status != "ok":
-                    members[ids[i]] = {**trackers[i].metrics(), "population": population_id}
-            if not members:
-                continue
-            tune.report(population_report(population_id, members))
-            for trial_id in take_stops(board, population_id):
-                population.stop(ids.index(trial_id))
-    except Exception as exc:  # a failure of the population is a result of its members
-        save_traceback(exc)
-        running = range(len(launches)) if population is None else population.running()
-        members = {
-            ids[i]: {**trackers[i].metrics(error=exc), "population": population_id} for i in running
-        }
-        if members:  # none left: every member ended before the failure
-            tune.report(population_report(population_id, members))
+    with TrialCheckpoint() as checkpoint:
+        for tracker in trackers:
+            checkpoint.resume(tracker)
+        try:
+            dataset = _shared_dataset(datasets[dataset_key(cfgs[0])])
+            meter.watch(cfgs, dataset)
+            population = train_population(cfgs, dataset, checkpoint_dir=checkpoint.dir)
+            for n, reports in enumerate(population, start=1):
+                meter.share(list(reports))
+                members = {}
+                for i, report in reports.items():
+                    trackers[i].reports.append(report)
+                    if report.tasks_learned > 0 or report.status != "ok":
+                        members[ids[i]] = {**trackers[i].metrics(), "population": population_id}
+                if n < checkpoint.rounds:
+                    continue  # replayed from the checkpoint: reported before the restart
+                if n > checkpoint.rounds:  # (at the last replayed round: only the stops)
+                    if not members:
+                        continue
+                    report = population_report(population_id, members)
+                    checkpoint.report(report, n, trackers[0])
+                for trial_id in take_stops(board, population_id):
+                    population.stop(ids.index(trial_id))
+        except Exception as exc:  # a failure of the population is a result of its members
+            save_traceback(exc)
+            running = range(len(launches)) if population is None else population.running()
+            members = {
+                ids[i]: {**trackers[i].metrics(error=exc), "population": population_id}
+                for i in running
+            }
+            if members:  # none left: every member ended before the failure
+                tune.report(population_report(population_id, members))
 
 
 def population_report(population_id: str, members: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -86,6 +99,7 @@ def population_report(population_id: str, members: dict[str, dict[str, Any]]) ->
     own displays and loggers, the members' mean of each metric."""
     out: dict[str, Any] = {"population": population_id, "members": json.dumps(members)}
     out["tasks_learned"] = max(int(m["tasks_learned"]) for m in members.values())
+    out["node"] = next(iter(members.values())).get("node")  # where the population runs
     for metric in METRICS.values():
         for split in SPLITS:
             column = metric.column(split)

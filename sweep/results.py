@@ -65,12 +65,14 @@ def trial_rows(
     run: TrialRun,
     result: dict[str, Any],
     error_message: str | None = None,
+    restarts: int = 0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The trials.parquet row and tasks.parquet rows of one ended trial.
 
     ``run`` is the trial as launched: its settings and resolved hyperparameters are the row's.
     ``result`` is the trial's last report (empty if it died before reporting); ``error_message``
-    is set when Tune saw the trial fail outside the trainable's own error handling.
+    is set when Tune saw the trial fail outside the trainable's own error handling; ``restarts``:
+    how often Tune restarted it after its worker or node went away.
     """
     plan, cfg = run.plan, run.config
     cell = spec.units[plan.unit][1]
@@ -110,6 +112,7 @@ def trial_rows(
     primary = spec.metrics[0]
     row["objective"] = _finite(result.get(primary)) if status in (COMPLETED, STOPPED) else None
     row["wall_time_s"] = float(result.get("run_wall_s", 0.0))
+    row["restarts"] = restarts
     for key in ("device", "node", "population", "started_at", "ended_at", *COST_COLUMNS):
         row[key] = result.get(key)
     return row, _task_rows(spec.name, plan.trial_id, plan.phase, result)
@@ -173,6 +176,9 @@ class ResultsStore:
         self.rows_read: list[dict[str, Any]] = []
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         """Called with each row once it is recorded (the console's failure lines)."""
+        # Called before each write: the runner sets the folder lock's check(), so that a sweep
+        # that lost its folder to another one stops before writing into it (sweep/lock.py).
+        self.before_write: Callable[[], None] = lambda: None
         if parquet.exists(self.folder, TRIALS_FILE):
             self.rows_read = parquet.read_table(self.folder, TRIALS_FILE).to_pylist()
             for row in self.rows_read:
@@ -204,6 +210,7 @@ class ResultsStore:
         ``curve_rows``: its accuracy-over-time points (task-free stream runs only)."""
         if row["trial_id"] in self.ids:
             return False
+        self.before_write()
         part = row["trial_id"]
         tasks = pa.Table.from_pylist(task_rows, schema=TASKS_SCHEMA)
         parquet.write_part(self.folder, TASKS_FILE, tasks, part)
@@ -217,8 +224,24 @@ class ResultsStore:
             listener(row)
         return True
 
+    def drop(self, ids: set[str]) -> None:
+        """Remove the rows of trials ``ids`` from the tables (error rows that --resume runs
+        again; each is written anew when its re-run ends)."""
+        if not ids:
+            return
+        self.before_write()
+        self.rows_read = [r for r in self.rows_read if r["trial_id"] not in ids]
+        self.ids = set()
+        self.studies = defaultdict(StudyRecord)
+        for row in self.rows_read:
+            self._remember(row)
+        parquet.compact(self.folder, TRIALS_FILE, self.schema, keep=self.ids)
+        parquet.compact(self.folder, TASKS_FILE, TASKS_SCHEMA, keep=self.ids)
+        parquet.compact(self.folder, CURVES_FILE, CURVES_SCHEMA, keep=self.ids)
+
     def compact(self) -> None:
         """Merge the parts of each table (end of a run; also before a resumed run starts)."""
+        self.before_write()
         parquet.compact(self.folder, TRIALS_FILE, self.schema)
         parquet.compact(self.folder, TASKS_FILE, TASKS_SCHEMA, keep=self.ids)
         parquet.compact(self.folder, CURVES_FILE, CURVES_SCHEMA, keep=self.ids)

@@ -14,7 +14,9 @@ is a resume of an empty folder. This module owns reading them:
   were asked, which ran to an end (their intermediate values rebuild the ASHA rungs), which were
   interrupted (run again, each in its own Optuna trial), which were recorded but not yet told to
   Optuna (the driver died in between: told from their row), whether the search has ended, and
-  final-phase rows the final study lacks.
+  final-phase rows the final study lacks. A search trial that a lost node ended is run again in
+  a later Optuna trial with the same trial id (:func:`sweep.lost.requeue_lost`); the earlier one
+  is superseded: neither asked again nor counted in the budget.
 
 :class:`sweep.units.SweepState` applies a :class:`UnitStart` to its unit; nothing here changes
 the folder or a study. Optuna is read through its public API (``Study.get_trials``,
@@ -92,8 +94,13 @@ def unit_start(
     recorded = set(rows)
     ended, interrupted, untold = [], [], []
     missing = 0
+    latest = {_search_plan(index, slug, t).trial_id: t.number for t in trials}
+    superseded = 0
     for frozen in trials:
         plan = _search_plan(index, slug, frozen)
+        if latest[plan.trial_id] != frozen.number:  # a lost node's: run again in a later trial
+            superseded += 1
+            continue
         if frozen.state.is_finished():
             missing += plan.trial_id not in recorded
             ended.append((plan.trial_id, dict(frozen.intermediate_values)))
@@ -104,11 +111,12 @@ def unit_start(
     attrs = search.user_attrs
     reason = attrs.get(ATTR_SEARCH_ENDED)
     search_ended = None
-    if not interrupted and (len(trials) >= spec.trials or reason == "time_limit"):
+    asked = len(trials) - superseded
+    if not interrupted and (asked >= spec.trials or reason == "time_limit"):
         search_ended = reason or "budget"
     method = spec.units[index][0]
     return UnitStart(
-        asked=len(trials),
+        asked=asked,
         ended=tuple(ended),
         interrupted=tuple(interrupted),
         untold=tuple(untold),

@@ -1,8 +1,9 @@
 """Runs a validated sweep: every cell at once in one Ray Tune run; resumable; one sweep per folder.
 
-Before Ray starts: the folder is locked (:mod:`sweep.lock`), a resume is checked (the space must
-match, the results must be readable, nothing is overwritten: :mod:`sweep.resume`), the datasets
-are loaded and the trial's resources checked against the machine. Then one Tune run executes
+Before Ray starts: the folder is locked (:mod:`sweep.lock`; every write checks the claim first),
+a resume is checked (the space must match, the results must be readable, nothing is overwritten:
+:mod:`sweep.resume`), the datasets are loaded and the trial's resources checked against the
+machine. Then one Tune run executes
 every unit (a method in a cell) concurrently (:mod:`sweep.units`, :mod:`sweep.tune_glue`); each
 trial lands in Parquet as it ends. At the end the Parquet parts are compacted and sweep.json gets
 its end time.
@@ -123,16 +124,19 @@ def run_sweep(spec: SweepSpec, options: Options) -> Path:
                 capacity = resources.wait_for_cluster(
                     spec, ray.cluster_resources, options.wait_for_resources_s
                 )
+            store.before_write = lock.check  # a sweep that lost its folder stops writing
             state = SweepState(
                 spec, folder, store, capacity.trials_at_once(spec), backend=options.study_storage
             )
             start_time = now_iso()
+            lock.check()
             write_sweep_json(spec, folder, options.command, start_time, None)
             started = True
             try:
                 _run_on_ray(spec, options, folder, state, datasets, capacity)
             finally:
                 store.compact()
+            lock.check()
             write_sweep_json(spec, folder, options.command, start_time, now_iso())
             _remove_if_empty(folder / tables.TMP_DIR)
         finally:
@@ -175,6 +179,8 @@ def _run_on_ray(
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = CHECKPOINT_PERIOD_S
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # loggers come from the space
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A failed trial is one line of the Recorder's (sweep.failures), not Ray's stack trace.
+    os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
     if state.finished():
         print(f"{spec.name}: every trial is recorded; nothing to run", flush=True)
         return
@@ -268,8 +274,15 @@ def _fit(
             name=run,
             storage_path=str(folder / "ray"),
             verbose=0,
-            callbacks=[Recorder(state, quiet=options.quiet), *logger_callbacks(spec, folder)],
-            failure_config=tune.FailureConfig(max_failures=0),
+            callbacks=[
+                Recorder(state, board, quiet=options.quiet),
+                *logger_callbacks(spec, folder),
+            ],
+            # A trial whose worker or node goes away restarts from its checkpoint (the
+            # trainables' own failures are reports, never Tune failures). The Recorder keeps
+            # only the latest checkpoint of a trial and removes it when the trial ends (Tune's
+            # num_to_keep would write the experiment state after every checkpoint).
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         ),
     )
     # Tune lets a custom searcher have one pending trial at a time: trials would start one by one,

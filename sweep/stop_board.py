@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 
 @ray.remote(num_cpus=0)
@@ -39,7 +40,9 @@ class StopBoard:
 
     def post(self, population: str, members: list[str]) -> None:
         if self._actor is None:
-            self._actor = _Board.options(name=self.name).remote()
+            # On the driver's node: a worker node that goes away must not take the board along.
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), False)
+            self._actor = _Board.options(name=self.name, scheduling_strategy=here).remote()
         ray.get(self._actor.post.remote(population, members))
 
     def close(self) -> None:

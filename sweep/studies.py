@@ -202,6 +202,13 @@ class UnitStudies:
         state, values = outcome(self.spec, row)
         self.search.tell(trial, values, state=state)
 
+    def requeue(self, trial_id: str, values: dict[str, Any]) -> None:
+        """A search trial that a lost node ended (its FAIL trial stays, superseded): a new Optuna
+        trial with its parameters and trial id, left RUNNING, which resuming then runs again
+        as an interrupted trial (:func:`sweep.resume.unit_start`)."""
+        self.search.enqueue_trial(values, user_attrs={ATTR_TRIAL_ID: trial_id})
+        self.search.ask(self.dists)
+
     def abandon(self, plan: TrialPlan, why: str) -> None:
         """An interrupted trial that will not run again: FAIL, never left RUNNING."""
         trial = self._trial(plan.number)

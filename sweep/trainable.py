@@ -2,7 +2,8 @@
 
 It trains the RunConfig the driver built and validated when it launched the trial
 (:class:`sweep.trial_config.TrialRun`, sent in the Tune config). It reports once per task
-learned, so a scheduler can stop a hopeless trial after a few tasks, and every report carries
+learned, so a scheduler can stop a hopeless trial after a few tasks, with the run's checkpoint
+(a trial whose node dies continues from it: :mod:`sweep.trial_checkpoint`). Every report carries
 what the driver needs to write the trial's Parquet rows and to tell Optuna the truth (status,
 metrics, the accuracy matrix so far, and a task-free stream run's accuracy-over-time curve so
 far). A trial that raises or diverges ends with a report that says so; it never stops the sweep.
@@ -24,15 +25,17 @@ import ray
 import torch
 from ray import tune
 
+from cl_core.checkpoint import CHECKPOINT_FILE
 from cl_core.config import RunConfig
 from cl_core.data import Dataset, dataset_key, load_dataset
 from cl_core.errors import ClsweepError
-from cl_core.trainer import RunResult, TaskReport, train
+from cl_core.trainer import Run, RunResult, TaskReport
 from contract import METRICS, SPLITS
 from contract.schema import COMPLETED, ERROR
 from sweep.console import save_traceback
 from sweep.cost import CostMeter
 from sweep.curves import CURVE_KEY, encode_curve
+from sweep.trial_checkpoint import TrialCheckpoint
 from sweep.trial_config import launched
 
 TrainFn = Callable[..., Iterator[TaskReport]]
@@ -69,22 +72,34 @@ def run_trial(
     datasets: dict[str, ray.ObjectRef],
     train_fn: TrainFn | None = None,
 ) -> None:
-    """One trial: the RunConfig in its Tune ``config`` (``train_fn``: tests swap the trainer)."""
+    """One trial: the RunConfig in its Tune ``config`` (``train_fn``: tests swap the trainer).
+
+    With the cl_core trainer every report carries the run's checkpoint; a restarted trial
+    continues from it and reports only the tasks after it (:mod:`sweep.trial_checkpoint`)."""
     torch.set_num_threads(1)
     cfg, problem = launched(config)
     tracker = _Tracker(cfg)
-    try:
-        if problem is not None:  # the driver found it invalid: fail as the trainer would
-            raise ClsweepError(problem)
-        dataset = _shared_dataset(datasets[dataset_key(cfg)])
-        tracker.cost.watch(cfg, dataset)
-        for report in (train_fn or train)(cfg, dataset=dataset):
-            tracker.reports.append(report)
-            if report.tasks_learned > 0 or report.status != "ok":
-                tune.report(tracker.metrics())
-    except Exception as exc:  # any failure of the run is a result of the trial, not of the sweep
-        save_traceback(exc)
-        tune.report(tracker.metrics(error=exc))
+    with TrialCheckpoint() as checkpoint:
+        checkpoint.resume(tracker)
+        try:
+            if problem is not None:  # the driver found it invalid: fail as the trainer would
+                raise ClsweepError(problem)
+            dataset = _shared_dataset(datasets[dataset_key(cfg)])
+            tracker.cost.watch(cfg, dataset)
+            if train_fn is not None:
+                rounds: Iterator[TaskReport] = train_fn(cfg, dataset=dataset)
+            else:
+                path = checkpoint.dir / CHECKPOINT_FILE
+                rounds = (r[0] for r in Run([cfg.validated()], dataset, checkpoint=path))
+            for n, report in enumerate(rounds, start=1):
+                tracker.reports.append(report)
+                if n <= checkpoint.rounds:
+                    continue  # replayed from the checkpoint: reported before the restart
+                if report.tasks_learned > 0 or report.status != "ok":
+                    checkpoint.report(tracker.metrics(), n, tracker)
+        except Exception as exc:  # a failure of the run is the trial's result, not the sweep's
+            save_traceback(exc)
+            tune.report(tracker.metrics(error=exc))
 
 
 class _Tracker:

@@ -25,6 +25,7 @@ ASHA scheduler are not used: docs/design.md, "The custom searcher" and "The ASHA
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections import deque
@@ -35,11 +36,39 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from sweep.failures import node_gone
 from sweep.interrupt import sigint_received
 from sweep.population_trial import report_members
 from sweep.status import StatusPrinter, progress, status_text
 from sweep.trial_config import TrialPlan, population_config, population_members
 from sweep.units import FINISHED, SweepState
+
+
+def _launch_id(trial: Trial) -> str:
+    """The driver's id of a Ray trial: its plan's trial id, or its population's id."""
+    return trial.config.get("population") or trial.config["trial_id"]
+
+
+def _failure(trial: Trial) -> tuple[Any, bool | None]:
+    """What Tune saw fail (the exception, else its text) and whether the trial's node is gone."""
+    error: Any = None
+    with contextlib.suppress(Exception):  # unreadable error files: the text, or nothing
+        error = trial.get_pickled_error()
+    if error is None:
+        with contextlib.suppress(Exception):
+            error = trial.get_error()
+    last = trial.last_result or {}
+    node = last.get("node")
+    return error, node_gone(node) if node else None
+
+
+def remove_checkpoint(checkpoint: tune.Checkpoint | None) -> None:
+    """Remove a trial's checkpoint that is of no further use: an older one, or the last one of
+    an ended trial (a re-run by --resume starts over)."""
+    if checkpoint is None:
+        return
+    with contextlib.suppress(Exception):  # already gone, or storage unreachable: nothing lost
+        checkpoint.filesystem.delete_dir(checkpoint.path)
 
 
 class _NotPickled:
@@ -118,8 +147,10 @@ class UnitScheduler(_NotPickled, FIFOScheduler):
 
 
 class Recorder(_NotPickled, tune.Callback):
-    def __init__(self, state: SweepState, quiet: bool = False) -> None:
+    def __init__(self, state: SweepState, board: Any = None, quiet: bool = False) -> None:
         self.state = state
+        self.board = board  # a StopBoard when populations are on
+        self._checkpoints: dict[str, tune.Checkpoint] = {}  # Tune trial id -> latest checkpoint
         self.status = StatusPrinter(self._status, self._print if not quiet else lambda _: None)
 
     def _status(self) -> tuple[str, str]:
@@ -149,14 +180,37 @@ class Recorder(_NotPickled, tune.Callback):
             self.state.on_end(TrialPlan.from_config(trial.config), last, error)
         else:
             self.state.on_population_end(trial.config["population"], report_members(last), error)
+        remove_checkpoint(self._checkpoints.pop(trial.trial_id, None))
+        remove_checkpoint(trial.checkpoint)
+
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Trial, checkpoint: tune.Checkpoint, **info: Any
+    ) -> None:
+        """A trial's newest checkpoint replaces its previous one (a restart needs only it)."""
+        previous = self._checkpoints.get(trial.trial_id)
+        self._checkpoints[trial.trial_id] = checkpoint
+        if previous is not None and previous.path != checkpoint.path:
+            remove_checkpoint(previous)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
         if sigint_received():  # killed by Ctrl-C, not failed: --resume runs it again
             return
-        error = trial.get_error()
-        lines = [ln for ln in str(error or "trial failed").splitlines() if ln.strip()]
-        message = lines[-1].strip() if lines else "trial failed"
-        self._end(trial, message)
+        error, gone = _failure(trial)
+        self._end(trial, self.state.failure_message(_launch_id(trial), error, gone))
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
+        """Tune restarts the trial from its checkpoint (its worker or node went away): one
+        console line; a population's members that ended meanwhile are posted on the stop board
+        again, since the checkpoint it restarts from predates their stop."""
+        if sigint_received():
+            return
+        launch = _launch_id(trial)
+        self.state.on_restart(launch, *_failure(trial))
+        members = population_members(trial.config)
+        if members is not None and self.board is not None:
+            ended = self.state.recorded_members(launch, [m["trial_id"] for m in members])
+            if ended:
+                self.board.post(launch, ended)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self.status.tick()

@@ -39,10 +39,12 @@ from typing import Any
 
 from cl_core.config import RunConfig
 from contract import tables
-from contract.schema import COMPLETED, FAILED_STATUSES, TASKS_FILE
+from contract.schema import COMPLETED, FAILED_STATUSES, TASKS_FILE, lost_to_node
 from sweep import batching
 from sweep.asha import Asha
 from sweep.curves import curve_rows
+from sweep.failures import give_up_message, restart_line
+from sweep.lost import requeue_lost
 from sweep.results import ResultsStore, trial_rows
 from sweep.resume import ATTR_SEARCH_ENDED, ATTR_SEARCH_SECONDS, UnitStart, unit_start
 from sweep.space import Cell, SweepSpec
@@ -135,9 +137,8 @@ class SweepState:
         self.units: list[Unit] = []
         self.population = spec.population
         self.launches: dict[str, Launch] = {}
+        self.restarts: dict[str, int] = {}  # launch id -> restarts after a lost worker or node
         self._notices: set[tuple[int, str]] = set()
-        rows = {r["trial_id"]: r for r in store.rows_read}
-        tasks = functools.cache(lambda: tables.read_table(self.folder, TASKS_FILE).to_pylist())
         for index, (method, cell) in enumerate(spec.units):
             early = spec.early_stopping
             asha = (
@@ -154,6 +155,10 @@ class SweepState:
                 asha=asha,
             )
             self.units.append(unit)
+        requeue_lost(spec, store, [u.studies for u in self.units], self.say)  # sweep.lost
+        rows = {r["trial_id"]: r for r in store.rows_read}
+        tasks = functools.cache(lambda: tables.read_table(self.folder, TASKS_FILE).to_pylist())
+        for index, unit in enumerate(self.units):
             final_ids = unit.studies.final_ids()
             search = unit.studies.search
             self._resume(unit, unit_start(spec, index, unit.slug, search, final_ids, rows, tasks))
@@ -352,9 +357,33 @@ class SweepState:
         self, plan: TrialPlan, result: dict[str, Any], error: str | None = None
     ) -> dict[str, Any] | None:
         """Record an ended trial: Parquet first, then Optuna; then move its unit on."""
+        restarts = self.restarts.pop(plan.trial_id, 0)
         self._free(plan.trial_id, result)
         run = self.units[plan.unit].running.get(plan.trial_id)
-        return None if run is None else self._record(run, result, error)
+        return None if run is None else self._record(run, result, error, restarts)
+
+    def on_restart(self, launch_id: str, error: Any, gone: bool | None = None) -> int:
+        """Tune restarts a Ray trial from its checkpoint after its worker or node went away
+        (``error``: what Tune saw; ``gone``: whether its node is gone, if known): count it for
+        its rows and say so in one line. Returns the restarts so far."""
+        count = self.restarts[launch_id] = self.restarts.get(launch_id, 0) + 1
+        launch = self.launches.get(launch_id)
+        who = f"trial {launch_id}"
+        if launch is not None and launch.population is not None:
+            who = f"population {launch_id} ({', '.join(launch.runs)})"
+        self.say(restart_line(who, error, count, self.spec.max_failures, gone))
+        return count
+
+    def recorded_members(self, launch_id: str, members: list[str]) -> list[str]:
+        """The ``members`` of a population already recorded (stopped, diverged, completed): a
+        restarted population drops them again before its next task."""
+        launch = self.launches.get(launch_id)
+        return [] if launch is None else [m for m in members if m not in launch.runs]
+
+    def failure_message(self, launch_id: str, error: Any, gone: bool | None = None) -> str:
+        """The row message of a Ray trial whose retries are spent: the cause first."""
+        restarts = self.restarts.get(launch_id, 0)
+        return give_up_message(error, restarts, self.spec.max_failures, gone)
 
     def on_population_report(self, launch_id: str, members: dict[str, dict[str, Any]]) -> list[str]:
         """One report of a population: ``members`` maps trial ids to their metrics after the
@@ -375,7 +404,7 @@ class SweepState:
             ended = result.get("status") in (COMPLETED, *FAILED_STATUSES)
             if stop or ended:
                 del launch.runs[trial_id]
-                self._record(run, result)
+                self._record(run, result, restarts=self.restarts.get(launch_id, 0))
                 if not ended:
                     stops.append(trial_id)
         return stops
@@ -393,8 +422,9 @@ class SweepState:
             why = error
             if why is None and not result:
                 why = "the population ended before this configuration reported"
-            self._record(run, result, why)
+            self._record(run, result, why, self.restarts.get(launch_id, 0))
         launch.runs.clear()
+        self.restarts.pop(launch_id, None)
         wall = max((float(m.get("run_wall_s") or 0.0) for m in members.values()), default=0.0)
         self._free(launch_id, {"run_wall_s": wall})
         self._maybe_end_search(self.units[launch.unit])
@@ -410,19 +440,21 @@ class SweepState:
         unit.busy_s += float(result.get("run_wall_s") or 0.0)
 
     def _record(
-        self, run: TrialRun, result: dict[str, Any], error: str | None = None
+        self, run: TrialRun, result: dict[str, Any], error: str | None = None, restarts: int = 0
     ) -> dict[str, Any] | None:
         """Parquet first (the row from the run as launched), then Optuna; then move the run's
         unit on."""
         plan = run.plan
         unit = self.units[plan.unit]
         unit.running.pop(plan.trial_id, None)
-        row, tasks = trial_rows(self.spec, run, result, error)
+        row, tasks = trial_rows(self.spec, run, result, error, restarts)
         recorded = self.store.add(row, tasks, curve_rows(row, result))
         if recorded:
             self.ended_this_run += 1
             if plan.phase == "search":
                 unit.studies.tell(plan, row)
+            elif lost_to_node(row):  # --resume runs it again; the final study gets it then
+                unit.curves.pop(plan.trial_id, None)
             else:
                 unit.studies.add_final(plan, row, unit.curves.pop(plan.trial_id, {}))
         self._save_clock(unit)

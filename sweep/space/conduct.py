@@ -12,7 +12,9 @@ from cl_core.config import RunConfig
 from contract import METRICS, SearchParam
 from sweep.errors import shown
 from sweep.space.keys import (
+    DEFAULT_MAX_FAILURES,
     LOGGERS,
+    MAX_FAILURES,
     MAX_FINAL_SEEDS,
     MAX_INT,
     MAX_POPULATION,
@@ -179,7 +181,7 @@ class ConductChecks(SearchChecks):
         )
         return {"scheduler": scheduler, "grace_tasks": grace, "reduction_factor": float(factor)}
 
-    def resources(self, resources: dict[str, Any]) -> tuple[float, float, int | None, int]:
+    def resources(self, resources: dict[str, Any]) -> tuple[float, float, int | None, int, int]:
         cpus = self.number(
             "resources.cpus",
             resources.get("cpus", 1),
@@ -202,7 +204,16 @@ class ConductChecks(SearchChecks):
         population = self.count(
             "resources", resources, "population", 1, low=1, high=MAX_POPULATION, fix=fix
         )
-        return float(cpus), float(gpus), concurrent, population
+        failures = self.count(
+            "resources",
+            resources,
+            "max_failures",
+            DEFAULT_MAX_FAILURES,
+            low=0,
+            high=MAX_FAILURES,
+            fix="write how many times a trial may restart after its worker or node went away",
+        )
+        return float(cpus), float(gpus), concurrent, population, failures
 
     def final(self, final: dict[str, Any], trials: int) -> tuple[int, int, int]:
         why = f", the search budget (budget.trials: {trials})"

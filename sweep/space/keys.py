@@ -60,7 +60,7 @@ SECTION_KEYS = {
     "sampler": ("name", "seed"),
     "budget": ("trials", "time_limit_s"),
     "early_stopping": ("scheduler", "grace_tasks", "reduction_factor"),
-    "resources": ("cpus", "gpus", "max_concurrent", "population"),
+    "resources": ("cpus", "gpus", "max_concurrent", "population", "max_failures"),
     "final": ("top_k", "seeds", "seed_base"),
     "grid": ("benchmark", "scenario", "n_tasks"),
 }
@@ -89,4 +89,6 @@ MAX_SAMPLER_SEED = 2**32 - 1  # numpy's RandomState, which Optuna's samplers use
 MAX_TIME_LIMIT_S = 365 * 24 * 3600.0
 MIN_CPUS = 0.01
 MAX_POPULATION = 1024  # configurations one Ray trial trains together
+MAX_FAILURES = 100  # restarts of one trial after its worker or node went away
+DEFAULT_MAX_FAILURES = 2
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -95,6 +95,7 @@ class Validator(ConductChecks):
             gpus=resources[1],
             max_concurrent=resources[2],
             population=resources[3],
+            max_failures=resources[4],
             final_top_k=final[0],
             final_seeds=final[1],
             final_seed_base=final[2],

@@ -70,6 +70,7 @@ class SweepSpec:
     final_seed_base: int
     loggers: tuple[LoggerSpec, ...] = tuple(LoggerSpec(n) for n in DEFAULT_LOGGERS)
     population: int = 1  # configurations one Ray trial trains at once (1: one per trial)
+    max_failures: int = 2  # restarts of a trial whose worker or node went away (Tune's retries)
 
     @property
     def units(self) -> list[tuple[str, Cell]]:

@@ -254,3 +254,29 @@ def test_a_stalled_holder_whose_lock_was_broken_stops_without_writing(
     second.check()
     second.release()
     assert not second.path.exists()
+
+
+def test_the_results_store_checks_the_claim_before_every_write(tmp_path):
+    """The runner sets the store's before_write to the lock's check(): a sweep whose lock was
+    taken by another writes no Parquet part and compacts nothing."""
+    from sweep_helpers import TINY_SPACE, write_space
+
+    from sweep.results import ResultsStore
+    from sweep.space import load_space
+
+    spec = load_space(write_space(tmp_path, TINY_SPACE))
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    lost: list[LockLost] = []
+    held = SweepLock(folder, on_lost=lost.append)
+    held.acquire()
+    store = ResultsStore(spec, folder)
+    store.before_write = held.check
+    write_holder(held.path, token="another-sweeps")  # broken and taken while this one stalled
+    with pytest.raises(LockLost, match="lost the lock"):
+        store.add({"trial_id": "t1"}, [])
+    with pytest.raises(LockLost):
+        store.compact()
+    assert len(lost) == 1 and not (folder / "trials.parquet").exists()
+    held.release()
+    assert held.path.exists()  # the other sweep's lock is left alone
