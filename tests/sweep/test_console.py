@@ -75,7 +75,9 @@ def test_a_failed_trial_is_one_line_and_ray_speaks_to_its_file(local_ray, tmp_pa
     # Ray's start-up warnings, INFO lines and stack traces: in ray.log, not on the console
     assert "Traceback" not in text and "(raylet)" not in text and "ActorDiedError" not in text
     assert not re.search(r"\b(INFO|WARNING|ERROR)\b", text), text
-    assert "ActorDiedError" in (folder / RAY_LOG).read_text()
+    # Tune's own trial-error traces are off (sweep/runner.py); the raylet's note of the killed
+    # worker is Ray's message that lands in the file
+    assert "A worker died or was killed" in (folder / RAY_LOG).read_text()
     # no final phase: the unit's last status line counts its search, not 0/0
     last = [line for line in text.splitlines() if line.startswith("  finetune ")][-1]
     assert re.search(r"\bdone\s+3/3 done, 0 running\b", last), last
