@@ -61,8 +61,10 @@ def two_nodes():
 
 
 def test_sweep_spreads_trials_over_two_nodes(two_nodes, tmp_path):
+    # trials long enough (about 2 s) to overlap: a trial of a fraction of a second can end
+    # before the next one is asked for, and the head node, free again, takes every trial
     text = (
-        TINY_SPACE.replace('"32", epochs: 2', '"32", epochs: 4') + "final: {top_k: 1, seeds: 2}\n"
+        TINY_SPACE.replace('"32", epochs: 2', '"32", epochs: 40') + "final: {top_k: 1, seeds: 2}\n"
     )
     spec = load_space(write_space(tmp_path, text, "two_nodes.yaml"))
     folder = run_sweep(spec, Options(out=tmp_path / "out", address=two_nodes.address))
