@@ -50,20 +50,15 @@ PROTOCOLS = ("quickstart", "digits-split", "r1", "vdv-permuted", "conv")
 def base_config(protocol: str, method: str, device: str, data_root: str | None) -> RunConfig:
     """The protocol's configuration of ``method`` (one member's)."""
     common = dict(method=method, device=device)
-    if protocol == "quickstart":
+    digits = {
+        "quickstart": ("permuted-digits", "domain"),
+        "digits-split": ("split-digits", "class"),
+    }
+    if protocol in digits:
+        benchmark, scenario = digits[protocol]
         return RunConfig(
-            benchmark="permuted-digits",
-            scenario="domain",
-            n_tasks=5,
-            hidden=(100, 100),
-            epochs=10,
-            batch_size=32,
-            **common,
-        )
-    if protocol == "digits-split":
-        return RunConfig(
-            benchmark="split-digits",
-            scenario="class",
+            benchmark=benchmark,
+            scenario=scenario,
             n_tasks=5,
             hidden=(100, 100),
             epochs=10,
