@@ -63,6 +63,30 @@ def sweep_protocol(results: Results, name: str) -> SweepProtocol:
     )
 
 
+END_OF_SEQUENCE_TEXT = (
+    "end-of-sequence: searched on the validation data of every task at the end of the "
+    "sequence; final phase on the same cell with fresh seeds"
+)
+
+
+def selection_texts(info: SweepInfo) -> list[str]:
+    """What the search of sweep ``info`` saw and what its final phase reports, one line per
+    cell (sweep.json ``selection``; sweeps written before it had end-of-sequence)."""
+    selection = info.meta.get("selection") or {}
+    described = selection.get("described") or {}
+    return list(dict.fromkeys(described.values())) or [END_OF_SEQUENCE_TEXT]
+
+
+def selection_caption(results: Results) -> str:
+    """One sentence for a table caption: the selection protocol of each sweep shown."""
+    names = list(dict.fromkeys(results.trials["sweep"]))
+    parts = []
+    for name in names:
+        texts = "; ".join(selection_texts(results.sweep(name)))
+        parts.append(texts if len(names) == 1 else f"sweep {name}: {texts}")
+    return "Selection protocol: " + " | ".join(parts) + "."
+
+
 def _items(pairs: list[tuple[str, str]]) -> pd.DataFrame:
     return pd.DataFrame(pairs, columns=["item", "value"])
 
@@ -90,6 +114,7 @@ def _record(info: SweepInfo, trials: pd.DataFrame) -> list[tuple[str, str]]:
         ("git commit", str(meta.get("git_commit") or NOT_RECORDED)),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items()) or NOT_RECORDED),
         ("devices", ", ".join(devices) or "not recorded"),
+        ("selection protocol", "; ".join(selection_texts(info))),
         ("trials", trial_text or "none"),
     ]  # fmt: skip
 

@@ -30,7 +30,7 @@ from analysis.curves import has_curves, plot_accuracy_over_time
 from analysis.document import Columns, Document, Figure, Heading, Table, Text
 from analysis.load import STUDY, AnalysisError, Results, load_results
 from analysis.order import cell_title, ordered_studies
-from analysis.protocol import sweep_protocol
+from analysis.protocol import selection_caption, sweep_protocol
 from analysis.render_html import write_html
 from analysis.render_pdf import write_pdf
 from analysis.summary import reading, summary_display, summary_numbers
@@ -136,14 +136,16 @@ def _summary_section(
 ) -> None:
     """The answer first: who wins where, with which configuration, at what cost."""
     select_on = best["select_on"].iloc[0]
+    protocol = selection_caption(results)
     comparison_caption = (
         "Test average accuracy (%) of each method's chosen configuration per scenario and "
         f"benchmark: mean ± SEM (n seeds). Chosen on {select_on}. Rows: fine-tuning (lower "
-        "bound) first, joint training (upper bound) last."
+        f"bound) first, joint training (upper bound) last. {protocol}"
     )
     summary_caption = (
         f"Chosen configuration of each method and cell (best mean {select_on} over the final "
-        "phase's fresh seeds), its test average accuracy and its study's cost (search + final)."
+        "phase's fresh seeds), its test average accuracy and its study's cost (search + "
+        f"final). {protocol}"
     )
     comparison = Table(comparison_table(best), comparison_caption)
     chosen = Table(summary_display(results, best), summary_caption)
@@ -218,15 +220,16 @@ def _results_section(
     document: Document, results: Results, best: pd.DataFrame, folder: Path
 ) -> list[Path]:
     select_on = best["select_on"].iloc[0]
-    selection_caption = (
+    protocol = selection_caption(results)
+    chosen_caption = (
         "Chosen configuration of each method and cell: its parameter values, the "
         f"{select_on} it won the search with (one seed), and its mean ± SEM over the final "
-        "phase's fresh seeds (the number it was chosen by)."
+        f"phase's fresh seeds (the number it was chosen by). {protocol}"
     )
     metrics_caption = (
         "Test metrics of the chosen configurations (average accuracy and BWT, FWT: Lopez-Paz & "
         "Ranzato 2017; forgetting: Chaudhry et al. 2018): mean ± SEM over n seeds; accuracies "
-        "in %, forgetting, BWT and FWT in percentage points."
+        f"in %, forgetting, BWT and FWT in percentage points. {protocol}"
     )
     cost_caption = (
         "Cost per method and sweep (last row: the sweep's total), search / final phase: the "
@@ -240,12 +243,12 @@ def _results_section(
     costs = cost_numbers(results)
     document.add(Heading("Chosen configurations: search vs final", 3))
     document.add(Text(_selection_bias_text(best)))
-    document.add(Table(selection, selection_caption))
+    document.add(Table(selection, chosen_caption))
     document.add(Table(metrics, metrics_caption))
     document.add(Heading("Cost", 3))
     document.add(Table(cost_display(costs), cost_caption))
     return [
-        *write_table(selection, folder, "best_configs", selection_numbers(best), selection_caption),
+        *write_table(selection, folder, "best_configs", selection_numbers(best), chosen_caption),
         *write_table(metrics, folder, "test_metrics", metrics_numbers(best), metrics_caption),
         *write_table(cost_display(costs), folder, "cost", costs, cost_caption),
     ]

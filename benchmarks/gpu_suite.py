@@ -19,7 +19,8 @@ Steps (each timed; a failing step is recorded and the suite goes on):
    for finetune, EWC and DER++, run side by side as three processes: the Permuted MNIST row of
    docs/validation.md. It gets what is left of ``--budget`` seconds but ``--reserve``; a run
    still going then is stopped and its finished tasks are read from its log.
-5. TF32 matmuls on vs off, EWC at N = 64 (skipped if the budget is spent).
+5. The ``tf32`` opt-in off vs on (RunConfig.tf32: TF32 matmuls and convolutions), EWC on
+   vdv-permuted shapes and the conv net at N = 64 (skipped if the budget is spent).
 Writes three files into ``--out``: ``suite.json`` (everything), ``suite.md`` (the tables) and
 ``logs.txt`` (the runs' logs; their files are kept in a scratch folder), and prints the tables
 last.
@@ -116,7 +117,7 @@ def r1_ewc(args, out: Path) -> dict:
 
 def vdv_permuted(args, out: Path, deadline: float) -> dict:
     procs = {}
-    for method in VDV_METHODS:
+    for method in args.vdv_methods:
         flags = ["--preset", "vdv-permuted", "--scenario", "domain", "--method", method]
         flags += ["--seed", "1", "--val-fraction", "0", "--device", args.device]
         flags += ["--data-root", args.data_root] if args.data_root else []
@@ -168,14 +169,15 @@ def digits_speed(args, out: Path, sizes: list[int]) -> list[dict]:
 
 
 def tf32_ab(args, out: Path, size: int, iterations: int) -> dict:
+    """The ``tf32`` opt-in (RunConfig.tf32) off, then on: EWC on vdv-permuted shapes, and the
+    conv net, which TF32 convolutions speed up most."""
     rows = {}
     for flag in (False, True):
-        torch.backends.cuda.matmul.allow_tf32 = flag
-        torch.backends.cudnn.allow_tf32 = flag
-        rows["tf32" if flag else "fp32"] = speed(
-            args, out, "ewc", "vdv-permuted", [size], iterations
-        )
-    torch.backends.cuda.matmul.allow_tf32 = False
+        extra = ["--tf32"] if flag else []
+        name = "tf32" if flag else "fp32"
+        rows[name] = speed(args, out, "ewc", "vdv-permuted", [size], iterations, extra)
+        conv_steps = max(iterations // 6, 3)
+        rows[f"conv {name}"] = speed(args, out, "finetune", "conv", [size], conv_steps, extra)
     return rows
 
 
@@ -216,6 +218,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (a CPU rehearsal)")
     parser.add_argument("--skip", nargs="*", default=[], help="step names to skip")
+    parser.add_argument(
+        "--vdv-methods", nargs="+", default=list(VDV_METHODS), help="methods of vdv_permuted"
+    )
     parser.add_argument("--budget", type=float, default=520.0, help="seconds for the whole suite")
     parser.add_argument(
         "--reserve", type=float, default=120.0, help="seconds the vdv runs leave for the A/B steps"
@@ -225,7 +230,6 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="gpu-suite-"))
     if args.data_root:
         os.environ["CLSWEEP_DATA"] = args.data_root
-    torch.backends.cuda.matmul.allow_tf32 = False
     results: dict = {"environment": environment(args.device)}
     sizes = [1, 2] if args.smoke else [1, 16, 64, 256]
     iters = 5 if args.smoke else 300

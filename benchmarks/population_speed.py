@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--tasks", type=int, help="shorten the protocol to this many tasks")
     parser.add_argument("--iterations", type=int, help="steps per task instead of epochs")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tf32", action="store_true", help="TensorFloat-32 (RunConfig.tf32)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data-root")
     parser.add_argument("--json", type=Path, help="also write the rows here")
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         base = replace(base, n_tasks=args.tasks)
     if args.iterations:
         base = replace(base, iterations=args.iterations, epochs=None)
-    base = base.validated()
+    base = replace(base, tf32=args.tf32).validated()
     dataset = random_cifar() if args.protocol == "conv" else load_dataset(base)
     rows = measure(base, args.sizes, args.repeats, args.per_trial, dataset)
     print_table(rows)

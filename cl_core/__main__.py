@@ -30,6 +30,8 @@ FIELDS = {
     "benchmark": "benchmark",
     "scenario": "scenario",
     "tasks": "n_tasks",
+    "task_start": "task_start",
+    "task_stop": "task_stop",
     "method": "method",
     "model": "model",
     "hidden": "hidden",
@@ -44,6 +46,7 @@ FIELDS = {
     "iterations": "iterations",
     "batch_size": "batch_size",
     "device": "device",
+    "tf32": "tf32",
     "data_seed": "data_seed",
     "train_seed": "train_seed",
     "val_fraction": "val_fraction",
@@ -69,6 +72,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see python -m cl_core --help\n")
 
 
+def _tasks_text(cfg: RunConfig) -> str:
+    if cfg.learned_tasks == cfg.n_tasks:
+        return f"{cfg.n_tasks} tasks"
+    last = cfg.task_start + cfg.learned_tasks - 1
+    return f"tasks {cfg.task_start}-{last} of {cfg.n_tasks} (shown as T0-T{cfg.learned_tasks - 1})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m cl_core",
@@ -80,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_choice(p, "--benchmark", list(BENCHMARKS))
     add_choice(p, "--scenario", SCENARIOS, help="task-, domain- or class-incremental")
     p.add_argument("--tasks", type=int, help="number of tasks")
+    p.add_argument(
+        "--task-start",
+        type=int,
+        help="learn only tasks from this one on (0-based; the rest of the run is those tasks)",
+    )
+    p.add_argument("--task-stop", type=int, help="learn only tasks before this one")
     add_choice(p, "--method", sorted(METHODS))
     p.add_argument(
         "--param",
@@ -117,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--iterations", type=int, help="batches per task")
     p.add_argument("--batch-size", type=int)
     add_choice(p, "--device", ("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--tf32",
+        type=_bool,
+        metavar="{true,false}",
+        help="CUDA matmuls and convolutions in TensorFloat-32 (faster, ~3 digits); no CPU effect",
+    )
     p.add_argument("--seed", type=int, help="sets both --data-seed and --train-seed")
     p.add_argument("--data-seed", type=int, help="builds the scenario (permutations, class order)")
     p.add_argument("--train-seed", type=int, help="drives training (init, batch order)")
@@ -267,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         device = str(resolve_device(cfg.device))
         dataset = load_dataset(cfg)
-        print(f"{cfg.method} on {cfg.benchmark}, {cfg.scenario}-IL, {cfg.n_tasks} tasks, {device}")
-        header = " ".join(f"{'T' + str(j):>6}" for j in range(cfg.n_tasks))
+        print(f"{cfg.method} on {cfg.benchmark}, {cfg.scenario}-IL, {_tasks_text(cfg)}, {device}")
+        header = " ".join(f"{'T' + str(j):>6}" for j in range(cfg.learned_tasks))
         print(f"learned | {header} |    avg |     loss |      s   (test accuracy, %)", flush=True)
         reports = []
         curve = []  # task-free streams: accuracy over time (cl_core/stream.py)

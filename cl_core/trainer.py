@@ -85,7 +85,7 @@ class RunResult:
         """``device``: where it ran, when ``cfg.device`` is "auto" (default: ``cfg.device``)."""
         ok = [r for r in reports if r.status == "ok"]
         last = reports[-1]
-        complete = last.status == "ok" and last.tasks_learned == cfg.n_tasks
+        complete = last.status == "ok" and last.tasks_learned == cfg.learned_tasks
         return cls(
             config=cfg,
             acc_val=np.array([r.val_acc for r in ok], dtype=float),
@@ -102,6 +102,15 @@ class RunResult:
         (e.g. an unfinished run)."""
         acc = self.acc_val if split == "val" else self.acc_test
         return metrics.summary(acc[1:], acc[0]) if len(acc) > 1 else metrics.empty_summary()
+
+
+def use_tf32(device: torch.device, on: bool) -> None:
+    """TensorFloat-32 for CUDA matmuls and convolutions, as the run's ``tf32`` asks (torch's
+    switches are per process: every run sets them, so a run after another gets its own).
+    Off also turns off cuDNN's TF32 convolutions, which torch enables by default."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = on
+        torch.backends.cudnn.allow_tf32 = on
 
 
 def resolve_device(name: str) -> torch.device:
@@ -169,6 +178,7 @@ class Run:
         owner = f"method {cfg.method!r}"
         params = [resolve(method_cls.hyperparams, c.method_params, owner) for c in self.cfgs]
         self.device = resolve_device(cfg.device)
+        use_tf32(self.device, cfg.tf32)
         seq = build_tasks(cfg, dataset if dataset is not None else load_dataset(cfg))
         self.ctx = TrainContext(self.cfgs, seq.to(self.device), self.device)
         self.ctx.task_free = cfg.stream != "none"

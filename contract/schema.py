@@ -13,13 +13,16 @@ import pyarrow as pa
 
 from contract.metrics import METRICS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2: tables are folders of parts; trial ids are the sweep's own (study, number), not Ray's.
 3: trials.parquet has a ``population`` column (the Ray trial a configuration was trained in).
-4: trials.parquet has the cost columns (:data:`COST`)."""
-READABLE_VERSIONS = (1, 2, 3, 4)
+4: trials.parquet has the cost columns (:data:`COST`).
+5: trials.parquet has the task window (``task_start``, ``task_stop``: the selection protocols)
+and ``tf32``."""
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 """Schemas 1 (single-file tables) and 2 have the same columns but ``population``, 3 all but the
-cost columns; analysis reads all four (a column a version lacks reads as missing)."""
+cost columns, 4 all but the task window; analysis reads all five (a column a version lacks
+reads as missing; a missing task window is the whole sequence)."""
 
 TRIALS_FILE = "trials.parquet"
 TASKS_FILE = "tasks.parquet"
@@ -44,6 +47,15 @@ RERUN_CAUSES = (NODE_LOST, NODE_PREEMPTED)
 """Error rows with these causes are run again by ``--resume`` (:func:`lost_to_node`)."""
 
 
+def tasks_in_run(row: dict) -> int:
+    """How many tasks a trials row's run learns: its task window (schema 5), else all of
+    ``n_tasks``; ``tasks_completed`` counts up to it."""
+    start = row.get("task_start") or 0
+    stop = row.get("task_stop")
+    stop = row["n_tasks"] if stop is None or stop != stop else int(stop)  # (NaN: pandas' null)
+    return stop - int(start)
+
+
 def lost_to_node(row: dict) -> bool:
     """Whether a trials row is an error caused by a lost or preempted node (not by the run)."""
     message = row.get("message") or ""
@@ -59,6 +71,8 @@ HYPERPARAM_TYPES = {
 """Arrow type of an ``hp_<name>`` column by the kind the method declares."""
 
 SETTINGS = (
+    ("task_start", pa.int64()),
+    ("task_stop", pa.int64()),
     ("data_seed", pa.int64()),
     ("train_seed", pa.int64()),
     ("optimizer", pa.string()),
@@ -81,6 +95,7 @@ SETTINGS = (
     ("update_every", pa.int64()),
     ("transition", pa.int64()),
     ("eval_every", pa.int64()),
+    ("tf32", pa.bool_()),
 )
 """Trainer settings recorded per trial (every RunConfig field that can change results)."""
 

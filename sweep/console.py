@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from contract.schema import ERROR
+from contract.schema import ERROR, tasks_in_run
 
 RAY_LOG = "ray.log"
 """Ray's own messages, in the sweep folder."""
@@ -117,7 +117,7 @@ def failure_cause(message: str | None) -> str:
 def failure_line(folder: Path, row: dict[str, Any]) -> str:
     """One line for a failed trial: which, where in its run, why, and where its log is."""
     log = trial_log(folder, row)
-    where = f"{row['method']} on {row['cell']}, {row['tasks_completed']}/{row['n_tasks']} tasks"
+    where = f"{row['method']} on {row['cell']}, {row['tasks_completed']}/{tasks_in_run(row)} tasks"
     text = f"failed: {row['trial_id']} ({where}): {failure_cause(row.get('message'))}"
     return text + (f"; log: {_relative(log)}" if log is not None else "")
 

@@ -15,9 +15,10 @@ from contract.formatting import (
     format_short,
     sem,
 )
-from contract.schema import CURVES_FILE, META_FILE, TASKS_FILE, TRIALS_FILE
+from contract.schema import CURVES_FILE, META_FILE, TASKS_FILE, TRIALS_FILE, tasks_in_run
 from sweep.console import RAY_LOG
 from sweep.space import SweepSpec, scale_notes
+from sweep.space.spec import END_OF_SEQUENCE
 from sweep.study_storage import existing_study_file
 
 TOP = 5
@@ -47,6 +48,8 @@ def plan_text(spec: SweepSpec, address: str | None) -> str:
             if spec.early_stopping
             else "off"
         ),
+        "selection protocol: "
+        + "; ".join(dict.fromkeys(spec.selection.describe(c) for c in spec.cells)),
         "final phase: "
         + (
             f"top {spec.final_top_k} configs x {spec.final_seeds} seeds "
@@ -105,6 +108,9 @@ def best_table(spec: SweepSpec, folder: Path) -> str:
         counts = group[group.phase == "search"].status.value_counts()
         status = ", ".join(f"{n} {status}" for status, n in counts.items())
         lines.append(f"\n{method} on {cell}: search trials {status}")
+        if spec.selection.protocol != END_OF_SEQUENCE:
+            where = next(c for c in spec.cells if c.key == cell)
+            lines.append(f"selection protocol {spec.selection.describe(where)}")
         if len(search):
             top = search.sort_values("objective", ascending=mode == "min").head(TOP)
             shown = pd.DataFrame({"trial": top["trial_id"]})
@@ -112,7 +118,9 @@ def best_table(spec: SweepSpec, folder: Path) -> str:
                 shown[names[column]] = top[column].map(format_short)
             shown[f"{metric} (%)"] = top["objective"].map(format_pm)
             shown["test_avg_acc (%)"] = top["test_avg_acc"].map(format_pm)
-            shown["tasks"] = top["tasks_completed"].astype(str) + "/" + top["n_tasks"].astype(str)
+            shown["tasks"] = [
+                f"{row['tasks_completed']}/{tasks_in_run(row)}" for row in top.to_dict("records")
+            ]
             lines.append(
                 f"top {len(top)} of the search, ranked by {metric} "
                 f"({'highest' if mode == 'max' else 'lowest'} first; one seed each):"

@@ -310,6 +310,11 @@ def write_sweep_json(
         "metrics": {m.column("val"): m.to_json() for m in METRICS.values()}
         | {m.column("test"): m.to_json() for m in METRICS.values()},
         "cells": [c.key for c in spec.cells],
+        "selection": {
+            **spec.selection.to_json(),
+            "evaluated_on": {c.key: spec.selection.final_cell(c).key for c in spec.cells},
+            "described": {c.key: spec.selection.describe(c) for c in spec.cells},
+        },
         "protocol": protocol_record(spec),
         "loggers": [logger.name for logger in spec.loggers],
         "command": previous.get("command", command),

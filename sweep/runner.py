@@ -163,7 +163,11 @@ def _load_datasets(spec: SweepSpec, options: Options) -> dict[str, Any]:
     """Each dataset once, in the driver, before Ray (a missing one is a one-line error)."""
     data_root = options.data_root or os.environ.get("CLSWEEP_DATA")
     data_root = str(Path(data_root).expanduser().resolve()) if data_root else None
-    configs = [RunConfig.from_dict(spec.base_config(m, c)) for m, c in spec.units]
+    configs = [
+        RunConfig.from_dict(spec.base_config(m, c, phase))
+        for m, c in spec.units
+        for phase in ("search", "final")
+    ]
     return load_datasets(configs, data_root)
 
 

@@ -125,7 +125,7 @@ class _Tracker:
         elif last is not None and last.status != "ok":
             status, message = last.status, last.message
         else:
-            status = COMPLETED if learned == self.cfg.n_tasks else "running"
+            status = COMPLETED if learned == self.cfg.learned_tasks else "running"
             message = None
         out: dict[str, Any] = {
             "tasks_learned": learned,

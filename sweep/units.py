@@ -64,6 +64,7 @@ class Unit:
     method: str
     cell: Cell
     base: RunConfig  # validated; searched values are applied per trial (launch_run)
+    final_base: RunConfig  # the final phase's (the selection protocol's cell and task window)
     studies: UnitStudies
     asha: Asha | None
     asked: int = 0
@@ -93,6 +94,10 @@ class Unit:
     @property
     def done(self) -> bool:
         return self.search_ended and not self.finals and not self.running
+
+    def run(self, plan: TrialPlan) -> TrialRun:
+        """The run of ``plan`` on its phase's base (:func:`sweep.trial_config.launch_run`)."""
+        return launch_run(self.final_base if plan.phase == "final" else self.base, plan)
 
     def slot_time(self, now: float) -> float:
         """Run time used so far: ended trials, plus running ones up to ``now`` (from their first
@@ -141,8 +146,9 @@ class SweepState:
         self._notices: set[tuple[int, str]] = set()
         for index, (method, cell) in enumerate(spec.units):
             early = spec.early_stopping
+            searched_tasks = spec.selection.search_tasks(cell)
             asha = (
-                Asha(early["grace_tasks"], early["reduction_factor"], cell.n_tasks, spec.modes[0])
+                Asha(early["grace_tasks"], early["reduction_factor"], searched_tasks, spec.modes[0])
                 if early
                 else None
             )
@@ -151,6 +157,7 @@ class SweepState:
                 method=method,
                 cell=cell,
                 base=RunConfig.from_dict(spec.base_config(method, cell)),
+                final_base=RunConfig.from_dict(spec.base_config(method, cell, "final")),
                 studies=UnitStudies(spec, self.storage, index),
                 asha=asha,
             )
@@ -223,7 +230,7 @@ class SweepState:
             size = batching.batch_size(self.population, left, self.capacity - self.live)
             runs = self._take_population(unit, size)
         else:
-            runs = [launch_run(unit.base, self._take(unit))]
+            runs = [unit.run(self._take(unit))]
         for run in runs:
             plan = run.plan
             unit.running[plan.trial_id] = run
@@ -249,7 +256,7 @@ class SweepState:
         """Up to ``size`` runs of ``unit`` that can train together (see :mod:`sweep.batching`):
         queued ones first, then new configurations asked from Optuna one after another (TPE's
         constant liar counts the ones asked before as running, so a batch stays diverse)."""
-        first = launch_run(unit.base, self._take(unit))
+        first = unit.run(self._take(unit))
         reason = batching.solo_reason(first)
         if reason is not None:
             self._notice(unit, f"runs per trial: {reason}")
@@ -260,7 +267,7 @@ class SweepState:
         for plan in list(queue or ()):
             if len(batch) >= size:
                 break
-            run = launch_run(unit.base, plan)
+            run = unit.run(plan)
             if batching.key(run) == key:
                 queue.remove(plan)
                 batch.append(run)
@@ -270,7 +277,7 @@ class SweepState:
             and unit.asked < self.spec.trials
             and not self.out_of_time(unit)
         ):
-            run = launch_run(unit.base, self._take(unit, ask=True))
+            run = unit.run(self._take(unit, ask=True))
             if batching.key(run) != key:
                 why = batching.mismatch(first, run) or "a setting differs"
                 text = f"some configurations train in separate populations: {why}"

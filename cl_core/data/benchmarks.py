@@ -8,7 +8,7 @@ which dataset a benchmark uses is declared in ``cl_core.data.registry``.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -128,6 +128,28 @@ def split_tasks(cfg: RunConfig, data: Dataset) -> TaskSequence:
         test_idx = torch.isin(data.y_test, torch.tensor(classes)).nonzero().flatten()
         tasks.append(Task(t, classes, train_idx, val_idx, test_idx, None))
     return TaskSequence(data, tasks, per_task, 0, label_map)
+
+
+def task_window(seq: TaskSequence, start: int, stop: int | None) -> TaskSequence:
+    """Tasks [start, stop) of ``seq`` as a sequence of their own, renumbered from 0: what a
+    learner that meets only those tasks sees (the learning protocol of Chaudhry et al. 2019, A-GEM,
+    Sec. 2: hyperparameters chosen on the first tasks, the others learned and reported alone).
+
+    Each task keeps its samples, permutation and classes. Split benchmarks shift the global
+    labels so that the window's classes take positions 0, 1, ... (class-IL and task-IL output
+    units start at the window's first task); classes outside the window map to -1 (never
+    seen). Permuted benchmarks need no change: their global label counts from the task number.
+    """
+    stop = seq.n_tasks if stop is None else stop
+    if start == 0 and stop == seq.n_tasks:
+        return seq
+    tasks = [replace(t, index=i) for i, t in enumerate(seq.tasks[start:stop])]
+    label_map = seq.label_map
+    if seq.label_offset == 0:
+        low, high = start * seq.classes_per_task, stop * seq.classes_per_task
+        inside = (label_map >= low) & (label_map < high)
+        label_map = torch.where(inside, label_map - low, torch.full_like(label_map, -1))
+    return TaskSequence(seq.dataset, tasks, seq.classes_per_task, seq.label_offset, label_map)
 
 
 def _class_order(n_classes: int, seed: int) -> list[int]:

@@ -157,7 +157,8 @@ def _load_cached(name: str, root: str, pad32: bool) -> Dataset:
 
 
 def build_tasks(cfg: RunConfig, dataset: Dataset) -> TaskSequence:
-    """The task sequence of ``cfg.benchmark`` built from ``dataset`` with ``cfg.data_seed``."""
+    """The task sequence of ``cfg.benchmark`` built from ``dataset`` with ``cfg.data_seed``: its
+    window of tasks [task_start, task_stop) (all of them by default)."""
     benchmark = get_benchmark(cfg.benchmark)
     benchmark.check(cfg.n_tasks, cfg.pad32)
-    return benchmark.build_tasks(cfg, dataset)
+    return builders.task_window(benchmark.build_tasks(cfg, dataset), cfg.task_start, cfg.task_stop)

@@ -85,7 +85,7 @@ class Population:
             for i, report in batch.items():
                 if report.status != "ok":
                     self.status[i] = report.status
-                elif report.tasks_learned == self.configs[i].n_tasks:
+                elif report.tasks_learned == self.configs[i].learned_tasks:
                     self.status[i] = "completed"
             if batch:
                 yield batch

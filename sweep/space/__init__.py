@@ -25,11 +25,13 @@ One module per job; the rest of the sweep imports the names below from ``sweep.s
 from sweep.space.notes import scale_notes
 from sweep.space.reading import load_space
 from sweep.space.search import optuna_distribution
-from sweep.space.spec import Cell, LoggerSpec, SweepSpec
+from sweep.space.spec import PROTOCOLS, Cell, LoggerSpec, Selection, SweepSpec
 
 __all__ = [
     "Cell",
     "LoggerSpec",
+    "PROTOCOLS",
+    "Selection",
     "SweepSpec",
     "load_space",
     "optuna_distribution",

@@ -30,6 +30,7 @@ TOP_KEYS = (
     "early_stopping",
     "resources",
     "final",
+    "selection",
     "loggers",
 )
 # RunConfig fields a space may not set under `train:`: the grid, the method and the resources
@@ -42,6 +43,8 @@ NOT_TRAIN_KEYS = {
     "method_params": "hyperparams",
     "device": "resources.gpus",
     "data_root": "--data-root",
+    "task_start": "selection",
+    "task_stop": "selection",
 }
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in NOT_TRAIN_KEYS)
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "categorical")
@@ -63,6 +66,7 @@ SECTION_KEYS = {
     "resources": ("cpus", "gpus", "max_concurrent", "population", "max_failures"),
     "final": ("top_k", "seeds", "seed_base"),
     "grid": ("benchmark", "scenario", "n_tasks"),
+    "selection": ("protocol", "tasks", "evaluate"),
 }
 LOGGERS = {
     "tensorboard": ("tensorboardX", ()),

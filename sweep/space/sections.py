@@ -30,7 +30,15 @@ from sweep.space.keys import (
     TOP_KEYS,
     TRAIN_KEYS,
 )
-from sweep.space.spec import Cell, SweepSpec
+from sweep.space.spec import (
+    END_OF_SEQUENCE,
+    FIRST_TASKS,
+    PROTOCOLS,
+    TRANSFER,
+    Cell,
+    Selection,
+    SweepSpec,
+)
 
 
 class Validator(ConductChecks):
@@ -71,8 +79,18 @@ class Validator(ConductChecks):
         sampler, seed = self.sampler(raw.get("sampler", "tpe"), metrics, params)
         resources = self.resources(self.section(raw, "resources"))
         trials, time_limit = self.budget(self.section(raw, "budget"), sampler, params)
-        early = self.early_stopping(raw.get("early_stopping"), metrics, cells)
+        selection = self.selection(self.section(raw, "selection"), methods, cells, train, params)
+        searched_cells = tuple(
+            Cell(c.benchmark, c.scenario, selection.search_tasks(c)) for c in cells
+        )
+        early = self.early_stopping(raw.get("early_stopping"), metrics, searched_cells)
         final = self.final(self.section(raw, "final"), trials)
+        if selection.protocol != END_OF_SEQUENCE and final[0] < 1:
+            self.fail(
+                "final.top_k",
+                f"0, but the {selection.protocol} protocol reports only its final phase",
+                "set final.top_k: 1 (or more)",
+            )
         self.total(len(methods) * len(cells), trials, final)
         loggers = self.loggers(raw.get("loggers", list(DEFAULT_LOGGERS)))
         return SweepSpec(
@@ -100,6 +118,7 @@ class Validator(ConductChecks):
             final_seeds=final[1],
             final_seed_base=final[2],
             loggers=loggers,
+            selection=selection,
         )
 
     def name(self, name: Any) -> str:
@@ -237,3 +256,107 @@ class Validator(ConductChecks):
                 "grid", "a cell appears twice", "list each benchmark, scenario and n_tasks once"
             )
         return tuple(cells)
+
+    def selection(
+        self,
+        selection: dict[str, Any],
+        methods: tuple[str, ...],
+        cells: tuple[Cell, ...],
+        train: dict[str, Any],
+        params: tuple[Any, ...],
+    ) -> Selection:
+        """``selection: {protocol: first-tasks, tasks: 2}`` or ``{protocol: transfer,
+        evaluate: {benchmark: permuted-mnist}}`` (docs/selection.md); absent: end-of-sequence."""
+        self.keys("selection", selection, SECTION_KEYS["selection"])
+        protocol = selection.get("protocol", END_OF_SEQUENCE)
+        if protocol not in PROTOCOLS:
+            self.fail(
+                "selection.protocol",
+                f"unknown protocol {shown(protocol)}",
+                f"use one of: {', '.join(PROTOCOLS)}",
+            )
+        for key, needs in (("tasks", FIRST_TASKS), ("evaluate", TRANSFER)):
+            if key in selection and protocol != needs:
+                self.fail(f"selection.{key}", f"applies to protocol {needs}, not {protocol}",
+                          f"remove it or set selection.protocol: {needs}")  # fmt: skip
+        if protocol == FIRST_TASKS:
+            return self._first_tasks(selection, cells, params)
+        if protocol == TRANSFER:
+            return self._transfer(selection, methods, cells, train)
+        return Selection()
+
+    def _first_tasks(
+        self, selection: dict[str, Any], cells: tuple[Cell, ...], params: tuple[Any, ...]
+    ) -> Selection:
+        if "tasks" not in selection:
+            self.fail("selection.tasks", "missing", "say how many first tasks the search sees")
+        k = self.count("selection", selection, "tasks", 1, low=1, high=MAX_TASKS)
+        for cell in cells:
+            if k >= cell.n_tasks:
+                self.fail(
+                    "selection.tasks",
+                    f"{k}, but cell {cell.key} has {cell.n_tasks} tasks, so none would be "
+                    "left to learn and report",
+                    f"use a value below {min(c.n_tasks for c in cells)} or grid.n_tasks above {k}",
+                )
+        method_params = sorted(p.name for p in params if p.is_hyperparam)
+        if k == 1 and method_params:
+            self.fail(
+                "selection.tasks",
+                f"1, but the search sets method hyperparameters ({', '.join(method_params)}) "
+                "that act only from the second task on and cannot be chosen from one task",
+                "use tasks: 2 or more, or fix those hyperparameters under hyperparams",
+            )
+        return Selection(FIRST_TASKS, tasks=k)
+
+    def _transfer(
+        self,
+        selection: dict[str, Any],
+        methods: tuple[str, ...],
+        cells: tuple[Cell, ...],
+        train: dict[str, Any],
+    ) -> Selection:
+        evaluate = selection.get("evaluate")
+        fix = "write e.g. `evaluate: {benchmark: permuted-mnist}` (benchmark, scenario, n_tasks)"
+        if not isinstance(evaluate, dict) or not evaluate:
+            self.fail("selection.evaluate", f"expected a mapping, got {shown(evaluate)}", fix)
+        self.keys("selection.evaluate", evaluate, SECTION_KEYS["grid"])
+        kinds = {
+            "benchmark": (str, BENCHMARKS),
+            "scenario": (str, SCENARIOS),
+            "n_tasks": (int, None),
+        }
+        for key, value in evaluate.items():
+            kind, valid = kinds[key]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                self.fail(f"selection.evaluate.{key}", f"expected one {kind.__name__}, got "
+                          f"{shown(value)}", fix)  # fmt: skip
+            if valid is not None and value not in valid:
+                self.fail(f"selection.evaluate.{key}", f"unknown {key} {shown(value)}",
+                          f"use one of: {', '.join(valid)}")  # fmt: skip
+        chosen = Selection(TRANSFER, evaluate=tuple(sorted(evaluate.items())))
+        for cell in cells:
+            target = chosen.final_cell(cell)
+            if target == cell:
+                self.fail(
+                    "selection.evaluate",
+                    f"cell {cell.key} would be evaluated on itself",
+                    "name a benchmark, scenario or n_tasks that differs from the grid's",
+                )
+            for method in methods:
+                settings = {
+                    **train,
+                    "benchmark": target.benchmark,
+                    "scenario": target.scenario,
+                    "n_tasks": target.n_tasks,
+                    "method": method,
+                }
+                try:
+                    RunConfig.from_dict(settings).validated()
+                except ClsweepError as exc:
+                    self.fail(
+                        "selection.evaluate",
+                        f"{method} on the evaluation cell {target.key}: {exc}",
+                        "evaluate on a cell every method of the space can run",
+                    )
+        return Selection(TRANSFER, evaluate=chosen.evaluate)

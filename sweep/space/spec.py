@@ -6,6 +6,7 @@ rest of the sweep reads it and never changes it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -43,6 +44,77 @@ class Cell:
         return self.key.replace("/", "_")
 
 
+END_OF_SEQUENCE, FIRST_TASKS, TRANSFER = "end-of-sequence", "first-tasks", "transfer"
+PROTOCOLS = (END_OF_SEQUENCE, FIRST_TASKS, TRANSFER)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What data the search may see, and what the final phase reports (docs/selection.md).
+
+    - end-of-sequence: every search trial learns the whole sequence and is scored on the
+      validation data of every task at its end; the final phase re-runs the chosen
+      configurations with fresh seeds on the same cell.
+    - first-tasks (``tasks`` = k): the learning protocol of Chaudhry et al. 2019 ("Efficient
+      Lifelong Learning with A-GEM", Sec. 2: the first tasks form the stream for
+      cross-validation, the rest the stream that is learned once and reported). Search
+      trials learn and validate on tasks [0, k) only; the final phase learns tasks [k, T) with
+      the chosen configuration, from scratch, and reports on those tasks alone.
+    - transfer (``evaluate``: the cell fields replaced): the protocol of Cha & Cho 2024
+      ("Hyperparameters in Continual Learning: A Reality Check": tune on one dataset, then
+      evaluate the chosen configuration unchanged on another of the same scenario). The
+      search runs on the grid's cells; the final phase runs on each cell's evaluation cell,
+      and only that is reported.
+    """
+
+    protocol: str = END_OF_SEQUENCE
+    tasks: int | None = None  # first-tasks: k
+    evaluate: tuple[tuple[str, Any], ...] = ()  # transfer: (cell field, value) replaced
+
+    def search_settings(self) -> dict[str, Any]:
+        """RunConfig settings of a search trial beyond its cell's."""
+        return {"task_stop": self.tasks} if self.protocol == FIRST_TASKS else {}
+
+    def final_settings(self) -> dict[str, Any]:
+        """RunConfig settings of a final-phase trial beyond its (evaluation) cell's."""
+        return {"task_start": self.tasks} if self.protocol == FIRST_TASKS else {}
+
+    def final_cell(self, cell: Cell) -> Cell:
+        """Where the final phase of ``cell``'s search runs."""
+        if self.protocol != TRANSFER:
+            return cell
+        return dataclasses.replace(cell, **dict(self.evaluate))
+
+    def search_tasks(self, cell: Cell) -> int:
+        """How many tasks a search trial on ``cell`` learns (the early-stopping rungs')."""
+        return self.tasks if self.protocol == FIRST_TASKS else cell.n_tasks
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"protocol": self.protocol}
+        if self.protocol == FIRST_TASKS:
+            out["tasks"] = self.tasks
+        if self.protocol == TRANSFER:
+            out["evaluate"] = dict(self.evaluate)
+        return out
+
+    def describe(self, cell: Cell) -> str:
+        """What the search saw and what is reported, for ``cell`` (run record, captions)."""
+        if self.protocol == FIRST_TASKS:
+            return (
+                f"first-tasks: searched on tasks 0-{self.tasks - 1} of {cell.key}; final phase "
+                f"learns and reports tasks {self.tasks}-{cell.n_tasks - 1} alone"
+            )
+        if self.protocol == TRANSFER:
+            return (
+                f"transfer: searched on {cell.key}; final phase on "
+                f"{self.final_cell(cell).key}, reported alone"
+            )
+        return (
+            f"end-of-sequence: searched on the validation data of all tasks of {cell.key}; "
+            "final phase on the same cell with fresh seeds"
+        )
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A validated search space: what to run, how to search it, with which resources."""
@@ -71,6 +143,7 @@ class SweepSpec:
     loggers: tuple[LoggerSpec, ...] = tuple(LoggerSpec(n) for n in DEFAULT_LOGGERS)
     population: int = 1  # configurations one Ray trial trains at once (1: one per trial)
     max_failures: int = 2  # restarts of a trial whose worker or node went away (Tune's retries)
+    selection: Selection = Selection()
 
     @property
     def units(self) -> list[tuple[str, Cell]]:
@@ -92,18 +165,26 @@ class SweepSpec:
             "early_stopping": self.early_stopping,
             "final": [self.final_top_k, self.final_seeds, self.final_seed_base],
         }
+        if self.selection.protocol != END_OF_SEQUENCE:  # (older sweeps keep their fingerprint)
+            doc["selection"] = self.selection.to_json()
         text = json.dumps(doc, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def base_config(self, method: str, cell: Cell) -> dict[str, Any]:
-        """The validated RunConfig of ``method`` on ``cell``, as a dict, before searched values
-        are filled in (each trial's: :func:`sweep.trial_config.launch_run`)."""
+    def base_config(self, method: str, cell: Cell, phase: str = "search") -> dict[str, Any]:
+        """The validated RunConfig of ``method`` for ``phase`` of ``cell``'s study, as a dict,
+        before searched values are filled in (each trial's: :func:`sweep.trial_config.
+        launch_run`). The selection protocol decides the final phase's cell and each phase's
+        task window."""
+        final = phase == "final"
+        where = self.selection.final_cell(cell) if final else cell
+        extra = self.selection.final_settings() if final else self.selection.search_settings()
         cfg = RunConfig.from_dict(
             {
                 **self.train,
-                "benchmark": cell.benchmark,
-                "scenario": cell.scenario,
-                "n_tasks": cell.n_tasks,
+                **extra,
+                "benchmark": where.benchmark,
+                "scenario": where.scenario,
+                "n_tasks": where.n_tasks,
                 "method": method,
                 "method_params": self.fixed_for(method),
                 "device": "cuda" if self.gpus > 0 else "cpu",

@@ -70,7 +70,7 @@ def test_schema_version_mismatch_is_a_clear_error(sweep_copy: Path):
     meta["schema_version"] = 99
     (sweep_copy / "sweep.json").write_text(json.dumps(meta))
     with pytest.raises(
-        AnalysisError, match="schema_version 99, this analysis reads schema_version 1-4"
+        AnalysisError, match="schema_version 99, this analysis reads schema_version 1-5"
     ):
         load_results(sweep_copy)
 

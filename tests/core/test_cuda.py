@@ -99,3 +99,15 @@ def _tasks(cfg: RunConfig):
 
     cfg = cfg.validated()
     return build_tasks(cfg, load_dataset(cfg)).tasks
+
+
+def test_tf32_is_an_opt_in_each_run_sets_for_itself():
+    base = dict(**DIGITS, method="ewc", iterations=60, epochs=None, batch_size=32, device="cuda")
+    fp32 = _result(RunConfig(**base))
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    tf32 = _result(RunConfig(**base, tf32=True))
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    again = _result(RunConfig(**base))  # a later fp32 run is fp32 again, bit for bit
+    assert not torch.backends.cuda.matmul.allow_tf32
+    assert np.array_equal(fp32.acc_test, again.acc_test)
+    assert np.abs(tf32.acc_test - fp32.acc_test).max() <= 0.05  # ~3 digits per product

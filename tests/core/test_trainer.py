@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -168,3 +169,12 @@ def test_cli_bad_flag_is_one_line_naming_the_closest_choice(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: argument --method: invalid choice: 'ewk'; did you mean 'ewc'?; "
                    "see python -m cl_core --help"]  # fmt: skip
+
+
+def test_tf32_changes_nothing_on_a_cpu():
+    """TensorFloat-32 is a CUDA switch (tests/core/test_cuda.py checks it there)."""
+    cfg = RunConfig(benchmark="split-digits", scenario="class", n_tasks=5, hidden=(32,),
+                    iterations=30, epochs=None, batch_size=32, device="cpu")  # fmt: skip
+    plain = RunResult.from_reports(cfg, list(train(cfg)))
+    tf32 = RunResult.from_reports(cfg, list(train(replace(cfg, tf32=True))))
+    assert np.array_equal(plain.acc_test, tf32.acc_test) and plain.train_loss == tf32.train_loss

@@ -9,7 +9,7 @@ from sweep_helpers import write_space
 
 from cl_core.config import RunConfig
 from cl_core.data import load_dataset
-from contract.schema import COST_COLUMNS
+from contract.schema import COST_COLUMNS, SCHEMA_VERSION
 from sweep.cost import CostMeter, PopulationMeter, footprint
 from sweep.runner import Options, run_sweep
 from sweep.space import load_space
@@ -35,7 +35,9 @@ def test_cost_columns_of_a_trial_with_a_known_budget(local_ray, tmp_path):
     folder = run_sweep(spec, Options(out=tmp_path / "out", quiet=True))
     trials = pd.read_parquet(folder / "trials.parquet").set_index("hp_budget_per")
     assert set(COST_COLUMNS) <= set(trials.columns)
-    assert (trials["schema_version"] == 4).all() and (trials["status"] == "completed").all()
+    assert (trials["schema_version"] == SCHEMA_VERSION).all() and (
+        trials["status"] == "completed"
+    ).all()
     # 10 samples per class of 3 permuted tasks x 10 digits, or 10 in total
     assert trials.loc["class", "stored_samples"] == 10 * 3 * 10
     assert trials.loc["total", "stored_samples"] == 10

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from sweep_helpers import TINY_SPACE, documented_columns, study_trials, write_space
 
 from cl_core.trainer import train
+from contract.schema import SCHEMA_VERSION
 from sweep.runner import Options, run_sweep
 from sweep.seeds import cell_sampler_seed
 from sweep.space import load_space
@@ -142,7 +143,7 @@ def test_final_phase_reruns_the_best_config_with_fresh_seeds(ewc_sweep):
 def test_sweep_json_records_the_run(ewc_sweep):
     spec, folder = ewc_sweep
     doc = json.loads((folder / "sweep.json").read_text())
-    assert doc["schema_version"] == 4 and doc["name"] == spec.name
+    assert doc["schema_version"] == SCHEMA_VERSION and doc["name"] == spec.name
     assert doc["space"]["budget"]["trials"] == 4
     assert doc["searched"][0]["column"] == "hp_lambda"
     assert doc["objective"] == {"metrics": ["val_avg_acc"], "modes": ["max"]}
