@@ -34,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="clsweep run --config",
+        prog="clsweep run",
         description="Run a registry entry's configuration (docs/registry.md) as one cl_core run.",
     )
     p.add_argument("--config", required=True, type=Path, metavar="FILE", help="registry entry")
