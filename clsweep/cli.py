@@ -1,4 +1,5 @@
-"""``clsweep run|sweep|report ...``: hands the rest of the command line to the package's CLI."""
+"""``clsweep run|sweep|report|curves|best ...``: hands the rest of the command line to the
+package's CLI (``run --config FILE`` runs a registry entry: :mod:`clsweep.run_entry`)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,24 @@ import sys
 from collections.abc import Callable
 
 USAGE = """usage: clsweep {run,sweep,report,curves} ...
+       clsweep best RESULTS... --into DIR [--force]
 
   run     one continual-learning run              (python -m cl_core; clsweep run --help)
+          run --config FILE [--seed N]: a registry entry's configuration (docs/registry.md)
   sweep   search a space with Ray Tune + Optuna   (python -m sweep; clsweep sweep --help)
   report  HTML + PDF report and tables of sweeps  (python -m analysis report; --help;
           --compass adds each method's CLEVA-Compass JSON)
   curves  accuracy over time of task-free sweeps  (python -m analysis curves; --help)
+  best    each sweep's chosen configurations as registry entries with their provenance
+          (clsweep best RESULTS... --into DIR [--force]; docs/registry.md)
 """
 
 
 def _run(argv: list[str]) -> int:
+    if any(arg == "--config" or arg.startswith("--config=") for arg in argv):
+        from clsweep.run_entry import main as run_entry
+
+        return run_entry(argv)
     from cl_core.__main__ import main
 
     return main(argv)
@@ -39,11 +48,18 @@ def _curves(argv: list[str]) -> int:
     return main(["curves", *argv])
 
 
+def _best(argv: list[str]) -> int:
+    from analysis.registry import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "run": _run,
     "sweep": _sweep,
     "report": _report,
     "curves": _curves,
+    "best": _best,
 }
 
 
@@ -56,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         print(USAGE, end="", file=sys.stderr)
-        print(f"clsweep: error: unknown command {command!r}; use run, sweep, report or curves",
-              file=sys.stderr)  # fmt: skip
+        print(f"clsweep: error: unknown command {command!r}; "
+              "use run, sweep, report, curves or best", file=sys.stderr)  # fmt: skip
         return 2
     # The sweep records its command line from sys.argv: make it the subcommand's own.
     sys.argv = [f"clsweep {command}", *rest]
