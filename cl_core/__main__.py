@@ -20,6 +20,7 @@ from cl_core.errors import ClsweepError
 from cl_core.methods import METHODS
 from cl_core.models import MODELS
 from cl_core.params import parse_bool
+from cl_core.per_task import PerTaskSettings, describe_choice, per_task_train
 from cl_core.presets import PRESETS
 from cl_core.progress import LOG_EVERY, MODES, Progress
 from cl_core.stream import STREAMS
@@ -133,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--iterations", type=int, help="batches per task")
     p.add_argument("--batch-size", type=int)
     add_choice(p, "--device", ("auto", "cpu", "cuda"))
+    per_task = p.add_argument_group(
+        "per-task hyperparameter selection (De Lange et al. 2021; cl_core/per_task.py)"
+    )
+    per_task.add_argument(
+        "--per-task",
+        action="store_true",
+        help="choose lr and the method's stability knob (from its set value down) at each task",
+    )
+    per_task.add_argument("--per-task-drop", type=float, help="accuracy drop p allowed (0.2)")
+    per_task.add_argument("--per-task-decay", type=float, help="decay α of the knob (0.5)")
+    per_task.add_argument("--per-task-lrs", help="learning-rate grid (0.01,0.005,0.001,...)")
+    per_task.add_argument("--per-task-attempts", type=int, help="attempts per task (10)")
     p.add_argument(
         "--tf32",
         type=_bool,
@@ -298,7 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             checkpoint = args.checkpoint_dir / CHECKPOINT_FILE if args.checkpoint_dir else None
-            run = train(cfg, dataset, progress, checkpoint, args.keep_checkpoint)
+            if args.per_task:
+                if checkpoint is not None:
+                    raise ClsweepError("--per-task runs without --checkpoint-dir")
+                run = per_task_train(cfg, dataset, per_task_settings(args), progress)
+            else:
+                run = train(cfg, dataset, progress, checkpoint, args.keep_checkpoint)
             for report in run:
                 curve += getattr(report, "curve", [])
                 reports.append(report)
@@ -306,13 +324,17 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"DIVERGED: {report.message}")
                     break
                 print(format_row(report), flush=True)
+                if getattr(report, "choice", None) is not None:
+                    print(f"        per-task selection, {describe_choice(report.choice)}")
     except ClsweepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result = RunResult.from_reports(cfg, reports, device)
     print_summary(result)
     if args.json:
-        write_json(args.json, result, curve)
+        chosen = [getattr(r, "choice", None) for r in reports]
+        choices = [dataclasses.asdict(c) for c in chosen if c is not None]
+        write_json(args.json, result, curve, choices or None)
         print(f"wrote {args.json}")
     return 0 if result.status == "completed" else 1
 
@@ -336,7 +358,21 @@ def print_summary(result: RunResult) -> None:
     print(f"status: {result.status}")
 
 
-def write_json(path: Path, result: RunResult, curve: list | None = None) -> None:
+def per_task_settings(args: argparse.Namespace) -> PerTaskSettings:
+    """The --per-task-* flags (defaults: De Lange et al. 2021's p = 0.2, α = 0.5)."""
+    default = PerTaskSettings()
+    lrs = args.per_task_lrs
+    return PerTaskSettings(
+        drop=default.drop if args.per_task_drop is None else args.per_task_drop,
+        decay=default.decay if args.per_task_decay is None else args.per_task_decay,
+        lr_grid=default.lr_grid if lrs is None else tuple(float(v) for v in lrs.split(",")),
+        max_attempts=args.per_task_attempts or default.max_attempts,
+    )
+
+
+def write_json(
+    path: Path, result: RunResult, curve: list | None = None, choices: list | None = None
+) -> None:
     def rows(a: np.ndarray) -> list[list[float | None]]:
         return [[None if np.isnan(v) else float(v) for v in row] for row in a]
 
@@ -354,6 +390,8 @@ def write_json(path: Path, result: RunResult, curve: list | None = None) -> None
     }
     if curve:  # task-free streams: accuracy over time, one entry per (step, task, split)
         payload["curve"] = [dataclasses.asdict(point) for point in curve]
+    if choices:  # --per-task: what was chosen for each task, and every attempt
+        payload["per_task"] = choices
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, allow_nan=True))
 

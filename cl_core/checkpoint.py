@@ -15,7 +15,10 @@ checkpoints your own runs wrote, as for any pickle.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,19 +36,42 @@ CHECKPOINT_FILE = "run.pt"  # the file in a checkpoint folder (``--checkpoint-di
 
 def save_checkpoint(run: Run, path: Path) -> None:
     """Write ``run`` (without its data and caches) to ``path`` atomically."""
-    ctx = run.ctx
-    dataset, permuted, progress = ctx.seq.dataset, ctx._permuted, run.progress
-    ctx.seq.dataset, ctx._permuted, run.progress = None, None, None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        payload = {"format": FORMAT, "configs": [c.to_dict() for c in run.cfgs], "run": run}
-        torch.save(payload, tmp)
+        with _without_data(run):
+            payload = {"format": FORMAT, "configs": [c.to_dict() for c in run.cfgs], "run": run}
+            torch.save(payload, tmp)
         os.replace(tmp, path)
     finally:
-        ctx.seq.dataset, ctx._permuted, run.progress = dataset, permuted, progress
         tmp.unlink(missing_ok=True)
+
+
+def snapshot(run: Run) -> bytes:
+    """The whole state of ``run`` (as a checkpoint holds it) in memory: the per-task selection
+    protocol trains one task several times from the same state (cl_core.per_task)."""
+    buffer = io.BytesIO()
+    with _without_data(run):
+        torch.save(run, buffer)
+    return buffer.getvalue()
+
+
+def restore(run: Run, state: bytes) -> None:
+    """Put ``run`` back into the state of :func:`snapshot` (its data stays)."""
+    run._resume(torch.load(io.BytesIO(state), map_location=run.device, weights_only=False))
+
+
+@contextlib.contextmanager
+def _without_data(run: Run) -> Iterator[None]:
+    """The data, the permuted-rows cache and the progress display are not state: left out."""
+    ctx = run.ctx
+    dataset, permuted, progress = ctx.seq.dataset, ctx._permuted, run.progress
+    ctx.seq.dataset, ctx._permuted, run.progress = None, None, None
+    try:
+        yield
+    finally:
+        ctx.seq.dataset, ctx._permuted, run.progress = dataset, permuted, progress
 
 
 def load_checkpoint(path: Path, cfgs: list[RunConfig], device: torch.device) -> Run:

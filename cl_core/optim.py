@@ -76,6 +76,11 @@ class StackedOptimizer:
         """Names of the (M, ...) attributes that ``select`` narrows (and a checkpoint keeps)."""
         return ["lr", "weight_decay"]
 
+    def set_lr(self, values: list[float]) -> None:
+        """Member i's learning rate from now on (the per-task selection protocol chooses one
+        per task); the moments stay."""
+        self.lr = self._column(values, torch.float64)
+
     def select(self, keep: torch.Tensor) -> None:
         for name in self.state_tensors():
             value = getattr(self, name)
@@ -97,6 +102,10 @@ class StackedAdam(StackedOptimizer):
 
     def state_tensors(self) -> list[str]:
         return [*super().state_tensors(), "exp_avg", "exp_avg_sq", "decay"]
+
+    def set_lr(self, values: list[float]) -> None:
+        super().set_lr(values)
+        self.decay = (1 - self.lr * self.weight_decay.double()).float()
 
     @torch.no_grad()
     def step(self, theta: torch.Tensor, grad: torch.Tensor) -> None:
@@ -132,6 +141,10 @@ class StackedSGD(StackedOptimizer):
 
     def state_tensors(self) -> list[str]:
         return [*super().state_tensors(), "momentum", "neg_lr", "buffer"]
+
+    def set_lr(self, values: list[float]) -> None:
+        super().set_lr(values)
+        self.neg_lr = (-self.lr).float()
 
     @torch.no_grad()
     def step(self, theta: torch.Tensor, grad: torch.Tensor) -> None:

@@ -47,6 +47,9 @@ class Method:
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
     task_free: ClassVar[bool] = True  # runs on a task-free stream (consolidating periodically)
     member_state: ClassVar[tuple[str, ...]] = ()
+    stability: ClassVar[tuple[str, ...]] = ()
+    """The float hyperparameters that trade plasticity for stability (EWC's λ, SI's c, ...):
+    what the per-task selection protocol decays (cl_core.per_task); empty: the method has none."""
 
     def __init__(self, params: list[dict[str, Any]], ctx: TrainContext) -> None:
         self.params = params  # one dict per member, defaults filled in and checked
@@ -89,6 +92,14 @@ class Method:
             values = [float(p[name]) for p in self.params]
             self._columns[name] = self.ctx.per_member(values)
         return self._columns[name]
+
+    def set_hyperparam(self, name: str, values: list[float]) -> None:
+        """Give member i the value ``values[i]`` of float hyperparameter ``name`` from now on
+        (the per-task selection protocol changes the stability knob between tasks). A method
+        that derives state from it at a task's end recomputes that state here."""
+        for params, value in zip(self.params, values, strict=True):
+            params[name] = float(value)
+        self._columns.pop(name, None)
 
     @property
     def size(self) -> int:

@@ -42,6 +42,7 @@ class DER(Method):
     """Replay stored samples and match the logits they had when they were stored."""
 
     name = "der"
+    stability = ("alpha",)
     n_draws: ClassVar[int] = 1  # independent memory batches per step (DER++ draws a second one)
     hyperparams = {
         p.name: p

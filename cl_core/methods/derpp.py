@@ -23,6 +23,7 @@ class DERpp(DER):
     """DER with a second replayed batch trained on its stored labels."""
 
     name = "derpp"
+    stability = ("alpha", "beta")
     n_draws = 2
     hyperparams = {
         **DER.hyperparams,

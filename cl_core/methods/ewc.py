@@ -74,6 +74,7 @@ class EWC(Method):
     }
 
     member_state = ("terms", "_grad_factors")
+    stability = ("lambda",)
 
     def __init__(self, params, ctx) -> None:
         super().__init__(params, ctx)
@@ -81,6 +82,12 @@ class EWC(Method):
         self._grad_factors: list[torch.Tensor] = []  # 2·(s·F) per term (see before_step)
         self._diffs: tuple[int | None, list[torch.Tensor] | None] = (None, None)  # see penalty
         self.fisher_random = ctx.random("fisher")  # the sampled Fisher's labels
+
+    def set_hyperparam(self, name: str, values: list[float]) -> None:
+        super().set_hyperparam(name, values)
+        if name == "lambda" and self.terms:  # the penalty's gradient factors 2·s·F use λ
+            scale = self.scale().unsqueeze(1)
+            self._grad_factors = [2 * (scale * fisher) for fisher, _ in self.terms]
 
     def scale(self) -> torch.Tensor:
         """s = λ (· 1/2) per member, (M,)."""

@@ -53,6 +53,7 @@ class LwF(Method):
     """Distil the previous model's outputs on the current task's inputs."""
 
     name = "lwf"
+    stability = ("weight",)
     hyperparams = {
         p.name: p
         for p in (

@@ -33,6 +33,7 @@ class SI(Method):
     """Online importance from each parameter's contribution to the drop in loss."""
 
     name = "si"
+    stability = ("c",)
     hyperparams = {
         p.name: p
         for p in (
