@@ -17,8 +17,8 @@ SCHEMA_VERSION = 5
 """2: tables are folders of parts; trial ids are the sweep's own (study, number), not Ray's.
 3: trials.parquet has a ``population`` column (the Ray trial a configuration was trained in).
 4: trials.parquet has the cost columns (:data:`COST`).
-5: trials.parquet has the task window (``task_start``, ``task_stop``: the selection protocols)
-and ``tf32``."""
+5: trials.parquet has the task window (``task_start``, ``task_stop``: the selection protocols),
+``tf32`` and ``per_task_choices``."""
 READABLE_VERSIONS = (1, 2, 3, 4, 5)
 """Schemas 1 (single-file tables) and 2 have the same columns but ``population``, 3 all but the
 cost columns, 4 all but the task window; analysis reads all five (a column a version lacks
@@ -126,7 +126,11 @@ RUN = (
     ("started_at", pa.string()),
     ("ended_at", pa.string()),
     ("restarts", pa.int64()),
+    ("per_task_choices", pa.string()),
 )
+PER_TASK_COLUMN = "per_task_choices"
+"""Under the per-task selection protocol: what was chosen at each task (JSON, see
+docs/results-schema.md); null otherwise."""
 COST = (
     ("cpu_time_s", pa.float64()),
     ("gpu_time_s", pa.float64()),

@@ -35,6 +35,7 @@ from contract.schema import (
     CURVES_SCHEMA,
     ERROR,
     META_FILE,
+    PER_TASK_COLUMN,
     SETTINGS,
     STOPPED,
     TASKS_FILE,
@@ -113,7 +114,8 @@ def trial_rows(
     row["objective"] = _finite(result.get(primary)) if status in (COMPLETED, STOPPED) else None
     row["wall_time_s"] = float(result.get("run_wall_s", 0.0))
     row["restarts"] = restarts
-    for key in ("device", "node", "population", "started_at", "ended_at", *COST_COLUMNS):
+    copied = ("device", "node", "population", "started_at", "ended_at", PER_TASK_COLUMN)
+    for key in (*copied, *COST_COLUMNS):
         row[key] = result.get(key)
     return row, _task_rows(spec.name, plan.trial_id, plan.phase, result)
 

@@ -262,7 +262,8 @@ def _fit(
             run_launch, datasets=datasets, board=board.name, train_fn=options.train_fn
         )
     else:
-        trainable = tune.with_parameters(run_trial, datasets=datasets, train_fn=options.train_fn)
+        train_fn = options.train_fn or spec.selection.train_fn()
+        trainable = tune.with_parameters(run_trial, datasets=datasets, train_fn=train_fn)
     trainable = tune.with_resources(trainable, {"cpu": spec.cpus, "gpu": spec.gpus})
     tuner = tune.Tuner(
         trainable,

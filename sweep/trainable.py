@@ -31,7 +31,7 @@ from cl_core.data import Dataset, dataset_key, load_dataset
 from cl_core.errors import ClsweepError
 from cl_core.trainer import Run, RunResult, TaskReport
 from contract import METRICS, SPLITS
-from contract.schema import COMPLETED, ERROR
+from contract.schema import COMPLETED, ERROR, PER_TASK_COLUMN
 from sweep.console import save_traceback
 from sweep.cost import CostMeter
 from sweep.curves import CURVE_KEY, encode_curve
@@ -140,6 +140,9 @@ class _Tracker:
             **self.cost.metrics(),
         }
         out.update(self._summary(ok))
+        choices = [getattr(r, "choice", None) for r in self.reports]
+        if any(c is not None for c in choices):  # per-task selection (cl_core.per_task)
+            out[PER_TASK_COLUMN] = json.dumps([dataclasses.asdict(c) for c in choices if c])
         curve = [p for r in self.reports for p in getattr(r, "curve", ())]
         if curve:  # task-free streams: accuracy over time (sweep/curves.py)
             out[CURVE_KEY] = encode_curve(curve)

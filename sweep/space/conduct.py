@@ -70,7 +70,11 @@ class ConductChecks(SearchChecks):
         return tuple(metrics), tuple(modes)
 
     def sampler(
-        self, sampler: Any, metrics: tuple, params: tuple[SearchParam, ...]
+        self,
+        sampler: Any,
+        metrics: tuple,
+        params: tuple[SearchParam, ...],
+        nothing_searched_ok: bool = False,
     ) -> tuple[str, Any]:
         if isinstance(sampler, str):
             sampler = {"name": sampler}
@@ -87,7 +91,7 @@ class ConductChecks(SearchChecks):
         seed = sampler.get("seed", 0)
         if seed is not None:
             self.number("sampler.seed", seed, integer=True, low=0, high=MAX_SAMPLER_SEED)
-        if not params:
+        if not params and not nothing_searched_ok:
             self.fail("search", "nothing to search", "add at least one parameter under search:")
         if name == "cmaes":
             if len(metrics) > 1:

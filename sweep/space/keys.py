@@ -66,7 +66,7 @@ SECTION_KEYS = {
     "resources": ("cpus", "gpus", "max_concurrent", "population", "max_failures"),
     "final": ("top_k", "seeds", "seed_base"),
     "grid": ("benchmark", "scenario", "n_tasks"),
-    "selection": ("protocol", "tasks", "evaluate"),
+    "selection": ("protocol", "tasks", "evaluate", "drop", "decay", "lr_grid", "max_attempts"),
 }
 LOGGERS = {
     "tensorboard": ("tensorboardX", ()),

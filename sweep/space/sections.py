@@ -15,6 +15,7 @@ from cl_core.data import BENCHMARKS, SCENARIOS
 from cl_core.errors import ClsweepError
 from cl_core.methods import METHODS
 from cl_core.params import HyperParam
+from cl_core.per_task import PerTaskSettings
 from sweep.errors import shown
 from sweep.space.checks import field_type
 from sweep.space.conduct import ConductChecks
@@ -33,6 +34,8 @@ from sweep.space.keys import (
 from sweep.space.spec import (
     END_OF_SEQUENCE,
     FIRST_TASKS,
+    PER_TASK,
+    PER_TASK_KEYS,
     PROTOCOLS,
     TRANSFER,
     Cell,
@@ -76,10 +79,18 @@ class Validator(ConductChecks):
         if any(p.name == "iterations" for p in params) and "epochs" not in train:
             train = {**train, "epochs": None}  # searched iterations replace the default epochs
         metrics, modes = self.objective(self.section(raw, "objective"), train)
-        sampler, seed = self.sampler(raw.get("sampler", "tpe"), metrics, params)
-        resources = self.resources(self.section(raw, "resources"))
-        trials, time_limit = self.budget(self.section(raw, "budget"), sampler, params)
         selection = self.selection(self.section(raw, "selection"), methods, cells, train, params)
+        per_task = selection.protocol == PER_TASK  # it may search nothing else
+        sampler, seed = self.sampler(raw.get("sampler", "tpe"), metrics, params, per_task)
+        resources = self.resources(self.section(raw, "resources"))
+        if per_task and resources[3] > 1:
+            self.fail(
+                "resources.population",
+                f"{resources[3]}, but per-task selection trains one configuration per trial (each "
+                "task's attempts restart from one model's state)",
+                "set resources.population: 1",
+            )
+        trials, time_limit = self.budget(self.section(raw, "budget"), sampler, params)
         searched_cells = tuple(
             Cell(c.benchmark, c.scenario, selection.search_tasks(c)) for c in cells
         )
@@ -275,7 +286,9 @@ class Validator(ConductChecks):
                 f"unknown protocol {shown(protocol)}",
                 f"use one of: {', '.join(PROTOCOLS)}",
             )
-        for key, needs in (("tasks", FIRST_TASKS), ("evaluate", TRANSFER)):
+        owners = [("tasks", FIRST_TASKS), ("evaluate", TRANSFER)]
+        owners += [(key, PER_TASK) for key in PER_TASK_KEYS]
+        for key, needs in owners:
             if key in selection and protocol != needs:
                 self.fail(f"selection.{key}", f"applies to protocol {needs}, not {protocol}",
                           f"remove it or set selection.protocol: {needs}")  # fmt: skip
@@ -283,7 +296,52 @@ class Validator(ConductChecks):
             return self._first_tasks(selection, cells, params)
         if protocol == TRANSFER:
             return self._transfer(selection, methods, cells, train)
+        if protocol == PER_TASK:
+            return self._per_task(selection, methods, train, params)
         return Selection()
+
+    def _per_task(
+        self,
+        selection: dict[str, Any],
+        methods: tuple[str, ...],
+        train: dict[str, Any],
+        params: tuple[Any, ...],
+    ) -> Selection:
+        for method in methods:
+            knobs = METHODS[method].stability
+            if not knobs:
+                have = ", ".join(m for m, cls in METHODS.items() if cls.stability)
+                self.fail(
+                    "selection.protocol",
+                    f"per-task decays a method's stability knob, and {method} has none",
+                    f"drop {method} from this space (methods with one: {have})",
+                )
+            for p in params:
+                if p.name == "lr" or p.name in knobs:
+                    self.fail(
+                        f"search.{p.name}",
+                        f"per-task selection chooses {p.name} itself, at every task",
+                        f"remove {p.name} from search (its set value is where "
+                        + ("the grid search starts" if p.name == "lr" else "the decay starts")
+                        + ")",
+                    )
+        if train.get("stream", "none") != "none":
+            self.fail("train.stream", "per-task selection needs task boundaries", "use stream none")
+        given = {k: selection[k] for k in PER_TASK_KEYS if k in selection}
+        if "lr_grid" in given:
+            grid = given["lr_grid"]
+            if not isinstance(grid, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in grid
+            ):
+                self.fail("selection.lr_grid", f"expected a list of numbers, got {shown(grid)}",
+                          "write e.g. `lr_grid: [0.01, 0.001, 0.0001]`")  # fmt: skip
+            given["lr_grid"] = tuple(float(v) for v in grid)
+        try:
+            PerTaskSettings(**given).check()
+        except (ClsweepError, TypeError) as exc:
+            key = next((k for k in given if k in str(exc)), "drop")
+            self.fail(f"selection.{key}", str(exc), "see docs/selection.md for the valid ranges")
+        return Selection(PER_TASK, per_task=tuple(sorted(given.items())))
 
     def _first_tasks(
         self, selection: dict[str, Any], cells: tuple[Cell, ...], params: tuple[Any, ...]

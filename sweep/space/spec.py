@@ -7,6 +7,7 @@ rest of the sweep reads it and never changes it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -45,7 +46,10 @@ class Cell:
 
 
 END_OF_SEQUENCE, FIRST_TASKS, TRANSFER = "end-of-sequence", "first-tasks", "transfer"
-PROTOCOLS = (END_OF_SEQUENCE, FIRST_TASKS, TRANSFER)
+PER_TASK = "per-task"
+PROTOCOLS = (END_OF_SEQUENCE, FIRST_TASKS, TRANSFER, PER_TASK)
+PER_TASK_KEYS = ("drop", "decay", "lr_grid", "max_attempts")
+"""The per-task protocol's settings a space may give (cl_core.per_task.PerTaskSettings)."""
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,18 @@ class Selection:
       evaluate the chosen configuration unchanged on another of the same scenario). The
       search runs on the grid's cells; the final phase runs on each cell's evaluation cell,
       and only that is reported.
+    - per-task (``per_task``: the settings of cl_core.per_task.PerTaskSettings given): the
+      continual hyperparameter framework of De Lange et al. 2021 (TPAMI, Algorithm 1) inside
+      every trial: at each task the learning rate is chosen by fine-tuning on that task's
+      validation data, then the method's stability knob decays from its set value until the
+      task's accuracy is within p of fine-tuning's. The search (of any other parameters) and
+      the final phase both run that procedure.
     """
 
     protocol: str = END_OF_SEQUENCE
     tasks: int | None = None  # first-tasks: k
     evaluate: tuple[tuple[str, Any], ...] = ()  # transfer: (cell field, value) replaced
+    per_task: tuple[tuple[str, Any], ...] = ()  # per-task: PerTaskSettings fields given
 
     def search_settings(self) -> dict[str, Any]:
         """RunConfig settings of a search trial beyond its cell's."""
@@ -85,6 +96,14 @@ class Selection:
             return cell
         return dataclasses.replace(cell, **dict(self.evaluate))
 
+    def train_fn(self) -> Any:
+        """The trainer of each trial under this protocol (None: cl_core's own ``Run``)."""
+        if self.protocol != PER_TASK:
+            return None
+        from cl_core.per_task import PerTaskSettings, per_task_train
+
+        return functools.partial(per_task_train, settings=PerTaskSettings(**dict(self.per_task)))
+
     def search_tasks(self, cell: Cell) -> int:
         """How many tasks a search trial on ``cell`` learns (the early-stopping rungs')."""
         return self.tasks if self.protocol == FIRST_TASKS else cell.n_tasks
@@ -95,6 +114,8 @@ class Selection:
             out["tasks"] = self.tasks
         if self.protocol == TRANSFER:
             out["evaluate"] = dict(self.evaluate)
+        if self.protocol == PER_TASK:
+            out.update(dict(self.per_task))
         return out
 
     def describe(self, cell: Cell) -> str:
@@ -108,6 +129,11 @@ class Selection:
             return (
                 f"transfer: searched on {cell.key}; final phase on "
                 f"{self.final_cell(cell).key}, reported alone"
+            )
+        if self.protocol == PER_TASK:
+            return (
+                f"per-task: on {cell.key}, lr and the stability knob chosen at each task on that "
+                "task's validation data (De Lange et al. 2021), in the search and the final phase"
             )
         return (
             f"end-of-sequence: searched on the validation data of all tasks of {cell.key}; "

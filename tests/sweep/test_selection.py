@@ -103,3 +103,33 @@ def test_transfer_search_never_touches_the_evaluation_cell(local_ray, tmp_path):
     assert set(tasks[tasks.trial_id.isin(final.trial_id)].task) == {0, 1, 2}
     doc = json.loads((folder / "sweep.json").read_text())
     assert doc["selection"]["evaluated_on"] == {"split-digits/class/5": "permuted-digits/class/3"}
+
+
+PER_TASK = """
+method: ewc
+train: {hidden: "32", iterations: 40, epochs: null, batch_size: 32, lr: 0.001}
+hyperparams: {lambda: 100.0}
+grid: {benchmark: split-digits, scenario: class, n_tasks: 5}
+budget: {trials: 1}
+selection: {protocol: per-task, drop: 1.0, lr_grid: [0.01, 0.001]}
+final: {top_k: 1, seeds: 1}
+resources: {cpus: 1}
+loggers: []
+"""
+
+
+def test_per_task_records_each_tasks_choice_and_lambda_follows_the_rule(local_ray, tmp_path):
+    """p = 1 keeps every first attempt, so λ starts at its set value and doubles each task
+    (α = 0.5: one step above the last value), in the search and in the final phase."""
+    spec = load_space(write_space(tmp_path, PER_TASK, "per_task.yaml"))
+    folder = run_sweep(spec, Options(out=tmp_path / "out", quiet=True))
+    trials, _ = _tables(folder)
+    assert len(trials) == 2 and (trials.status == "completed").all()
+    for text in trials.per_task_choices:
+        choices = json.loads(text)
+        assert [c["values"]["lambda"] for c in choices] == [100.0, 200.0, 400.0, 800.0, 1600.0]
+        assert all(len(c["attempts"]) == 1 for c in choices)
+        for c in choices:  # lr: the grid's best at fine-tuning
+            assert c["lr"] == max(c["finetune"], key=lambda item: item[1])[0]
+    doc = json.loads((folder / "sweep.json").read_text())
+    assert doc["selection"]["protocol"] == "per-task" and doc["selection"]["drop"] == 1.0
