@@ -32,6 +32,7 @@ TOP_KEYS = (
     "final",
     "selection",
     "loggers",
+    "from_entry",
 )
 # RunConfig fields a space may not set under `train:`: the grid, the method and the resources
 # decide them, and the data root is a property of the machine (--data-root / CLSWEEP_DATA).

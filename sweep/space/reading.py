@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.errors import SpaceError, shown
+from sweep.space.entry import apply_entry
 from sweep.space.keys import MAX_FILE_BYTES, SPACES_DIR
 from sweep.space.sections import Validator
 from sweep.space.spec import SweepSpec
@@ -36,6 +37,7 @@ def load_space(
             "write `key: value` pairs such as `method: ewc`",
         )
     given = copy.deepcopy(raw)  # sweep.json keeps the file as given, before overrides
+    apply_entry(raw, file, label)  # a registry entry's settings, where the space sets none
     for text in sets:
         key, sep, value = str(text).partition("=")
         key = key.strip()

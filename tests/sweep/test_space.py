@@ -233,3 +233,34 @@ grid: {benchmark: split-digits, scenario: domain, n_tasks: 5}
     assert main(["--space", str(write_space(tmp_path, wide, "w.yaml")), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "search.stream: 'fuzzy-boundaries' is not valid: transition (1000 steps)" in err
+
+
+def test_a_space_takes_its_fixed_settings_from_a_registry_entry(tmp_path):
+    """``from_entry``: the entry's method, cell, train settings and hyperparameters fill what
+    the space leaves unset; searched names and the space's own keys win; seeds stay the
+    sweep's; a hand-edited entry is refused with exit 2 before Ray."""
+    from analysis.registry import entries_from
+    from contract.registry import seal, write_entry
+
+    fixture = Path(__file__).parents[1] / "analysis" / "fixtures" / "ewc-choice"
+    entry = seal(next(e for e in entries_from([fixture])[0] if e["config"]["method"] == "ewc"))
+    write_entry(tmp_path / "entry.yaml", entry)
+    config = entry["config"]
+    space = write_space(tmp_path, """
+from_entry: entry.yaml
+train: {batch_size: 16}
+search:
+  lambda: {type: loguniform, low: 1, high: 1.0e4}
+budget: {trials: 2}
+""")  # fmt: skip
+    spec = load_space(space)
+    assert spec.methods == ("ewc",)
+    assert spec.cells[0].key == f"{config['benchmark']}/{config['scenario']}/{config['n_tasks']}"
+    assert spec.train["lr"] == config["lr"] and spec.train["optimizer"] == config["optimizer"]
+    assert spec.train["batch_size"] == 16  # the space's own value wins
+    assert "data_seed" not in spec.train and "train_seed" not in spec.train
+    assert "lambda" not in spec.hyperparams  # searched
+    assert spec.hyperparams["fisher"] == config["method_params"]["fisher"]
+    path = tmp_path / "entry.yaml"
+    path.write_text(path.read_text().replace("optimizer: adam", "optimizer: sgd"))
+    assert main(["--space", str(space), "--dry-run"]) == 2
