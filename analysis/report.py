@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from analysis import plots
+from analysis.compare_protocols import compare_protocols, protocol_labels, write_comparison
 from analysis.compass import write_compass
 from analysis.cost import cost_display, cost_numbers
 from analysis.curves import has_curves, plot_accuracy_over_time
@@ -90,6 +91,7 @@ def build_report(
     document.add(Heading("Results", 2))
     document.add(Text(_how_to_read(select_on)))
     report.tables += _results_section(document, results, best, out / "tables")
+    report.tables += _protocols_section(document, results, out / "tables")
     _figures_section(document, report, results, best, out / "figures")
     if report.notes:
         document.add(Heading("Figures left out", 2))
@@ -252,6 +254,30 @@ def _results_section(
         *write_table(metrics, folder, "test_metrics", metrics_numbers(best), metrics_caption),
         *write_table(cost_display(costs), folder, "cost", costs, cost_caption),
     ]
+
+
+def _protocols_section(document: Document, results: Results, folder: Path) -> list[Path]:
+    """With sweeps of two or more selection protocols: what each chose, its test accuracy, rank
+    and cost, side by side, and whether the ranking changes (:mod:`analysis.compare_protocols`)."""
+    if len(set(protocol_labels(results).values())) < 2:
+        return []
+    document.add(Heading("Selection protocols compared", 2))
+    try:
+        comparison = compare_protocols(results)
+    except AnalysisError as err:
+        document.add(Text(f"No comparison: {err}", note=True))
+        return []
+    document.add(
+        Text(
+            "The same methods under each selection protocol of the sweeps given: how the "
+            "protocol's search chose the hyperparameters decides which configuration is "
+            "reported, and can change how the methods rank (Cha & Cho 2024, 'Hyperparameters "
+            "in Continual Learning: A Reality Check'; docs/selection.md)."
+        )
+    )
+    document.add(Table(comparison.display, comparison.caption))
+    document.add(Text("Reading: " + " ".join(f"{line}." for line in comparison.reading)))
+    return write_comparison(comparison, folder)
 
 
 def _selection_bias_text(best: pd.DataFrame) -> str:
