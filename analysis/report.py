@@ -4,7 +4,8 @@ It leads with the answer: a summary (the method x scenario table, the chosen con
 each method with its cost, the average accuracy vs tasks learned, and two lines that read them)
 fills the HTML's first screen and the PDF's first page. Then the results (the chosen
 configurations with the search's value beside the final phase's, the test metrics, the cost per
-method and sweep, search against final phase), the figures, each numbered with a caption, and
+method and sweep, search against final phase; with sweeps of two or more selection protocols,
+the protocols compared: :mod:`analysis.compare_protocols`), the figures, each numbered with a caption, and
 last, as a complete appendix, the protocol of each sweep (run record, how it searched, the
 searched space, every fixed setting, the sampler seeds). The content is built once as a
 :class:`~analysis.document.Document` and rendered twice (:mod:`analysis.render_html`,
