@@ -280,7 +280,8 @@ def _not_run(cell: str, method: str, protocol: str) -> dict[str, Any]:
 
 def compare_display(rows: pd.DataFrame) -> pd.DataFrame:
     """The table a reader reads: values to 4 significant digits, accuracy in percent, blanks
-    where a method was not run under a protocol."""
+    where a method was not run under a protocol; the tasks searched and reported named within
+    the tuning cell (``cell``), a transfer's evaluation cell in full."""
     records = []
     for _, row in rows.iterrows():
         ran = row["source"] != NOT_RUN
@@ -289,9 +290,9 @@ def compare_display(rows: pd.DataFrame) -> pd.DataFrame:
             "cell": row["cell"],
             "method": row["method"],
             "protocol": row["protocol"],
-            "searched on": _text(row["searched_on"]),
+            "searched on": _within(row["searched_on"], row["cell"]),
             "configuration": _configuration(row),
-            "reported on": _text(row["reported_on"]),
+            "reported on": _within(row["reported_on"], row["cell"]),
             "test avg. acc. (%)": format_pm(mean, row[f"{METRIC}_sem"], int(row["n"]))
             if not math.isnan(mean)
             else ("" if not ran else DASH),
@@ -303,10 +304,7 @@ def compare_display(rows: pd.DataFrame) -> pd.DataFrame:
             "GPU-hours": _hours(row["gpu_time_s"]) if ran else "",
         }
         records.append(record)
-    display = pd.DataFrame(records)
-    if display["cell"].nunique() == 1:
-        display = display.drop(columns="cell")
-    return display
+    return pd.DataFrame(records)
 
 
 def _configuration(row: pd.Series) -> str:
@@ -318,9 +316,12 @@ def _configuration(row: pd.Series) -> str:
     return str(row["params_shown"]) + suffix
 
 
-def _text(value: Any) -> str:
-    """A text cell; blank where the frame holds nothing (None reads back as NaN)."""
-    return "" if value is None or pd.isna(value) else str(value)
+def _within(where: Any, cell: str) -> str:
+    """'tasks 2-3' for a place in the tuning cell (the row's cell column names it), the whole
+    place elsewhere; blank where the frame holds nothing (None reads back as NaN)."""
+    if where is None or pd.isna(where):
+        return ""
+    return str(where).removeprefix(f"{cell}, ")
 
 
 def _hours(seconds: float) -> str:

@@ -5,10 +5,10 @@ each method with its cost, the average accuracy vs tasks learned, and two lines 
 fills the HTML's first screen and the PDF's first page. Then the results (the chosen
 configurations with the search's value beside the final phase's, the test metrics, the cost per
 method and sweep, search against final phase; with sweeps of two or more selection protocols,
-the protocols compared: :mod:`analysis.compare_protocols`), the figures, each numbered with a caption, and
-last, as a complete appendix, the protocol of each sweep (run record, how it searched, the
-searched space, every fixed setting, the sampler seeds). The content is built once as a
-:class:`~analysis.document.Document` and rendered twice (:mod:`analysis.render_html`,
+the protocols compared: :mod:`analysis.compare_protocols`), the figures, each numbered with a
+caption, and last, as a complete appendix, the protocol of each sweep (run record, how it
+searched, the searched space, every fixed setting, the sampler seeds). The content is built
+once as a :class:`~analysis.document.Document` and rendered twice (:mod:`analysis.render_html`,
 :mod:`analysis.render_pdf`), so the HTML and the PDF say the same. Tables are also written as
 Markdown, CSV and LaTeX under ``tables/``, figures as PNG and PDF under ``figures/``.
 """

@@ -192,12 +192,17 @@ def test_display_and_numbers(sweeps):
     comparison = compare_protocols(sweeps)
     display = comparison.display
     assert list(display.columns) == [
-        "method", "protocol", "searched on", "configuration", "reported on",
+        "cell", "method", "protocol", "searched on", "configuration", "reported on",
         "test avg. acc. (%)", "rank", "trials (search + final)", "CPU-hours", "GPU-hours",
     ]  # fmt: skip
     shown = display.set_index(["method", "protocol"])
     ewc = shown.loc[("ewc", "end-of-sequence")]
     assert ewc["configuration"] == "lambda=123.5, lr=0.001"
+    where = ewc[["cell", "searched on", "reported on"]].tolist()
+    assert where == [CELL, "all 4 tasks", "all 4 tasks"]
+    assert shown.loc[("ewc", "first-tasks"), "searched on"] == "tasks 0-1"
+    assert shown.loc[("ewc", "first-tasks"), "reported on"] == "tasks 2-3"
+    assert shown.loc[("ewc", "transfer"), "reported on"] == "permuted-mnist/domain/4, all 4 tasks"
     assert ewc["test avg. acc. (%)"] == "80.0 ± 0.6 (n=3)"
     assert ewc["rank"] == "3"
     assert ewc["trials (search + final)"] == "3 + 6"
