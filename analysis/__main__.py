@@ -5,6 +5,9 @@ stream runs (curves.parquet), as a figure and its averaged points.
 
 Usage errors (not a sweep, wrong schema, nothing completed) print one line on stderr and exit 2,
 as every clsweep CLI does (docs/design.md, Conventions); tracebacks are left for bugs.
+``python -m analysis compare-protocols RESULTS_DIR [MORE ...] [--out DIR]``: one space run under
+several selection protocols side by side (:mod:`analysis.compare_protocols`).
+
 ``--compass`` also writes the CLEVA-Compass JSON of each sweep's methods (:mod:`analysis.compass`).
 """
 
@@ -50,7 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     curves.add_argument("results", nargs="+", help="sweep folders, results folders, or globs")
     curves.add_argument("--out", required=True, help="folder for accuracy_over_time.png/.pdf/.csv")
     curves.add_argument("--split", choices=("val", "test"), default="test")
+    from analysis import compare_protocols
+
+    compare = commands.add_parser(
+        "compare-protocols",
+        help="one space run under several selection protocols: chosen configurations, test "
+        "accuracy, ranks and cost side by side",
+    )
+    compare_protocols.add_arguments(compare)
     args = parser.parse_args(argv)
+    if args.command == "compare-protocols":
+        return compare_protocols.run(args)  # tables only: no plotting back end needed
 
     import matplotlib
 

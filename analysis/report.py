@@ -4,10 +4,11 @@ It leads with the answer: a summary (the method x scenario table, the chosen con
 each method with its cost, the average accuracy vs tasks learned, and two lines that read them)
 fills the HTML's first screen and the PDF's first page. Then the results (the chosen
 configurations with the search's value beside the final phase's, the test metrics, the cost per
-method and sweep, search against final phase), the figures, each numbered with a caption, and
-last, as a complete appendix, the protocol of each sweep (run record, how it searched, the
-searched space, every fixed setting, the sampler seeds). The content is built once as a
-:class:`~analysis.document.Document` and rendered twice (:mod:`analysis.render_html`,
+method and sweep, search against final phase; with sweeps of two or more selection protocols,
+the protocols compared: :mod:`analysis.compare_protocols`), the figures, each numbered with a
+caption, and last, as a complete appendix, the protocol of each sweep (run record, how it
+searched, the searched space, every fixed setting, the sampler seeds). The content is built
+once as a :class:`~analysis.document.Document` and rendered twice (:mod:`analysis.render_html`,
 :mod:`analysis.render_pdf`), so the HTML and the PDF say the same. Tables are also written as
 Markdown, CSV and LaTeX under ``tables/``, figures as PNG and PDF under ``figures/``.
 """
@@ -24,6 +25,7 @@ import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from analysis import plots
+from analysis.compare_protocols import compare_protocols, protocol_labels, write_comparison
 from analysis.compass import write_compass
 from analysis.cost import cost_display, cost_numbers
 from analysis.curves import has_curves, plot_accuracy_over_time
@@ -90,6 +92,7 @@ def build_report(
     document.add(Heading("Results", 2))
     document.add(Text(_how_to_read(select_on)))
     report.tables += _results_section(document, results, best, out / "tables")
+    report.tables += _protocols_section(document, results, out / "tables")
     _figures_section(document, report, results, best, out / "figures")
     if report.notes:
         document.add(Heading("Figures left out", 2))
@@ -252,6 +255,30 @@ def _results_section(
         *write_table(metrics, folder, "test_metrics", metrics_numbers(best), metrics_caption),
         *write_table(cost_display(costs), folder, "cost", costs, cost_caption),
     ]
+
+
+def _protocols_section(document: Document, results: Results, folder: Path) -> list[Path]:
+    """With sweeps of two or more selection protocols: what each chose, its test accuracy, rank
+    and cost, side by side, and whether the ranking changes (:mod:`analysis.compare_protocols`)."""
+    if len(set(protocol_labels(results).values())) < 2:
+        return []
+    document.add(Heading("Selection protocols compared", 2))
+    try:
+        comparison = compare_protocols(results)
+    except AnalysisError as err:
+        document.add(Text(f"No comparison: {err}", note=True))
+        return []
+    document.add(
+        Text(
+            "The same methods under each selection protocol of the sweeps given: how the "
+            "protocol's search chose the hyperparameters decides which configuration is "
+            "reported, and can change how the methods rank (Cha & Cho 2024, 'Hyperparameters "
+            "in Continual Learning: A Reality Check'; docs/selection.md)."
+        )
+    )
+    document.add(Table(comparison.display, comparison.caption))
+    document.add(Text("Reading: " + " ".join(f"{line}." for line in comparison.reading)))
+    return write_comparison(comparison, folder)
 
 
 def _selection_bias_text(best: pd.DataFrame) -> str:

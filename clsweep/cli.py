@@ -1,5 +1,6 @@
-"""``clsweep run|sweep|report|curves|best ...``: hands the rest of the command line to the
-package's CLI (``run --config FILE`` runs a registry entry: :mod:`clsweep.run_entry`)."""
+"""``clsweep run|sweep|report|curves|best|compare-protocols ...``: hands the rest of the command
+line to the package's CLI (``run --config FILE`` runs a registry entry:
+:mod:`clsweep.run_entry`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 
 USAGE = """usage: clsweep {run,sweep,report,curves} ...
        clsweep best RESULTS... --into DIR [--force]
+       clsweep compare-protocols RESULTS... [--out DIR]
 
   run     one continual-learning run              (python -m cl_core; clsweep run --help)
           run --config FILE [--seed N]: a registry entry's configuration (docs/registry.md)
@@ -17,6 +19,8 @@ USAGE = """usage: clsweep {run,sweep,report,curves} ...
   curves  accuracy over time of task-free sweeps  (python -m analysis curves; --help)
   best    each sweep's chosen configurations as registry entries with their provenance
           (clsweep best RESULTS... --into DIR [--force]; docs/registry.md)
+  compare-protocols  one space run under several selection protocols, side by side
+          (python -m analysis compare-protocols; docs/selection.md)
 """
 
 
@@ -48,6 +52,12 @@ def _curves(argv: list[str]) -> int:
     return main(["curves", *argv])
 
 
+def _compare_protocols(argv: list[str]) -> int:
+    from analysis.__main__ import main
+
+    return main(["compare-protocols", *argv])
+
+
 def _best(argv: list[str]) -> int:
     from analysis.registry import main
 
@@ -60,6 +70,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "report": _report,
     "curves": _curves,
     "best": _best,
+    "compare-protocols": _compare_protocols,
 }
 
 
@@ -72,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         print(USAGE, end="", file=sys.stderr)
-        print(f"clsweep: error: unknown command {command!r}; "
-              "use run, sweep, report, curves or best", file=sys.stderr)  # fmt: skip
+        print(f"clsweep: error: unknown command {command!r}; use run, sweep, report, "
+              "curves, best or compare-protocols", file=sys.stderr)  # fmt: skip
         return 2
     # The sweep records its command line from sys.argv: make it the subcommand's own.
     sys.argv = [f"clsweep {command}", *rest]
