@@ -69,6 +69,15 @@ END_OF_SEQUENCE_TEXT = (
 )
 
 
+END_OF_SEQUENCE = "end-of-sequence"
+
+
+def protocol_name(info: SweepInfo) -> str:
+    """The selection protocol sweep ``info`` ran (before it was recorded: end-of-sequence)."""
+    selection = info.meta.get("selection") or {}
+    return str(selection.get("protocol") or END_OF_SEQUENCE)
+
+
 def selection_texts(info: SweepInfo) -> list[str]:
     """What the search of sweep ``info`` saw and what its final phase reports, one line per
     cell (sweep.json ``selection``; sweeps written before it had end-of-sequence)."""

@@ -24,6 +24,7 @@ from analysis.order import (  # noqa: F401 - re-exported: older notebooks import
     scenario_rank,
     sort_rows,
 )
+from analysis.protocol import END_OF_SEQUENCE, protocol_name
 from contract.formatting import format_param, format_pm, format_short, sem
 
 __all__ = [
@@ -82,11 +83,19 @@ def best_configs(results: Results, select_on: str = "val_avg_acc") -> pd.DataFra
     done = results.require_completed()
     if select_on not in done.columns:
         raise AnalysisError(f"trials have no column {select_on!r}; try val_avg_acc")
+    # Sweeps of different selection protocols are never pooled (their validation numbers
+    # measure different things); a transfer sweep reports its evaluation cell, not the cell its
+    # search ran on (docs/selection.md).
+    protocols = {name: protocol_name(info) for name, info in results.sweeps.items()}
+    done = done.assign(protocol=done["sweep"].map(protocols))
     rows = []
-    for cell, trials in done.groupby(CELL_KEYS, sort=False):
+    for key, trials in done.groupby([*CELL_KEYS, "protocol"], sort=False):
+        cell, protocol = key[:-1], key[-1]
         search = trials[trials["phase"] == "search"]
         lower_is_better = results.direction(select_on, trials["sweep"].unique()) == "min"
         phase = "final" if (trials["phase"] == "final").any() else "search"
+        if protocol != END_OF_SEQUENCE and phase == "search":
+            continue  # only the final phase of these protocols is reported
         trials = trials[trials["phase"] == phase]
         scores = trials.groupby(["sweep", "config_id"], sort=True)[select_on].mean()
         scores = scores.dropna().sort_values(ascending=lower_is_better, kind="stable")
@@ -97,6 +106,7 @@ def best_configs(results: Results, select_on: str = "val_avg_acc") -> pd.DataFra
         searched = search[(search["sweep"] == sweep) & (search["config_id"] == config_id)]
         row = dict(zip(CELL_KEYS, cell, strict=True))
         row.update(
+            protocol=protocol,
             sweep=sweep,
             config_id=config_id,
             params=params_text(results, chosen.iloc[0]),
@@ -159,8 +169,11 @@ def comparison_table(best: pd.DataFrame, metric: str = "avg_acc") -> pd.DataFram
         ),
         axis=1,
     )
+    group = numbers["benchmark"] + " (" + numbers["n_tasks"].astype(str) + " tasks)"
+    if "protocol" in numbers:
+        group = group + ", " + numbers["protocol"]  # never two protocols in one column
     frame = numbers.assign(
-        group=numbers["benchmark"] + " (" + numbers["n_tasks"].astype(str) + " tasks)",
+        group=group,
         label=numbers["scenario"].map(scenario_label),
         value=value,
     )
@@ -175,10 +188,12 @@ def comparison_table(best: pd.DataFrame, metric: str = "avg_acc") -> pd.DataFram
 
 def comparison_numbers(best: pd.DataFrame, metric: str = "avg_acc") -> pd.DataFrame:
     """The numbers of :func:`comparison_table`, one row per method and cell, in percent (CSV)."""
-    numbers = best[CELL_KEYS + ["n"]].copy()
+    numbers = best[CELL_KEYS + ["protocol", "n"]].copy()
+    several = numbers["protocol"].nunique() > 1  # then each row says which protocol it is
     numbers[f"test_{metric}_mean{PCT}"] = 100 * best[f"test_{metric}_mean"]
     numbers[f"test_{metric}_sem{PCT}"] = 100 * best[f"test_{metric}_sem"]
-    return numbers[CELL_KEYS + [f"test_{metric}_mean{PCT}", f"test_{metric}_sem{PCT}", "n"]]
+    columns = [f"test_{metric}_mean{PCT}", f"test_{metric}_sem{PCT}", "n"]
+    return numbers[CELL_KEYS + (["protocol"] if several else []) + columns]
 
 
 def selection_display(best: pd.DataFrame) -> pd.DataFrame:
