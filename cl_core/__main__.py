@@ -14,8 +14,8 @@ import numpy as np
 
 from cl_core.checkpoint import CHECKPOINT_FILE
 from cl_core.cli_help import add_choice, config_defaults, defaults_formatter
-from cl_core.config import OPTIMIZERS, RunConfig, parse_hidden
-from cl_core.data import BENCHMARKS, SCENARIOS, load_dataset
+from cl_core.config import RunConfig, cli_flag, parse_hidden
+from cl_core.data import BENCHMARKS, load_dataset
 from cl_core.errors import ClsweepError
 from cl_core.methods import METHODS
 from cl_core.models import MODELS
@@ -23,43 +23,15 @@ from cl_core.params import parse_bool
 from cl_core.per_task import PerTaskSettings, describe_choice, per_task_train
 from cl_core.presets import PRESETS
 from cl_core.progress import LOG_EVERY, MODES, Progress
-from cl_core.stream import STREAMS
 from cl_core.trainer import FewStepsWarning, RunResult, TaskReport, resolve_device, train
 
-# CLI flag -> RunConfig field, for the flags that map one to one
+# CLI flag's dest -> RunConfig field: every field with a flag (its metadata, cl_core.config)
 FIELDS = {
-    "benchmark": "benchmark",
-    "scenario": "scenario",
-    "tasks": "n_tasks",
-    "task_start": "task_start",
-    "task_stop": "task_stop",
-    "method": "method",
-    "model": "model",
-    "hidden": "hidden",
-    "conv_weights": "conv_weights",
-    "freeze_conv": "freeze_conv",
-    "optimizer": "optimizer",
-    "lr": "lr",
-    "weight_decay": "weight_decay",
-    "momentum": "momentum",
-    "reset_optimizer": "reset_optimizer",
-    "epochs": "epochs",
-    "iterations": "iterations",
-    "batch_size": "batch_size",
-    "device": "device",
-    "tf32": "tf32",
-    "data_seed": "data_seed",
-    "train_seed": "train_seed",
-    "val_fraction": "val_fraction",
-    "data_root": "data_root",
-    "first_task_unpermuted": "first_task_unpermuted",
-    "pad32": "pad32",
-    "class_il_units": "class_il_units",
-    "stream": "stream",
-    "update_every": "update_every",
-    "transition": "transition",
-    "eval_every": "eval_every",
+    cli_flag(f.name).removeprefix("--").replace("-", "_"): f.name
+    for f in dataclasses.fields(RunConfig)
+    if cli_flag(f.name) is not None
 }
+GROUPS = {"stream": "task-free streams (cl_core/stream.py)"}
 HELP_DEFAULTS = {"data_root": "~/.cache/clsweep/data when CLSWEEP_DATA is unset"}
 """Defaults --help states in words (where the RunConfig default alone would mislead)."""
 
@@ -88,16 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=defaults_formatter({**config_defaults(FIELDS), **HELP_DEFAULTS}),
     )
     add_choice(p, "--preset", sorted(PRESETS), help="a published protocol; see --list-presets")
-    add_choice(p, "--benchmark", list(BENCHMARKS))
-    add_choice(p, "--scenario", SCENARIOS, help="task-, domain- or class-incremental")
-    p.add_argument("--tasks", type=int, help="number of tasks")
-    p.add_argument(
-        "--task-start",
-        type=int,
-        help="learn only tasks from this one on (0-based; the rest of the run is those tasks)",
-    )
-    p.add_argument("--task-stop", type=int, help="learn only tasks before this one")
-    add_choice(p, "--method", sorted(METHODS))
+    add_config_flags(p)
     p.add_argument(
         "--param",
         action="append",
@@ -105,35 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="method hyperparameter, repeatable (e.g. --param lambda=1e4); see --list-methods",
     )
-    add_choice(
-        p, "--model", list(MODELS), help="architecture: mlp (default) or conv (5 conv layers)"
-    )
-    p.add_argument(
-        "--hidden", type=parse_hidden, help="hidden sizes, e.g. 400,400,400 (conv: the fc layers)"
-    )
-    p.add_argument(
-        "--conv-weights",
-        metavar="PATH",
-        help="conv: pre-trained conv layers (made by python -m cl_core.pretrain)",
-    )
-    p.add_argument(
-        "--freeze-conv",
-        type=_bool,
-        metavar="{true,false}",
-        help="conv: freeze the pre-trained conv layers (eval mode, no gradients)",
-    )
-    add_choice(p, "--optimizer", OPTIMIZERS)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--momentum", type=float, help="SGD momentum")
-    p.add_argument(
-        "--reset-optimizer", type=_bool, metavar="{true,false}", help="new optimizer per task"
-    )
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, help="epochs per task")
-    length.add_argument("--iterations", type=int, help="batches per task")
-    p.add_argument("--batch-size", type=int)
-    add_choice(p, "--device", ("auto", "cpu", "cuda"))
+    p.add_argument("--seed", type=int, help="sets both --data-seed and --train-seed")
     per_task = p.add_argument_group(
         "per-task hyperparameter selection (De Lange et al. 2021; cl_core/per_task.py)"
     )
@@ -146,36 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     per_task.add_argument("--per-task-decay", type=float, help="decay α of the knob (0.5)")
     per_task.add_argument("--per-task-lrs", help="learning-rate grid (0.01,0.005,0.001,...)")
     per_task.add_argument("--per-task-attempts", type=int, help="attempts per task (10)")
-    p.add_argument(
-        "--tf32",
-        type=_bool,
-        metavar="{true,false}",
-        help="CUDA matmuls and convolutions in TensorFloat-32 (faster, ~3 digits); no CPU effect",
-    )
-    p.add_argument("--seed", type=int, help="sets both --data-seed and --train-seed")
-    p.add_argument("--data-seed", type=int, help="builds the scenario (permutations, class order)")
-    p.add_argument("--train-seed", type=int, help="drives training (init, batch order)")
-    p.add_argument("--val-fraction", type=float, help="share of each task's training data held out")
-    p.add_argument(
-        "--data-root",
-        help="folder holding MNIST/raw, FashionMNIST/raw, cifar-10-batches-py, cifar-100-python "
-        "(else $CLSWEEP_DATA)",
-    )
-    p.add_argument("--first-task-unpermuted", type=_bool, metavar="{true,false}")
-    p.add_argument("--pad32", type=_bool, metavar="{true,false}", help="zero-pad MNIST to 32x32")
-    add_choice(p, "--class-il-units", ("all", "seen"), help="active output units in class-IL")
-    stream = p.add_argument_group("task-free streams (cl_core/stream.py)")
-    add_choice(
-        stream,
-        "--stream",
-        STREAMS,
-        help="present the tasks as one stream without task boundaries (none: task-based)",
-    )
-    stream.add_argument("--update-every", type=int, help="steps between consolidations")
-    stream.add_argument("--transition", type=int, help="fuzzy-boundaries: steps mixing two tasks")
-    stream.add_argument(
-        "--eval-every", type=int, help="steps between evaluations (0: only at task ends)"
-    )
     p.add_argument(
         "--json", type=Path, metavar="PATH", help="write matrices, metrics and config here"
     )
@@ -228,6 +133,38 @@ def _bool(text: str) -> bool:
         return parse_bool(text, "flag")
     except ClsweepError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field that has one, built from the field's metadata
+    (cl_core.config.setting): its name, help, type, choices and argument group."""
+    registries = {
+        "benchmarks": list(BENCHMARKS),
+        "methods": sorted(METHODS),
+        "models": list(MODELS),
+    }
+    groups: dict[str | None, Any] = {None: parser, "length": parser.add_mutually_exclusive_group()}
+    groups.update({key: parser.add_argument_group(title) for key, title in GROUPS.items()})
+    for f in dataclasses.fields(RunConfig):
+        flag = cli_flag(f.name)
+        if flag is None:
+            continue
+        meta, kind = f.metadata, str(f.type)
+        target = groups[meta["group"]]
+        kwargs: dict[str, Any] = {"help": meta["help"] or None}
+        if meta["choices"] is not None:
+            choices = meta["choices"]
+            add_choice(target, flag, registries.get(choices, choices), **kwargs)
+            continue
+        if kind.startswith("tuple"):
+            kwargs["type"] = parse_hidden
+        elif kind.startswith("bool"):
+            kwargs.update(type=_bool, metavar="{true,false}")
+        elif kind.startswith(("int", "float")):
+            kwargs["type"] = int if kind.startswith("int") else float
+        if meta["metavar"]:
+            kwargs["metavar"] = meta["metavar"]
+        target.add_argument(flag, **kwargs)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

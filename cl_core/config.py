@@ -7,17 +7,61 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cl_core.data.scenarios import CLASS_IL_UNITS, SCENARIOS
 from cl_core.errors import ClsweepError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
+SCENARIOS = ("task", "domain", "class")
+CLASS_IL_UNITS = ("all", "seen")
+STREAMS = ("none", "academic", "fuzzy-boundaries", "random")
+"""Task-free streams (cl_core/stream.py); ``none`` is the task-based protocol (the trainer tells
+methods where tasks end)."""
 
-# A field's role in a population (many configurations trained as one computation): members may
-# differ in a "member" field; "method" fields are the method's to split (its floats per member,
-# the rest shared); every other field fixes a shape, the data or the schedule and is shared.
-MEMBER = {"population": "member"}
-METHOD = {"population": "method"}
+SWEEP_ROLES = {
+    "cell": "the grid (grid.benchmark, grid.scenario, grid.n_tasks)",
+    "method": "method / hyperparams",
+    "selection": "the selection protocol (selection:)",
+    "machine": "the machine (resources.gpus, --data-root)",
+    "train": "train:",
+}
+"""Where a sweep's space sets a field (``sweep``): a ``train`` field under ``train:``, the others
+where the value names."""
+POPULATION_ROLES = ("member", "method", "shared")
+"""How members of a population may differ in a field: a ``member`` field per member; ``method``
+fields are the method's to split (its floats per member, the rest shared); a ``shared`` field
+fixes a shape, the data or the schedule."""
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",  # noqa: A002 - argparse's word for it
+    *,
+    flag: str | None = "",
+    column: str | None = "",
+    population: str = "shared",
+    sweep: str = "train",
+    choices: tuple[str, ...] | str | None = None,
+    group: str | None = None,
+    metavar: str | None = None,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """A RunConfig field with everything the rest of the project builds from it:
+    ``flag``: its ``python -m cl_core`` flag ("" = ``--<name>``, None = none) with ``help`` and
+    ``choices`` (a tuple, or the registry "benchmarks", "methods" or "models") in argparse group
+    ``group``; ``column``: its Parquet settings column's Arrow type ("" = from the annotation,
+    None = not a settings column: the identity columns, the ``hp_*`` columns and fields that do
+    not change results); ``population`` (POPULATION_ROLES) and ``sweep`` (SWEEP_ROLES)."""
+    meta = {
+        "flag": flag,
+        "help": help,
+        "column": column,
+        "population": population,
+        "sweep": sweep,
+        "choices": choices,
+        "group": group,
+        "metavar": metavar,
+    }
+    return field(default=default, default_factory=default_factory, metadata=meta)
 
 
 @dataclass
@@ -35,44 +79,73 @@ class RunConfig:
     ``eval_every`` steps (0: only at the nominal task ends), the accuracy-over-time curve.
     """
 
-    benchmark: str = "permuted-digits"
-    scenario: str = "domain"
-    n_tasks: int = 5
+    benchmark: str = setting("permuted-digits", choices="benchmarks", column=None, sweep="cell")
+    scenario: str = setting(
+        "domain", "task-, domain- or class-incremental", choices=SCENARIOS, column=None,
+        sweep="cell",
+    )  # fmt: skip
+    n_tasks: int = setting(5, "number of tasks", flag="--tasks", column=None, sweep="cell")
     # The run learns tasks [task_start, task_stop) of the n_tasks-task sequence (None: to its
     # end), as a sequence of its own: renumbered from 0, scored on those tasks alone (the
     # "first-tasks" selection protocol searches on the first k and reports on the rest).
-    task_start: int = 0
-    task_stop: int | None = None
-    method: str = "finetune"
-    method_params: dict[str, Any] = field(default_factory=dict, metadata=METHOD)
-    model: str = "mlp"
-    hidden: tuple[int, ...] = (400, 400, 400)  # hidden widths (conv: the fully connected ones)
-    conv_weights: str | None = None  # conv: pre-trained conv layers (python -m cl_core.pretrain)
-    freeze_conv: bool = False  # conv: freeze the pre-trained conv layers (eval mode, no grads)
-    optimizer: str = "adam"
-    lr: float = field(default=1e-3, metadata=MEMBER)
-    weight_decay: float = field(default=0.0, metadata=MEMBER)
-    momentum: float = field(default=0.9, metadata=MEMBER)
-    reset_optimizer: bool = False
-    epochs: int | None = 1
-    iterations: int | None = None
-    batch_size: int = 128
-    eval_batch_size: int = 4096
-    device: str = "auto"
+    task_start: int = setting(
+        0, "learn only tasks from this one on (0-based; the rest of the run is those tasks)",
+        column="int64", sweep="selection",
+    )  # fmt: skip
+    task_stop: int | None = setting(
+        None, "learn only tasks before this one", column="int64", sweep="selection"
+    )
+    method: str = setting("finetune", choices="methods", column=None, sweep="method")
+    method_params: dict[str, Any] = setting(
+        default_factory=dict, flag=None, column=None, population="method", sweep="method"
+    )
+    model: str = setting(
+        "mlp", "architecture: mlp (default) or conv (5 conv layers)", choices="models"
+    )
+    hidden: tuple[int, ...] = setting(
+        (400, 400, 400), "hidden sizes, e.g. 400,400,400 (conv: the fc layers)", column="string"
+    )
+    conv_weights: str | None = setting(
+        None, "conv: pre-trained conv layers (made by python -m cl_core.pretrain)", metavar="PATH"
+    )
+    freeze_conv: bool = setting(
+        False, "conv: freeze the pre-trained conv layers (eval mode, no gradients)"
+    )
+    optimizer: str = setting("adam", choices=OPTIMIZERS)
+    lr: float = setting(1e-3, population="member")
+    weight_decay: float = setting(0.0, population="member")
+    momentum: float = setting(0.9, "SGD momentum", population="member")
+    reset_optimizer: bool = setting(False, "new optimizer per task")
+    epochs: int | None = setting(1, "epochs per task", group="length")
+    iterations: int | None = setting(None, "batches per task", group="length")
+    batch_size: int = setting(128)
+    eval_batch_size: int = setting(4096, flag=None, column=None)  # speed only
+    device: str = setting("auto", choices=DEVICES, column=None, sweep="machine")
     # CUDA matmuls and convolutions in TensorFloat-32 (about 3 significant digits, faster on
     # Ampere and later GPUs); off: float32 throughout. No effect on a CPU.
-    tf32: bool = False
-    data_seed: int = 0
-    train_seed: int = field(default=0, metadata=MEMBER)
-    val_fraction: float = 0.1
-    data_root: str | None = None
-    first_task_unpermuted: bool = False
-    pad32: bool = False
-    class_il_units: str = "all"
-    stream: str = "none"
-    update_every: int = 100
-    transition: int = 1000
-    eval_every: int = 0
+    tf32: bool = setting(
+        False, "CUDA matmuls and convolutions in TensorFloat-32 (faster, ~3 digits); no CPU effect"
+    )
+    data_seed: int = setting(0, "builds the scenario (permutations, class order)")
+    train_seed: int = setting(0, "drives training (init, batch order)", population="member")
+    val_fraction: float = setting(0.1, "share of each task's training data held out")
+    data_root: str | None = setting(
+        None,
+        "folder holding MNIST/raw, FashionMNIST/raw, cifar-10-batches-py, cifar-100-python "
+        "(else $CLSWEEP_DATA)",
+        column=None,
+        sweep="machine",
+    )
+    first_task_unpermuted: bool = setting(False)
+    pad32: bool = setting(False, "zero-pad MNIST to 32x32")
+    class_il_units: str = setting("all", "active output units in class-IL", choices=CLASS_IL_UNITS)
+    stream: str = setting(
+        "none", "present the tasks as one stream without task boundaries (none: task-based)",
+        choices=STREAMS, group="stream",
+    )  # fmt: skip
+    update_every: int = setting(100, "steps between consolidations", group="stream")
+    transition: int = setting(1000, "fuzzy-boundaries: steps mixing two tasks", group="stream")
+    eval_every: int = setting(0, "steps between evaluations (0: only at task ends)", group="stream")
 
     def validated(self) -> RunConfig:
         """Return a copy with types normalised; raise ClsweepError naming the field and the fix.
@@ -206,8 +279,6 @@ def _check_window(cfg: RunConfig) -> None:
 
 def _check_stream(cfg: RunConfig) -> None:
     """The task-free settings (cl_core/stream.py)."""
-    from cl_core.stream import STREAMS
-
     _one_of("stream", cfg.stream, STREAMS)
     _at_least("update_every", cfg.update_every, 1)
     _at_least("transition", cfg.transition, 0)
@@ -241,11 +312,36 @@ def _at_least(name: str, value: int | None, low: int) -> None:
         raise ClsweepError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
 def population_role(name: str) -> str:
     """ "member", "method" or "shared": how members of a population may differ in field ``name``."""
-    return _FIELDS[name].metadata.get("population", "shared")
+    return _FIELDS[name].metadata["population"]
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+def sweep_role(name: str) -> str:
+    """Where a sweep's space sets field ``name`` (a key of SWEEP_ROLES)."""
+    return _FIELDS[name].metadata["sweep"]
+
+
+def cli_flag(name: str) -> str | None:
+    """The ``python -m cl_core`` flag of field ``name``; None if it has none."""
+    flag = _FIELDS[name].metadata["flag"]
+    return None if flag is None else flag or "--" + name.replace("_", "-")
+
+
+def settings_columns() -> list[tuple[str, str]]:
+    """(column, Arrow type name) of every field recorded as a Parquet settings column, in field
+    order (contract.schema.SETTINGS is built from it)."""
+    out = []
+    for f in _FIELDS.values():
+        column = f.metadata["column"]
+        if column is not None:
+            out.append((f.name, column or _ARROW_TYPES[str(f.type).removesuffix(" | None")]))
+    return out
+
+
+_ARROW_TYPES = {"int": "int64", "float": "float64", "bool": "bool", "str": "string"}
 SHARED_FIELDS = tuple(name for name in _FIELDS if population_role(name) == "shared")
 """Settings every member of one population shares (they fix shapes, data, steps or evaluation)."""

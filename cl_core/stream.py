@@ -38,11 +38,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from cl_core.config import STREAMS  # noqa: F401 - the stream kinds are a run setting
 from cl_core.context import Batch, TrainContext
 from cl_core.random import MemberRandom
-
-STREAMS = ("none", "academic", "fuzzy-boundaries", "random")
-"""``none`` is the task-based protocol (the trainer tells methods where tasks end)."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
+from cl_core.config import settings_columns
 from contract.metrics import METRICS
 
 SCHEMA_VERSION = 5
@@ -70,34 +71,15 @@ HYPERPARAM_TYPES = {
 }
 """Arrow type of an ``hp_<name>`` column by the kind the method declares."""
 
-SETTINGS = (
-    ("task_start", pa.int64()),
-    ("task_stop", pa.int64()),
-    ("data_seed", pa.int64()),
-    ("train_seed", pa.int64()),
-    ("optimizer", pa.string()),
-    ("lr", pa.float64()),
-    ("weight_decay", pa.float64()),
-    ("momentum", pa.float64()),
-    ("batch_size", pa.int64()),
-    ("epochs", pa.int64()),
-    ("iterations", pa.int64()),
-    ("model", pa.string()),
-    ("hidden", pa.string()),
-    ("conv_weights", pa.string()),
-    ("freeze_conv", pa.bool_()),
-    ("reset_optimizer", pa.bool_()),
-    ("val_fraction", pa.float64()),
-    ("class_il_units", pa.string()),
-    ("first_task_unpermuted", pa.bool_()),
-    ("pad32", pa.bool_()),
-    ("stream", pa.string()),
-    ("update_every", pa.int64()),
-    ("transition", pa.int64()),
-    ("eval_every", pa.int64()),
-    ("tf32", pa.bool_()),
-)
-"""Trainer settings recorded per trial (every RunConfig field that can change results)."""
+ARROW_TYPES = {
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+}
+SETTINGS = tuple((name, ARROW_TYPES[kind]) for name, kind in settings_columns())
+"""Trainer settings recorded per trial: every RunConfig field that can change results, as its
+metadata declares (cl_core.config.setting; the config module imports neither torch nor Ray)."""
 
 IDENTITY = (
     ("schema_version", pa.int64()),

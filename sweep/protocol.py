@@ -9,16 +9,22 @@ the budget, early stopping and the final phase.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from cl_core.config import RunConfig, sweep_role
 from cl_core.methods import get_method
 from cl_core.params import resolve
 from sweep.seeds import SEED_DERIVATION, cell_sampler_seed
 from sweep.space import SweepSpec
 
-CELL_FIELDS = ("benchmark", "scenario", "n_tasks", "method", "method_params", "data_root")
+CELL_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(RunConfig)
+    if sweep_role(f.name) in ("cell", "method") or f.name == "data_root"
+)
 """RunConfig fields that are not fixed settings of a sweep: the grid and the method decide them,
-and the data root is a property of the machine."""
+and the data root is a property of the machine (each field's sweep role, cl_core.config)."""
 
 
 def protocol_record(spec: SweepSpec) -> dict[str, Any]:

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import torch
 
-SCENARIOS = ("task", "domain", "class")
-CLASS_IL_UNITS = ("all", "seen")
+from cl_core.config import CLASS_IL_UNITS, SCENARIOS  # noqa: F401 - their home is the config
 
 
 class Scenario:

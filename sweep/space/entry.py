@@ -34,9 +34,7 @@ def apply_entry(raw: dict[str, Any], space_file: Path, label: str) -> None:
     try:
         entry = read_entry(path)
     except RegistryError as exc:
-        raise SpaceError(
-            label, "from_entry", str(exc), "see docs/registry.md"
-        ) from None
+        raise SpaceError(label, "from_entry", str(exc), "see docs/registry.md") from None
     config = entry["config"]
     method = raw.setdefault("method", config["method"])
     if method != config["method"]:

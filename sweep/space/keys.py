@@ -10,7 +10,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from cl_core.config import RunConfig
+from cl_core.config import RunConfig, sweep_role
 from contract import objective_metrics
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
@@ -34,20 +34,19 @@ TOP_KEYS = (
     "loggers",
     "from_entry",
 )
-# RunConfig fields a space may not set under `train:`: the grid, the method and the resources
-# decide them, and the data root is a property of the machine (--data-root / CLSWEEP_DATA).
+# RunConfig fields a space may not set under `train:`, and where it sets them instead: the grid,
+# the method, the selection protocol and the machine decide them (their metadata's sweep role).
 NOT_TRAIN_KEYS = {
-    "benchmark": "grid.benchmark",
-    "scenario": "grid.scenario",
-    "n_tasks": "grid.n_tasks",
-    "method": "method",
-    "method_params": "hyperparams",
-    "device": "resources.gpus",
-    "data_root": "--data-root",
-    "task_start": "selection",
-    "task_stop": "selection",
+    f.name: {
+        "cell": f"grid.{f.name}",
+        "method": "hyperparams" if f.name == "method_params" else "method",
+        "selection": "selection",
+        "machine": "resources.gpus" if f.name == "device" else "--data-root",
+    }[sweep_role(f.name)]
+    for f in dataclasses.fields(RunConfig)
+    if sweep_role(f.name) != "train"
 }
-TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in NOT_TRAIN_KEYS)
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if sweep_role(f.name) == "train")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "categorical")
 DIST_KEYS = {
     "uniform": ("type", "low", "high", "step"),
