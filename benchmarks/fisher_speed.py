@@ -25,6 +25,7 @@ from cl_core.context import TrainContext  # noqa: E402
 from cl_core.data import build_tasks, load_dataset  # noqa: E402
 from cl_core.methods.fisher import fisher_diagonal  # noqa: E402
 from cl_core.models import ModelFactory, stack  # noqa: E402
+from cl_core.validation import validated
 
 
 def loop_fisher(model, ctx: TrainContext, samples: int) -> torch.Tensor:
@@ -48,7 +49,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     base = RunConfig(benchmark="permuted-digits", n_tasks=1, hidden=(400, 400, 400), val_fraction=0)
-    cfgs = [base.validated() for _ in range(args.members)]
+    cfgs = [validated(base) for _ in range(args.members)]
     device = torch.device(args.device)
     seq = build_tasks(cfgs[0], load_dataset(cfgs[0])).to(device)
     ctx = TrainContext(cfgs, seq, device)

@@ -43,6 +43,7 @@ from cl_core.methods import get_method  # noqa: E402
 from cl_core.population import run_population  # noqa: E402
 from cl_core.presets import preset_config  # noqa: E402
 from cl_core.trainer import RunResult, train  # noqa: E402
+from cl_core.validation import validated
 
 PROTOCOLS = ("quickstart", "digits-split", "r1", "vdv-permuted", "conv")
 
@@ -142,7 +143,7 @@ def measure(
     rows = []
     measured: dict[int, tuple[float, list]] = {}  # per-trial runs, shared by the sizes
     for n in sizes:
-        cfgs = [c.validated() for c in grid(base, n)]
+        cfgs = [validated(c) for c in grid(base, n)]
         singles = cfgs[: min(per_trial, n)]
         pop_times, trial_times, agreement = [], [], 0.0
         for r in range(repeats):
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         base = replace(base, n_tasks=args.tasks)
     if args.iterations:
         base = replace(base, iterations=args.iterations, epochs=None)
-    base = replace(base, tf32=args.tf32).validated()
+    base = validated(replace(base, tf32=args.tf32))
     dataset = random_cifar() if args.protocol == "conv" else load_dataset(base)
     rows = measure(base, args.sizes, args.repeats, args.per_trial, dataset)
     print_table(rows)

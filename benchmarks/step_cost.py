@@ -34,6 +34,7 @@ from cl_core.data import load_dataset  # noqa: E402
 from cl_core.methods import METHODS, get_method  # noqa: E402
 from cl_core.presets import PRESETS  # noqa: E402
 from cl_core.trainer import Run  # noqa: E402
+from cl_core.validation import validated
 
 
 def looping(make: Callable[[], Iterator[Batch]]) -> Iterator[Batch]:
@@ -48,7 +49,7 @@ def prepared(name: str, args: argparse.Namespace, dataset) -> Callable[[int], No
     run_settings["benchmark"] = args.benchmark
     cfg = RunConfig(**run_settings, method=name, device=args.device, data_root=args.data_root)
     cfgs = [
-        replace(cfg, train_seed=i, lr=cfg.lr * (1 + 0.1 * i)).validated()
+        validated(replace(cfg, train_seed=i, lr=cfg.lr * (1 + 0.1 * i)))
         for i in range(args.members)
     ]
     run = Run(cfgs, dataset)
@@ -81,7 +82,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    probe = RunConfig(benchmark=args.benchmark, data_root=args.data_root).validated()
+    probe = validated(RunConfig(benchmark=args.benchmark, data_root=args.data_root))
     dataset = load_dataset(probe)
     names = ["finetune", *[m for m in args.methods if m != "finetune"]]
     runners = {name: prepared(name, args, dataset) for name in names}

@@ -24,6 +24,7 @@ from cl_core.per_task import PerTaskSettings, describe_choice, per_task_train
 from cl_core.presets import PRESETS
 from cl_core.progress import LOG_EVERY, MODES, Progress
 from cl_core.trainer import FewStepsWarning, RunResult, TaskReport, resolve_device, train
+from cl_core.validation import validated
 
 # CLI flag's dest -> RunConfig field: every field with a flag (its metadata, cl_core.config)
 FIELDS = {
@@ -194,7 +195,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.preset:
         values, params = PRESETS[args.preset].apply(values, params)
     values["method_params"] = params
-    return RunConfig(**values).validated()
+    return validated(RunConfig(**values))
 
 
 def list_methods() -> str:

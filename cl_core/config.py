@@ -1,4 +1,10 @@
-"""The configuration of one continual-learning run: a flat dataclass, validated in one place."""
+"""The configuration of one continual-learning run: a flat dataclass whose fields carry their own
+metadata, and the checks each field makes on its own (``RunConfig.checked``).
+
+The bottom layer of the project: it imports the standard library and ``cl_core.errors`` only.
+The checks that need the registries (benchmarks, methods, models) live above them, in
+``cl_core.validation``; the CLI, the Parquet contract, populations and sweeps build what they
+need from the fields' metadata (``setting``)."""
 
 from __future__ import annotations
 
@@ -147,18 +153,11 @@ class RunConfig:
     transition: int = setting(1000, "fuzzy-boundaries: steps mixing two tasks", group="stream")
     eval_every: int = setting(0, "steps between evaluations (0: only at task ends)", group="stream")
 
-    def validated(self) -> RunConfig:
-        """Return a copy with types normalised; raise ClsweepError naming the field and the fix.
-
-        Everything is checked here, before any data is loaded: the benchmark and its task count,
-        the model (and its pre-trained conv weights file), the method, the scenarios it supports
-        and its hyperparameters (names, types, ranges).
-        """
-        from cl_core.data.registry import get_benchmark
-        from cl_core.methods import get_method
-        from cl_core.models import get_model_builder
-        from cl_core.params import resolve
-
+    def checked(self) -> RunConfig:
+        """Return a copy with types normalised, each field checked on its own and against the
+        other fields; raise ClsweepError naming the field and the fix. What only the registries
+        know (the benchmark's task counts, the model, the method's scenarios and
+        hyperparameters) is checked above them: ``cl_core.validation.validated``."""
         cfg = dataclasses.replace(self, hidden=parse_hidden(self.hidden))
         if cfg.conv_weights:  # absolute, so a worker in another directory (Ray) finds it too
             cfg.conv_weights = str(Path(cfg.conv_weights).expanduser().resolve())
@@ -186,14 +185,8 @@ class RunConfig:
             raise ClsweepError(f"momentum must be in [0, 1), got {cfg.momentum}")
         if not 0 <= cfg.val_fraction < 1:
             raise ClsweepError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
-        get_benchmark(cfg.benchmark).check(cfg.n_tasks, cfg.pad32)
-        get_model_builder(cfg.model)
         _check_conv_settings(cfg)
-        method = get_method(cfg.method)
-        method.check_scenario(cfg.scenario)
         _check_stream(cfg)
-        method.check_stream(cfg.stream)
-        resolve(method.hyperparams, cfg.method_params, f"method {cfg.method!r}")
         return cfg
 
     @property
@@ -239,15 +232,9 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
 
 
 def _check_conv_settings(cfg: RunConfig) -> None:
-    """The conv net takes the benchmark's images; pre-trained / frozen conv layers only make sense
-    for it, and freezing only with pre-trained weights (frozen random filters are almost surely a
-    forgotten --conv-weights)."""
-    if cfg.model == "conv":
-        from cl_core.data.registry import get_benchmark
-        from cl_core.models.conv import check_conv_input
-
-        shape = get_benchmark(cfg.benchmark).input_shape(cfg.pad32)
-        check_conv_input(shape, f"{cfg.benchmark}'s images")
+    """Pre-trained / frozen conv layers only make sense for the conv net, and freezing only with
+    pre-trained weights (frozen random filters are almost surely a forgotten --conv-weights).
+    Whether the benchmark's images fit the conv net is the validation's (cl_core.validation)."""
     if cfg.model != "conv" and (cfg.conv_weights or cfg.freeze_conv):
         raise ClsweepError(
             f"conv_weights and freeze_conv apply to model 'conv', not {cfg.model!r}; "

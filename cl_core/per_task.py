@@ -33,6 +33,7 @@ from cl_core.errors import ClsweepError
 from cl_core.methods import METHODS, get_method
 from cl_core.progress import Progress
 from cl_core.trainer import Round, Run, TaskReport
+from cl_core.validation import validated
 
 DEFAULT_LR_GRID = (1e-2, 5e-3, 1e-3, 5e-4, 1e-4)
 
@@ -93,7 +94,7 @@ def per_task_run(
     """Train ``cfg`` under per-task selection; yields one round per task (round 0: the
     untrained model, with no choice) and the choice made for that task."""
     settings.check()
-    cfg = cfg.validated()
+    cfg = validated(cfg)
     knobs = stability_knobs(cfg.method)
     if cfg.stream != "none":
         raise ClsweepError("per-task selection needs task boundaries; use stream none")

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cl_core.validation import validated
+
 Settings = dict[str, Any]
 
 
@@ -325,4 +327,4 @@ def preset_config(name: str, params: Settings | None = None, **explicit: Any):
     from cl_core.config import RunConfig
 
     run, method_params = PRESETS[name].apply(explicit, dict(params or {}))
-    return RunConfig(**run, method_params=method_params).validated()
+    return validated(RunConfig(**run, method_params=method_params))

@@ -31,6 +31,7 @@ from cl_core.errors import ClsweepError
 from cl_core.models import ConvNet, ModelFactory
 from cl_core.random import MemberRandom
 from cl_core.trainer import resolve_device
+from cl_core.validation import validated
 
 AUGMENT_PAD = 4
 
@@ -76,22 +77,24 @@ def pretrain_config(
         raise ClsweepError(
             f"pre-training uses a split benchmark's dataset; choose one of: {', '.join(split)}"
         )
-    return RunConfig(
-        benchmark=benchmark,
-        scenario="class",
-        n_tasks=1,
-        model="conv",
-        hidden=hidden,
-        optimizer="adam",
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        device=device,
-        data_seed=0,
-        train_seed=seed,
-        val_fraction=0.0,
-        data_root=data_root,
-    ).validated()
+    return validated(
+        RunConfig(
+            benchmark=benchmark,
+            scenario="class",
+            n_tasks=1,
+            model="conv",
+            hidden=hidden,
+            optimizer="adam",
+            lr=lr,
+            epochs=epochs,
+            batch_size=batch_size,
+            device=device,
+            data_seed=0,
+            train_seed=seed,
+            val_fraction=0.0,
+            data_root=data_root,
+        )
+    )
 
 
 def pretrain(cfg: RunConfig, out: Path, do_augment: bool, log=print) -> float:

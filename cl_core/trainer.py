@@ -30,6 +30,7 @@ from cl_core.optim import StackedOptimizer, make_optimizer
 from cl_core.params import resolve
 from cl_core.progress import Progress, TaskProgress
 from cl_core.stream import CurvePoint, StreamSampler, StreamWindow, schedule_of
+from cl_core.validation import validated
 
 DIVERGENCE_CHECK_EVERY = 50  # steps between NaN/inf checks (each check syncs with the device)
 MIN_STEPS_PER_TASK = 50
@@ -143,7 +144,7 @@ def train(
     whole state is written there after every task and a run that finds it continues from it
     (``cl_core.checkpoint``); the file is removed when the run ends unless ``keep_checkpoint``.
     """
-    run = Run([cfg.validated()], dataset, progress, checkpoint=checkpoint)
+    run = Run([validated(cfg)], dataset, progress, checkpoint=checkpoint)
     for reports in run:
         yield reports[0]
     if checkpoint is not None and not keep_checkpoint:

@@ -30,6 +30,7 @@ from cl_core.config import RunConfig
 from cl_core.data import Dataset, dataset_key, load_dataset
 from cl_core.errors import ClsweepError
 from cl_core.trainer import Run, RunResult, TaskReport
+from cl_core.validation import validated
 from contract import METRICS, SPLITS
 from contract.schema import COMPLETED, ERROR, PER_TASK_COLUMN
 from sweep.console import save_traceback
@@ -90,7 +91,7 @@ def run_trial(
                 rounds: Iterator[TaskReport] = train_fn(cfg, dataset=dataset)
             else:
                 path = checkpoint.dir / CHECKPOINT_FILE
-                rounds = (r[0] for r in Run([cfg.validated()], dataset, checkpoint=path))
+                rounds = (r[0] for r in Run([validated(cfg)], dataset, checkpoint=path))
             for n, report in enumerate(rounds, start=1):
                 tracker.reports.append(report)
                 if n <= checkpoint.rounds:

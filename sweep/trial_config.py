@@ -27,6 +27,7 @@ from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
 from cl_core.methods import get_method
 from cl_core.params import resolve
+from cl_core.validation import validated
 
 RUN_KEY = "run"
 """The Tune config's key for the trial's RunConfig (its ``to_dict()``)."""
@@ -95,7 +96,7 @@ def launch_run(base: RunConfig, plan: TrialPlan) -> TrialRun:
     config = RunConfig.from_dict(settings)
     problem = None
     try:
-        config = config.validated()
+        config = validated(config)
     except ClsweepError as exc:
         problem = str(exc)
     resolved = resolve(declared, config.method_params, f"method {config.method!r}")

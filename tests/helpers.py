@@ -20,6 +20,7 @@ from cl_core.data import Dataset, build_tasks, load_dataset
 from cl_core.methods import METHODS, Method
 from cl_core.models import MLP, ModelFactory, StackedModel
 from cl_core.params import resolve
+from cl_core.validation import validated
 
 CPU = torch.device("cpu")
 DIGITS = dict(benchmark="permuted-digits", scenario="domain", n_tasks=3, hidden=(16,), epochs=1)
@@ -31,7 +32,7 @@ def population_setup(
     """Validated digits configs (``overrides`` for all, ``members[m]`` for member m), their
     context on CPU and the stacked model (member m initialised as a run of config m alone)."""
     values = {**DIGITS, **overrides}
-    cfgs = [RunConfig(**{**values, **m}).validated() for m in members]
+    cfgs = [validated(RunConfig(**{**values, **m})) for m in members]
     data = dataset if dataset is not None else load_dataset(cfgs[0])
     ctx = TrainContext(cfgs, build_tasks(cfgs[0], data), CPU)
     model = ModelFactory(cfgs, ctx.input_shape, ctx.scenario.out_units, ctx.device)()
@@ -153,7 +154,7 @@ def cifar_config(root: Path, **overrides) -> RunConfig:
         device="cpu",
     )
     values.update(overrides)
-    return RunConfig(**values).validated()
+    return validated(RunConfig(**values))
 
 
 def cifar_setup(
@@ -193,7 +194,7 @@ def trace(
     buffers after every round (round 0: the untrained model)."""
     from cl_core.trainer import Run
 
-    run = Run([c.validated() for c in cfgs] if validate else cfgs, dataset)
+    run = Run([validated(c) for c in cfgs] if validate else cfgs, dataset)
     reports: dict[int, list] = {i: [] for i in range(len(cfgs))}
     states: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(cfgs))}
     for batch in run:

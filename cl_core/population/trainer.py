@@ -21,6 +21,7 @@ from cl_core.config import RunConfig
 from cl_core.data import Dataset
 from cl_core.population.compat import group_configs
 from cl_core.trainer import Round, Run, RunResult, TaskReport, resolve_device
+from cl_core.validation import validated
 
 log = logging.getLogger("cl_core.population")
 
@@ -37,7 +38,7 @@ class Population:
         checkpoint_dir: Path | None = None,
         keep_checkpoints: bool = False,
     ) -> None:
-        self.configs = [cfg.validated() for cfg in configs]
+        self.configs = [validated(cfg) for cfg in configs]
         self.dataset = dataset
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.keep_checkpoints = keep_checkpoints

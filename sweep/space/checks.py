@@ -17,6 +17,7 @@ from typing import Any
 from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
 from cl_core.methods import METHODS
+from cl_core.validation import validated
 from sweep.errors import SpaceError, shown
 from sweep.space.keys import MAX_INT, SECTION_KEYS, TRAIN_KEYS
 
@@ -135,7 +136,7 @@ class Checks:
     def run_config(self, settings: dict[str, Any], key: str) -> None:
         """Refuse settings the trainer would refuse (RunConfig.validated's message)."""
         try:
-            RunConfig.from_dict(settings).validated()
+            validated(RunConfig.from_dict(settings))
         except ClsweepError as exc:
             self.fail(key, str(exc), "change the value to one the trainer accepts")
 

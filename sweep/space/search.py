@@ -21,6 +21,7 @@ from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
 from cl_core.methods import METHODS
 from cl_core.params import HyperParam
+from cl_core.validation import validated
 from contract import SearchParam
 from sweep.errors import shown
 from sweep.space.checks import Checks, field_type, suggest
@@ -275,7 +276,7 @@ class SearchChecks(Checks):
                     if param.name == "iterations":
                         settings["epochs"] = None
                     try:
-                        RunConfig.from_dict(settings).validated()
+                        validated(RunConfig.from_dict(settings))
                     except ClsweepError as exc:
                         first_error = first_error or exc
                         continue

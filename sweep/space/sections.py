@@ -16,6 +16,7 @@ from cl_core.errors import ClsweepError
 from cl_core.methods import METHODS
 from cl_core.params import HyperParam
 from cl_core.per_task import PerTaskSettings
+from cl_core.validation import validated
 from sweep.errors import shown
 from sweep.space.checks import field_type
 from sweep.space.conduct import ConductChecks
@@ -410,7 +411,7 @@ class Validator(ConductChecks):
                     "method": method,
                 }
                 try:
-                    RunConfig.from_dict(settings).validated()
+                    validated(RunConfig.from_dict(settings))
                 except ClsweepError as exc:
                     self.fail(
                         "selection.evaluate",

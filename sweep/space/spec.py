@@ -15,6 +15,7 @@ from typing import Any
 
 from cl_core.config import RunConfig
 from cl_core.methods import METHODS
+from cl_core.validation import validated
 from contract import SearchParam
 from sweep.space.keys import DEFAULT_LOGGERS
 
@@ -216,7 +217,7 @@ class SweepSpec:
                 "device": "cuda" if self.gpus > 0 else "cpu",
             }
         )
-        return cfg.validated().to_dict()
+        return validated(cfg).to_dict()
 
     def params_for(self, method: str) -> tuple[SearchParam, ...]:
         """The parameters searched for ``method`` (its own study searches exactly these)."""

@@ -24,6 +24,7 @@ from cl_core.models import StackedModel
 from cl_core.params import HyperParam, resolve
 from cl_core.population import run_population
 from cl_core.trainer import RunResult, train
+from cl_core.validation import validated
 from sweep.__main__ import main as sweep_main
 from sweep.errors import SpaceError
 from sweep.space import load_space
@@ -167,7 +168,7 @@ def test_penalty_by_hand():
 def test_unregistered_name_is_refused_everywhere(tmp_path, capsys):
     """Without the registry line nothing knows the method (the registration below is what works)."""
     with pytest.raises(ClsweepError, match="unknown method 'l2prev'"):
-        RunConfig(method="l2prev").validated()
+        validated(RunConfig(method="l2prev"))
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     with pytest.raises(SpaceError, match="unknown method 'l2prev'"):
@@ -249,12 +250,12 @@ def test_the_method_trains_as_a_population_of_four(registered):
 
 def test_out_of_range_and_misspelled_hyperparameters_are_refused(registered, capsys):
     with pytest.raises(ClsweepError) as err:
-        RunConfig(method="l2prev", method_params={"strength": -1.0}).validated()
+        validated(RunConfig(method="l2prev", method_params={"strength": -1.0}))
     assert str(err.value) == (
         "method 'l2prev' hyperparameter 'strength' = -1.0 is out of range; valid range: [0, 1e+08]"
     )
     with pytest.raises(ClsweepError, match="has no hyperparameter 'strenght'; .*: strength"):
-        RunConfig(method="l2prev", method_params={"strenght": 1.0}).validated()
+        validated(RunConfig(method="l2prev", method_params={"strenght": 1.0}))
     assert run_main(["--method", "l2prev", "--param", "strength=1e9"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [

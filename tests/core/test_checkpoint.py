@@ -17,6 +17,7 @@ from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
 from cl_core.population import run_population, train_population
 from cl_core.trainer import Run, RunResult, train
+from cl_core.validation import validated
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = dict(benchmark="split-digits", scenario="class", n_tasks=5, hidden=(32, 32))
@@ -69,10 +70,10 @@ def _result(cfg: RunConfig, **kwargs) -> RunResult:
 
 def test_a_population_resumes_from_its_checkpoint_with_stopped_members(tmp_path):
     cfgs = [
-        RunConfig(
+        validated(RunConfig(
             **DIGITS, method="derpp", iterations=60, epochs=None, batch_size=32,
             lr=lr, train_seed=seed, method_params={"alpha": alpha},
-        ).validated()
+        ))
         for lr, seed, alpha in ((1e-3, 0, 0.5), (2e-3, 1, 1.0), (5e-4, 2, 2.0))
     ]  # fmt: skip
 
@@ -100,7 +101,7 @@ def test_a_population_resumes_from_its_checkpoint_with_stopped_members(tmp_path)
 
 
 def test_the_checkpoint_holds_the_whole_state_and_refuses_another_run(tmp_path):
-    cfg = RunConfig(**DIGITS, method="ewc", iterations=30, epochs=None, batch_size=32).validated()
+    cfg = validated(RunConfig(**DIGITS, method="ewc", iterations=30, epochs=None, batch_size=32))
     ckpt = tmp_path / "run.pt"
     run = Run([cfg], checkpoint=ckpt)
     iterator = iter(run)
@@ -113,7 +114,7 @@ def test_the_checkpoint_holds_the_whole_state_and_refuses_another_run(tmp_path):
     assert torch.equal(fisher, run.method.terms[0][0]) and torch.equal(anchor, run.model.theta)
     assert saved.ctx.batch_random.counter == run.ctx.batch_random.counter
     assert len(saved.history) == 3 and saved.ctx.seq.dataset is None  # the data is left out
-    other = RunConfig(**DIGITS, method="ewc", iterations=30, epochs=None, lr=0.01).validated()
+    other = validated(RunConfig(**DIGITS, method="ewc", iterations=30, epochs=None, lr=0.01))
     with pytest.raises(ClsweepError, match="holds another run .lr"):
         load_checkpoint(ckpt, [other], torch.device("cpu"))
     ckpt.write_bytes(b"not a checkpoint")
@@ -122,7 +123,7 @@ def test_the_checkpoint_holds_the_whole_state_and_refuses_another_run(tmp_path):
 
 
 def test_a_finished_run_removes_its_checkpoint_unless_asked_to_keep_it(tmp_path):
-    cfg = RunConfig(**DIGITS, method="si", iterations=60, epochs=None, batch_size=32).validated()
+    cfg = validated(RunConfig(**DIGITS, method="si", iterations=60, epochs=None, batch_size=32))
     plain = _result(cfg)
     kept = tmp_path / "kept.pt"
     assert np.array_equal(

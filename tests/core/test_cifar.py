@@ -12,6 +12,7 @@ from cl_core.data import cifar as cifar_module
 from cl_core.data.cifar import CIFAR10, CIFAR100
 from cl_core.errors import ClsweepError
 from cl_core.pretrain import main as pretrain_main
+from cl_core.validation import validated
 
 
 def _cfg(root, benchmark, n_tasks, **kw):
@@ -75,7 +76,7 @@ def test_split_cifar_benchmarks_build_their_tasks(tmp_path):
 
 def test_batches_are_normalised_per_channel(tmp_path):
     written = write_cifar(tmp_path, CIFAR10)
-    cfg = _cfg(tmp_path, "split-cifar10", 5, val_fraction=0.0).validated()
+    cfg = validated(_cfg(tmp_path, "split-cifar10", 5, val_fraction=0.0))
     ctx = TrainContext([cfg], build_tasks(cfg, load_dataset(cfg)), torch.device("cpu"))
     row = int(ctx.seq.tasks[1].train_idx[0])
     batch = ctx.make_batch(torch.tensor([[row]]), 1)
@@ -120,6 +121,6 @@ def test_pretrain_writes_conv_weights_a_run_loads(tmp_path, capsys):
     from cl_core.models import ModelFactory
 
     cfg = _cfg(tmp_path, "split-cifar10", 5, model="conv", conv_weights=str(out), freeze_conv=True)
-    model = ModelFactory([cfg.validated()], (3, 32, 32), 10, torch.device("cpu"))()
+    model = ModelFactory([validated(cfg)], (3, 32, 32), 10, torch.device("cpu"))()
     assert all(torch.equal(model.trunk.state_dict()[k], v) for k, v in saved.items())
     assert pretrain_main(["--benchmark", "permuted-mnist", "--out", str(out)]) == 2

@@ -14,6 +14,7 @@ from cl_core.models.conv import load_conv_weights
 from cl_core.pretrain import augment, symmetric_pad
 from cl_core.random import MemberRandom
 from cl_core.trainer import Run
+from cl_core.validation import validated
 
 # TODO(issue 16): generative replay (dgr, bir), the generative classifier and FROMP are still
 # being ported to the M-form; they join this list once they are.
@@ -77,7 +78,7 @@ def test_images_below_16x16_refused_in_one_line():
     with pytest.raises(ClsweepError, match="at least 16x16.*8x8"):
         ConvNet((1, 8, 8), (10,), 2)
     with pytest.raises(ClsweepError, match="split-digits's images are 8x8") as err:
-        RunConfig(benchmark="split-digits", model="conv").validated()
+        validated(RunConfig(benchmark="split-digits", model="conv"))
     assert "\n" not in str(err.value)
 
 
@@ -193,13 +194,13 @@ def test_conv_weights_errors_are_one_line(tmp_path):
 def test_conv_settings_validated_before_anything_loads(tmp_path):
     path, _ = _weights(tmp_path)
     with pytest.raises(ClsweepError, match="apply to model 'conv'"):
-        RunConfig(conv_weights=str(path)).validated()
+        validated(RunConfig(conv_weights=str(path)))
     conv = dict(benchmark="split-cifar10", model="conv")
     with pytest.raises(ClsweepError, match="set conv_weights"):
-        RunConfig(**conv, freeze_conv=True).validated()
+        validated(RunConfig(**conv, freeze_conv=True))
     with pytest.raises(ClsweepError, match="not found"):
-        RunConfig(**conv, conv_weights=str(tmp_path / "missing.pt")).validated()
-    cfg = RunConfig(**conv, conv_weights=str(path), freeze_conv=True).validated()
+        validated(RunConfig(**conv, conv_weights=str(tmp_path / "missing.pt")))
+    cfg = validated(RunConfig(**conv, conv_weights=str(path), freeze_conv=True))
     assert cfg.conv_weights == str(path.resolve())
 
 

@@ -9,6 +9,7 @@ from cl_core.config import RunConfig
 from cl_core.population import run_population
 from cl_core.random import MemberRandom
 from cl_core.trainer import RunResult, train
+from cl_core.validation import validated
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -16,7 +17,7 @@ DIGITS = dict(benchmark="split-digits", scenario="class", n_tasks=5, hidden=(64,
 
 
 def _result(cfg: RunConfig) -> RunResult:
-    return RunResult.from_reports(cfg.validated(), list(train(cfg)))
+    return RunResult.from_reports(validated(cfg), list(train(cfg)))
 
 
 def test_random_streams_draw_the_same_bits_on_cpu_and_gpu():
@@ -97,7 +98,7 @@ def test_conv_population_on_the_gpu_ends_near_its_single_runs():
 def _tasks(cfg: RunConfig):
     from cl_core.data import build_tasks, load_dataset
 
-    cfg = cfg.validated()
+    cfg = validated(cfg)
     return build_tasks(cfg, load_dataset(cfg)).tasks
 
 

@@ -12,6 +12,7 @@ from cl_core.methods.xdg import XdG, draw_gates, silenced_count
 from cl_core.models import ConvNet, ModelFactory
 from cl_core.random import MemberRandom
 from cl_core.trainer import Run
+from cl_core.validation import validated
 
 TASK_IL = dict(benchmark="split-digits", scenario="task", n_tasks=5)
 
@@ -115,7 +116,7 @@ def test_xdg_needs_hidden_layers():
 def test_xdg_and_separate_refused_outside_task_il(capsys):
     for method in ("xdg", "separate"):
         with pytest.raises(ClsweepError, match="supports: task"):
-            RunConfig(benchmark="split-digits", scenario="class", method=method).validated()
+            validated(RunConfig(benchmark="split-digits", scenario="class", method=method))
     assert main(["--benchmark", "split-digits", "--scenario", "class", "--method", "xdg"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'xdg'" in err[0] and "supports: task" in err[0]
@@ -126,7 +127,7 @@ def test_separate_width_rule_split_mnist_by_hand():
     """784-400-400 with 10 outputs: 784·400+400 + 400·400+400 + 400·10+10 = 478,410 parameters.
     Per task (2 outputs, width w): 784w+w + w²+w + 2w+2; w = 106 -> 94,766, x5 = 473,830 ≤
     478,410; w = 107 -> 95,767, x5 = 478,835 > 478,410."""
-    cfg = RunConfig(benchmark="split-mnist", scenario="task", hidden=(400, 400)).validated()
+    cfg = validated(RunConfig(benchmark="split-mnist", scenario="task", hidden=(400, 400)))
     factory = ModelFactory([cfg], (1, 28, 28), 10, torch.device("cpu"))
     assert factory.n_params() == 478_410
     assert factory.n_params((106, 106), 2) == 94_766
@@ -135,7 +136,7 @@ def test_separate_width_rule_split_mnist_by_hand():
 
 
 def test_separate_width_rule_uneven_widths_and_rng_untouched():
-    cfg = RunConfig(benchmark="split-mnist", scenario="task", hidden=(300, 100)).validated()
+    cfg = validated(RunConfig(benchmark="split-mnist", scenario="task", hidden=(300, 100)))
     factory = ModelFactory([cfg], (1, 28, 28), 10, torch.device("cpu"))
     torch.manual_seed(5)
     hidden = per_task_hidden(factory, 5, 2)
@@ -202,7 +203,7 @@ def test_separate_networks_leave_earlier_networks_bit_identical(optimizer, model
         settings.update(conv_weights=str(weights), freeze_conv=True, batch_size=16)
         cfgs = [cifar_config(tmp_path, **{**settings, **m}) for m in members]
     else:
-        cfgs = [RunConfig(**TASK_IL, **{**settings, **m}).validated() for m in members]
+        cfgs = [validated(RunConfig(**TASK_IL, **{**settings, **m})) for m in members]
     run = Run(cfgs)
     rounds = iter(run)
     next(rounds)  # the untrained model

@@ -45,6 +45,7 @@ from cl_core.population import (
     train_population,
 )
 from cl_core.trainer import Run, RunResult, train
+from cl_core.validation import validated
 
 PORTED = (
     "finetune",
@@ -185,7 +186,7 @@ def _exemplars(run: Run) -> torch.Tensor | None:
 
 def _trace(cfgs, dataset=None, validate=True):
     """``helpers.trace`` that also records each member's exemplar memory after every round."""
-    run = Run([c.validated() for c in cfgs] if validate else cfgs, dataset)
+    run = Run([validated(c) for c in cfgs] if validate else cfgs, dataset)
     reports = {i: [] for i in range(len(cfgs))}
     states = {i: [] for i in range(len(cfgs))}
     memories = {i: [] for i in range(len(cfgs))}
@@ -304,7 +305,7 @@ def _flip_message(method, digits, flips, what) -> str:
 # ---- the conv net ------------------------------------------------------------------------------
 # The conv net refuses 8x8 images and no benchmark serves the digits padded to 16x16
 # (pad32 pads 28x28 images), so these runs take the padded digits as their dataset and skip
-# RunConfig.validated() (which checks the benchmark's own 8x8 shape).
+# validated(RunConfig) (which checks the benchmark's own 8x8 shape).
 CONV = dict(model="conv", hidden=(16,), optimizer="sgd", momentum=0.0, iterations=10)
 
 
@@ -452,7 +453,7 @@ def test_a_diverging_member_leaves_the_others_bit_identical(method, configs):
 def test_a_stopped_member_trains_no_further_task_and_the_others_continue_bit_identical(method):
     """``Run.stop`` between tasks (early stopping): the stopped member's reports end there;
     the others' are those of the population that never stopped it, to the bit."""
-    cfgs = [c.validated() for c in _configs(method, "permuted-digits")]
+    cfgs = [validated(c) for c in _configs(method, "permuted-digits")]
     full = _trace(cfgs)
     run = Run(cfgs)
     seen = {i: [] for i in range(3)}
@@ -529,21 +530,23 @@ def test_a_method_without_population_form_runs_alone_with_a_one_line_notice(monk
 
 
 def test_sharing_rules_name_what_differs():
-    a = RunConfig(**DIGITS, method="ewc").validated()
-    faster = RunConfig(
-        **{**DIGITS, "lr": 0.1}, method="ewc", train_seed=4, method_params={"lambda": 3.0}
-    ).validated()
+    a = validated(RunConfig(**DIGITS, method="ewc"))
+    faster = validated(
+        RunConfig(
+            **{**DIGITS, "lr": 0.1}, method="ewc", train_seed=4, method_params={"lambda": 3.0}
+        )
+    )
     assert sharing_problem([a, faster]) is None  # lr, seed and floats may differ
-    b = RunConfig(**{**DIGITS, "hidden": (64,)}, method="ewc").validated()
+    b = validated(RunConfig(**{**DIGITS, "hidden": (64,)}, method="ewc"))
     assert sharing_problem([a, faster, b]) == (
         "config 2: hidden differs ((64,) vs (32,)); members must share it"
     )
-    c = RunConfig(**DIGITS, method="ewc", method_params={"merge": "separate"}).validated()
+    c = validated(RunConfig(**DIGITS, method="ewc", method_params={"merge": "separate"}))
     assert sharing_problem([a, c]) == (
         "config 1: ewc merge='separate' vs 'sum'; members must share every hyperparameter that "
         "is not a float"
     )
-    d = RunConfig(**DIGITS, method="si").validated()
+    d = validated(RunConfig(**DIGITS, method="si"))
     assert (
         sharing_problem([a, d]) == "config 1: method differs ('si' vs 'ewc'); members must share it"
     )

@@ -24,6 +24,7 @@ from cl_core.methods.memory import as_batch
 from cl_core.models import StackedModel
 from cl_core.models.stacked import StackedParameters
 from cl_core.trainer import RunResult, train
+from cl_core.validation import validated
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 SEEDS = [{"train_seed": 0}, {"train_seed": 1}]
@@ -200,7 +201,7 @@ def test_icarl_distils_old_units_to_the_previous_models_sigmoids():
 def test_icarl_refuses_task_il_before_anything_runs():
     cfg = RunConfig(benchmark="split-digits", scenario="task", method="icarl")
     with pytest.raises(ClsweepError, match="does not support the task-IL scenario"):
-        cfg.validated()
+        validated(cfg)
     proc = subprocess.run(
         [sys.executable, "-m", "cl_core", "--method", "icarl", "--scenario", "task"],
         cwd=REPO,

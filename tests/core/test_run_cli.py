@@ -20,6 +20,7 @@ from cl_core.context import TrainContext
 from cl_core.data import build_tasks, load_dataset
 from cl_core.progress import Progress
 from cl_core.trainer import FewStepsWarning, train
+from cl_core.validation import validated
 
 TINY = ["--benchmark", "permuted-digits", "--tasks", "2", "--hidden", "8", "--epochs", "1"]
 
@@ -109,7 +110,7 @@ def test_progress_bar_on_a_terminal_and_lines_in_a_log():
 @pytest.mark.parametrize("length", [{"epochs": 2, "batch_size": 100}, {"iterations": 7}])
 def test_training_steps_count_the_batches_of_a_task(length):
     values = {**dict(benchmark="permuted-digits", n_tasks=2, hidden=(8,), epochs=None), **length}
-    cfg = RunConfig(**values).validated()
+    cfg = validated(RunConfig(**values))
     ctx = TrainContext([cfg], build_tasks(cfg, load_dataset(cfg)), torch.device("cpu"))
     assert ctx.training_steps([0]) == sum(1 for _ in ctx.training_batches([0]))
     assert ctx.training_steps([0, 1]) == sum(1 for _ in ctx.training_batches([0, 1]))

@@ -12,6 +12,7 @@ from cl_core.methods.si import SI
 from cl_core.population import train_population
 from cl_core.stream import StreamSampler, StreamSchedule
 from cl_core.trainer import RunResult, train
+from cl_core.validation import validated
 
 STREAM = dict(
     benchmark="split-digits",
@@ -162,12 +163,12 @@ def test_replay_weights_current_and_replay_equally_in_a_stream():
 def test_stream_settings_are_validated(change, message):
     values = {**STREAM, "method": "ewc", "stream": "fuzzy-boundaries", "transition": 20, **change}
     with pytest.raises(ClsweepError, match=message):
-        RunConfig(**values).validated()
+        validated(RunConfig(**values))
 
 
 def test_reservoir_replay_runs_on_a_stream():
     cfg = RunConfig(**STREAM, method="der", stream="academic")
-    assert cfg.validated().method == "der"  # DER's reservoir needs no boundaries
+    assert validated(cfg).method == "der"  # DER's reservoir needs no boundaries
 
 
 def test_ewc_keeps_consolidating_in_the_last_tasks_stretch(monkeypatch):

@@ -10,15 +10,16 @@ from cl_core.config import RunConfig
 from cl_core.data import build_tasks, load_dataset
 from cl_core.errors import ClsweepError
 from cl_core.trainer import RunResult, train
+from cl_core.validation import validated
 
 
 def _sequences(benchmark: str, scenario: str, start: int, stop: int | None):
-    cfg = RunConfig(benchmark=benchmark, scenario=scenario, n_tasks=5, epochs=1).validated()
+    cfg = validated(RunConfig(benchmark=benchmark, scenario=scenario, n_tasks=5, epochs=1))
     data = load_dataset(cfg)
-    window = RunConfig(
+    window = validated(RunConfig(
         benchmark=benchmark, scenario=scenario, n_tasks=5, epochs=1, task_start=start,
         task_stop=stop,
-    ).validated()  # fmt: skip
+    ))  # fmt: skip
     return build_tasks(cfg, data), build_tasks(window, data)
 
 
@@ -52,7 +53,7 @@ def test_the_whole_sequence_is_the_default_window():
 @pytest.mark.parametrize(("start", "stop"), [(3, 3), (4, 2), (0, 6), (5, None), (-1, None)])
 def test_an_empty_or_outside_window_is_refused(start, stop):
     with pytest.raises(ClsweepError, match="task"):
-        RunConfig(n_tasks=5, task_start=start, task_stop=stop).validated()
+        validated(RunConfig(n_tasks=5, task_start=start, task_stop=stop))
 
 
 def test_a_windowed_run_learns_and_scores_its_tasks_alone():
@@ -65,4 +66,3 @@ def test_a_windowed_run_learns_and_scores_its_tasks_alone():
     assert result.acc_test.shape == (3, 2)  # untrained + 2 tasks learned, 2 tasks scored
     # class-IL fine-tuning: the last task is learned, the one before it forgotten
     assert result.acc_test[-1, 1] > 0.9 and result.acc_test[-1, 0] < 0.1
-

@@ -13,6 +13,7 @@ from cl_core.__main__ import main
 from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
 from cl_core.trainer import RunResult, train
+from cl_core.validation import validated
 
 SMALL = dict(benchmark="split-digits", scenario="class", n_tasks=5, hidden=(32,), epochs=2)
 
@@ -61,7 +62,7 @@ def test_iterations_mode_counts_batches():
     from cl_core.data import build_tasks, load_dataset
 
     cfg = RunConfig(benchmark="split-digits", n_tasks=5, iterations=7, epochs=None, batch_size=100)
-    ctx = TrainContext([cfg.validated()], build_tasks(cfg, load_dataset(cfg)), "cpu")
+    ctx = TrainContext([validated(cfg)], build_tasks(cfg, load_dataset(cfg)), "cpu")
     batches = list(ctx.training_batches([0]))
     sizes = [len(b) for b in batches]  # ~250 rows: 100, 100, 50, 100, ...
     assert len(sizes) == 7 and sizes[:3] == [100, 100, len(ctx.seq.tasks[0].train_idx) - 200]
@@ -153,13 +154,13 @@ def test_cli_usage_error_is_one_line_and_exit_2(tmp_path):
 
 def test_validated_refuses_misspelled_hyperparameter_and_bad_task_count():
     with pytest.raises(ClsweepError, match="has no hyperparameter 'lamda'"):
-        RunConfig(method="ewc", method_params={"lamda": 1}).validated()
+        validated(RunConfig(method="ewc", method_params={"lamda": 1}))
     with pytest.raises(ClsweepError, match="out of range"):
-        RunConfig(method="ewc", method_params={"lambda": -1}).validated()
+        validated(RunConfig(method="ewc", method_params={"lambda": -1}))
     with pytest.raises(ClsweepError, match="n_tasks must be in"):
-        RunConfig(benchmark="split-digits", n_tasks=3).validated()
+        validated(RunConfig(benchmark="split-digits", n_tasks=3))
     with pytest.raises(ClsweepError, match="unknown model"):
-        RunConfig(model="resnet").validated()
+        validated(RunConfig(model="resnet"))
 
 
 def test_cli_bad_flag_is_one_line_naming_the_closest_choice(capsys):

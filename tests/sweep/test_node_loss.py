@@ -24,6 +24,7 @@ from sweep_helpers import study_trials, write_space
 from cl_core.config import RunConfig
 from cl_core.population import run_population
 from cl_core.trainer import RunResult, train
+from cl_core.validation import validated
 from sweep.runner import Options, run_sweep
 from sweep.space import load_space
 
@@ -103,7 +104,7 @@ def _config(spec, row) -> RunConfig:
     base = spec.base_config(method, cell)
     params = {**base["method_params"], "lambda": float(row["hp_lambda"])}
     settings = {"data_seed": int(row["data_seed"]), "train_seed": int(row["train_seed"])}
-    return RunConfig.from_dict({**base, **settings, "method_params": params}).validated()
+    return validated(RunConfig.from_dict({**base, **settings, "method_params": params}))
 
 
 def _matrix(tasks: pd.DataFrame, trial_id: str, split: str) -> np.ndarray:
