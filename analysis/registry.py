@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
-import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +41,7 @@ from contract.registry import (
     write_entry,
 )
 from contract.schema import COMPLETED, SETTINGS, TRIALS_FILE
+from contract.yaml_numbers import read_floats_as_yaml_1_2
 
 IDENTITY = ("benchmark", "scenario", "n_tasks", "method")
 
@@ -51,15 +51,7 @@ class _SpaceLoader(yaml.SafeLoader):
     (sweep/yaml_safe.py; YAML 1.1 would read it as a string)."""
 
 
-_SpaceLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-    |[0-9][0-9_]*[eE][-+]?[0-9]+|\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN)$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
+read_floats_as_yaml_1_2(_SpaceLoader)
 NO_FINAL = "the sweep had no final phase: only the search value supports this configuration"
 
 

@@ -16,10 +16,11 @@ limit (a small file can expand to gigabytes: the "billion laughs"), recurses onc
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
+
+from contract.yaml_numbers import read_floats_as_yaml_1_2
 
 MAX_DEPTH = 16  # mappings/lists inside each other; a space file needs 4
 MAX_NODES = 20_000  # values after alias expansion; the shipped spaces have about 100
@@ -71,15 +72,7 @@ class _Loader(yaml.SafeLoader):
         return mapping
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-    |[0-9][0-9_]*[eE][-+]?[0-9]+|\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN)$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
+read_floats_as_yaml_1_2(_Loader)
 
 
 def load_yaml(text: str) -> Any:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from helpers import CONFIG_ONLY, modules_after
 
 from analysis.registry import entries_from, protocol_of
 from clsweep.cli import main
@@ -298,13 +297,5 @@ def test_bad_input_is_one_line_and_exit_2_before_any_training(tmp_path, capsys):
 
 def test_best_and_entries_need_neither_torch_nor_ray():
     """docs/design.md: analysis imports the contract only; the registry format is contract."""
-    code = (
-        "import sys, analysis.registry, contract.registry, clsweep.cli\n"
-        "names = ('ray', 'sweep', 'optuna', 'torch')\n"
-        "print(sorted(m for m in names if m in sys.modules),"
-        " sorted(m for m in sys.modules if m.startswith('cl_core')))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=REPO)  # fmt: skip
-    # of cl_core, only the torch-free run configuration the contract reads its columns from
-    assert done.stdout.strip() == "[] ['cl_core', 'cl_core.config', 'cl_core.errors']"
+    heavy, core = modules_after("import analysis.registry, contract.registry, clsweep.cli", REPO)
+    assert heavy == [] and core == CONFIG_ONLY

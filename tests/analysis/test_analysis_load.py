@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from analysis_fixtures import FIXTURES, SWEEPS
+from helpers import CONFIG_ONLY, modules_after
 
 from analysis.load import AnalysisError, load_results
 
@@ -106,10 +105,5 @@ def test_analysis_needs_neither_ray_nor_optuna_to_import():
     """docs/design.md: analysis reads Parquet and the contract only (so it installs without
     torch and Ray; the contract reads the torch-free run configuration); optuna is imported
     lazily, for importance."""
-    code = (
-        "import sys, analysis.report, analysis.__main__\n"
-        "print(sorted(m for m in ('ray', 'sweep', 'optuna', 'torch', 'torchvision')"
-        " if m in sys.modules), sorted(m for m in sys.modules if m.startswith('cl_core')))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[] ['cl_core', 'cl_core.config', 'cl_core.errors']"
+    heavy, core = modules_after("import analysis.report, analysis.__main__")
+    assert heavy == [] and core == CONFIG_ONLY

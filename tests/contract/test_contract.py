@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import CONFIG_ONLY, modules_after
 
 from cl_core import metrics as core_metrics
 from contract import METRICS, SearchParam, metric, objective_metrics
@@ -33,13 +32,8 @@ def documented(table: str) -> set[str]:
 
 def test_contract_imports_neither_torch_nor_ray():
     """Of cl_core, only the run configuration (its settings columns), which is torch-free."""
-    code = (
-        "import sys, contract, contract.tables, contract.schema\n"
-        "print(sorted(m for m in ('torch', 'ray', 'sweep', 'analysis', 'optuna') if m in "
-        "sys.modules), sorted(m for m in sys.modules if m.startswith('cl_core')))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[] ['cl_core', 'cl_core.config', 'cl_core.errors']"
+    heavy, core = modules_after("import contract, contract.tables, contract.schema")
+    assert heavy == [] and core == CONFIG_ONLY
 
 
 def test_the_registry_covers_the_cores_metrics_with_directions():

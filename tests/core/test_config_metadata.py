@@ -5,8 +5,8 @@ Every field appears in each place its metadata names, and nowhere else."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
+
+from helpers import CONFIG_ONLY, modules_after
 
 from cl_core.__main__ import FIELDS, build_parser
 from cl_core.config import (
@@ -63,10 +63,5 @@ def test_the_roles_the_rest_of_the_project_relies_on():
 def test_the_config_module_is_the_bottom_layer():
     """cl_core.config imports no torch and no other cl_core module but errors (contract reads
     its settings columns from it in a torch-free install)."""
-    code = (
-        "import sys; import cl_core.config; "
-        "bad = [m for m in sys.modules if m == 'torch' or (m.startswith('cl_core.') and "
-        "m not in ('cl_core.config', 'cl_core.errors'))]; print(bad)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    heavy, core = modules_after("import cl_core.config")
+    assert heavy == [] and core == CONFIG_ONLY

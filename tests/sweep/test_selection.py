@@ -26,18 +26,14 @@ final: {top_k: 1, seeds: 2}
 resources: {cpus: 1}
 loggers: []
 """
-TRANSFER = """
-method: ewc
-train: {hidden: "32", iterations: 40, epochs: null, batch_size: 32, lr: 0.01}
-search:
-  lambda: {type: loguniform, low: 1, high: 1.0e4}
-grid: {benchmark: split-digits, scenario: class, n_tasks: 5}
-budget: {trials: 3}
-selection: {protocol: transfer, evaluate: {benchmark: permuted-digits, n_tasks: 3}}
-final: {top_k: 1, seeds: 1}
-resources: {cpus: 1}
-loggers: []
-"""
+TRANSFER = (
+    FIRST_TASKS.replace("scenario: task", "scenario: class")
+    .replace(
+        "selection: {protocol: first-tasks, tasks: 2}",
+        "selection: {protocol: transfer, evaluate: {benchmark: permuted-digits, n_tasks: 3}}",
+    )
+    .replace("seeds: 2", "seeds: 1")
+)
 
 
 def _tables(folder):
