@@ -1,4 +1,4 @@
-"""One search space run under several selection protocols, side by side (issue 18, item 2).
+"""One search space run under several selection protocols, side by side.
 
 How hyperparameters are chosen decides how methods rank (Cha & Cho 2024, "Hyperparameters in
 Continual Learning: A Reality Check"; docs/selection.md). Given sweeps of the same space run under
@@ -7,11 +7,12 @@ where its final phase was reported, its test average accuracy there, the method'
 methods of that protocol, and what the search and the final phase cost; then, for each pair of
 protocols, whether the ranking of the methods they share changes.
 
-Layout: long, one row per (tuning cell, method, protocol), methods in the report's order and, within
-a method, protocols in :data:`PROTOCOL_ORDER`, so a method's choices under each protocol sit
-together. A method run under some protocols only gets a row under the others too, reading
-"not run". Accuracies under different protocols are measured on different tasks (first-tasks
-reports tasks k..T-1 only, transfer another cell), so only ranks compare across protocols.
+Layout: long, one row per (where the protocols report: benchmark and scenario; method;
+protocol), methods in the report's order and, within a method, protocols in
+:data:`PROTOCOL_ORDER`, so a method's choices under each protocol sit together. A method run
+under some protocols only gets a row under the others too, reading "not run". Accuracies under
+different protocols are measured on different tasks (first-tasks reports tasks k..T-1 only,
+transfer another cell), so only ranks compare across protocols.
 
 The chosen configuration is the sweep's own: its final phase's rank-1 configuration (the best
 search configuration by the sweep's objective, re-run with fresh seeds), or without a final phase
@@ -131,22 +132,26 @@ def compare_protocols(source: Results | str | Path | Sequence[str | Path]) -> Pr
 
 
 def protocol_rows(results: Results, labels: dict[str, str]) -> pd.DataFrame:
-    """One row per (tuning cell, method, protocol), every method of a cell under every protocol
-    (``source`` = ``not run`` where it was not), ranked within (cell, protocol) by the mean."""
+    """One row per (where the protocols report, method, protocol): ``cell`` is the benchmark
+    and scenario of the reported (final-phase) runs, so that a transfer sweep tuned on another
+    benchmark, or a first-tasks sweep of a longer sequence, stands beside the end-of-sequence
+    sweep it is compared with; every method of a cell under every protocol (``source`` = ``not
+    run`` where it was not), ranked within (cell, protocol) by the mean."""
     found: dict[tuple[str, str, str], dict[str, Any]] = {}
     trials = results.trials
-    for (sweep, method, cell), group in trials.groupby(["sweep", "method", "cell"], sort=True):
-        key = (str(cell), str(method), labels[str(sweep)])
+    for (sweep, method, study), group in trials.groupby(["sweep", "method", "cell"], sort=True):
+        row = _study_row(results, results.sweeps[str(sweep)], group)
+        benchmark, scenario, _ = str(study).rsplit("/", 2)
+        cell = (
+            f"{row.get('reported_benchmark', benchmark)}/{row.get('reported_scenario', scenario)}"
+        )
+        key = (cell, str(method), labels[str(sweep)])
         if key in found:
             raise AnalysisError(
-                f"{method} on {cell} ran under {key[2]} in sweeps {found[key]['sweep']} and "
-                f"{sweep}; pass one sweep per method and protocol"
+                f"{method} reported on {cell} under {key[2]} in sweeps {found[key]['sweep']} "
+                f"and {sweep}; pass one sweep per method, protocol and benchmark"
             )
-        found[key] = _study_row(results, results.sweeps[str(sweep)], group) | {
-            "cell": str(cell),
-            "method": str(method),
-            "protocol": key[2],
-        }
+        found[key] = row | {"cell": cell, "method": str(method), "protocol": key[2]}
     protocols = sorted(set(labels.values()), key=protocol_sort_key)
     cells = sorted({k[0] for k in found}, key=_cell_key)
     rows = []
@@ -164,8 +169,8 @@ def protocol_rows(results: Results, labels: dict[str, str]) -> pd.DataFrame:
 
 
 def _cell_key(cell: str) -> tuple:
-    benchmark, scenario, n_tasks = cell.rsplit("/", 2)
-    return cell_sort_key(benchmark, scenario, int(n_tasks))
+    benchmark, scenario = cell.rsplit("/", 1)
+    return cell_sort_key(benchmark, scenario, 0)
 
 
 def _study_row(results: Results, info: SweepInfo, rows: pd.DataFrame) -> dict[str, Any]:
@@ -281,7 +286,7 @@ def _not_run(cell: str, method: str, protocol: str) -> dict[str, Any]:
 def compare_display(rows: pd.DataFrame) -> pd.DataFrame:
     """The table a reader reads: values to 4 significant digits, accuracy in percent, blanks
     where a method was not run under a protocol; the tasks searched and reported named within
-    the tuning cell (``cell``), a transfer's evaluation cell in full."""
+    full (cell and tasks)."""
     records = []
     for _, row in rows.iterrows():
         ran = row["source"] != NOT_RUN
@@ -317,8 +322,8 @@ def _configuration(row: pd.Series) -> str:
 
 
 def _within(where: Any, cell: str) -> str:
-    """'tasks 2-3' for a place in the tuning cell (the row's cell column names it), the whole
-    place elsewhere; blank where the frame holds nothing (None reads back as NaN)."""
+    """A place without the row's ``cell`` prefix where it starts with it, the whole place
+    elsewhere; blank where the frame holds nothing (None reads back as NaN)."""
     if where is None or pd.isna(where):
         return ""
     return str(where).removeprefix(f"{cell}, ")

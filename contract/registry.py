@@ -32,7 +32,8 @@ MARKER = "clsweep_registry_entry"
 """First key of every entry: what the file is, and its format version."""
 SUFFIX = ".yaml"
 DEFAULT_PROTOCOL = "end-of-sequence"
-"""The selection protocol of a sweep whose sweep.json records none (issue 18: today's one)."""
+"""The selection protocol of a sweep whose sweep.json records none (sweeps written before
+selection protocols existed ran it: docs/selection.md)."""
 
 CONFIG_KEYS = ("benchmark", "scenario", "n_tasks", "method", "method_params") + tuple(
     name for name, _ in SETTINGS

@@ -45,8 +45,9 @@ def _trial(sweep: str, method: str, phase: str, config: tuple, **row) -> dict:
     """A trials.parquet row: ``config`` = (config_id, knob value, lr)."""
     config_id, knob, lr = config
     benchmark, scenario, n_tasks = row.pop("cell", CELL).split("/")
+    study = row.pop("study", CELL)
     base = {
-        "schema_version": 5, "sweep": sweep, "phase": phase, "cell": CELL, "config_id": config_id,
+        "schema_version": 5, "sweep": sweep, "phase": phase, "cell": study, "config_id": config_id,
         "method": method, "benchmark": benchmark, "scenario": scenario, "n_tasks": int(n_tasks),
         "task_start": 0, "data_seed": 0, "train_seed": 0, "lr": lr, "optimizer": "adam",
         "status": "completed", "tasks_completed": 4, "device": "cpu", "wall_time_s": 1.0,
@@ -59,10 +60,13 @@ def _trial(sweep: str, method: str, phase: str, config: tuple, **row) -> dict:
     return base
 
 
-def _study(sweep: str, method: str, finals: dict[int, float], k: int = 0, **where) -> list[dict]:
+def _study(
+    sweep: str, method: str, finals: dict[int, float], k: int = 0, tune: str = CELL
+) -> list[dict]:
     """Three search trials (configs a, b, c; b has the best validation value) and the final phase
     (rank r re-runs config a, b, c in the order b, a, c) with three seeds each around the
-    given test means. ``k``: the first-tasks window; ``where``: the final rows' cell."""
+    given test means, on CELL. ``k``: the first-tasks window; ``tune``: the cell searched (a
+    transfer sweep's, where the study is named)."""
     configs = {
         "a": (f"{method}-a", 10.0, 0.01),
         "b": (f"{method}-b", 123.456789, 0.001),
@@ -71,8 +75,8 @@ def _study(sweep: str, method: str, finals: dict[int, float], k: int = 0, **wher
     vals = {"a": 0.70, "b": 0.80, "c": 0.60}
     window = {"task_stop": k} if k else {}
     rows = [
-        _trial(sweep, method, "search", configs[name], trial_id=f"{method}-s{i}",
-               val_avg_acc=vals[name], test_avg_acc=vals[name] - 0.05, **window)
+        _trial(sweep, method, "search", configs[name], trial_id=f"{method}-s{i}", cell=tune,
+               study=tune, val_avg_acc=vals[name], test_avg_acc=vals[name] - 0.05, **window)
         for i, name in enumerate("abc")
     ]  # fmt: skip
     window = {"task_start": k} if k else {}
@@ -82,7 +86,7 @@ def _study(sweep: str, method: str, finals: dict[int, float], k: int = 0, **wher
             rows.append(
                 _trial(sweep, method, "final", configs[name], final_rank=rank,
                        trial_id=f"{method}-final-{name}-{seed}", data_seed=seed, train_seed=seed,
-                       val_avg_acc=0.5, test_avg_acc=mean + offset, **window, **where)
+                       val_avg_acc=0.5, test_avg_acc=mean + offset, study=tune, **window)
             )  # fmt: skip
     return rows
 
@@ -117,15 +121,16 @@ TRANSFER = {"er": 0.70, "ewc": 0.60, "si": 0.50}
 @pytest.fixture
 def sweeps(tmp_path: Path) -> list[Path]:
     """The space run under end-of-sequence (no selection record, as older sweeps),
-    first-tasks (k = 2) and transfer (onto permuted-mnist, cost not recorded)."""
+    first-tasks (k = 2) and transfer (searched on permuted-mnist, evaluated on CELL, cost not
+    recorded): all three report on CELL, where they are compared."""
     eos = [r for m, v in EOS.items() for r in _study("eos", m, {1: v, 2: 0.99})]
     first = [r for m, v in FIRST.items() for r in _study("ft", m, {1: v}, k=2)]
     transfer = [
         r | {"cpu_time_s": None, "gpu_time_s": None}
         for m, v in TRANSFER.items()
-        for r in _study("tr", m, {1: v}, cell="permuted-mnist/domain/4")
+        for r in _study("tr", m, {1: v}, tune="permuted-mnist/domain/4")
     ]
-    target = "permuted-mnist/domain/4"
+    tuned = "permuted-mnist/domain/4"
     return [
         _write_sweep(tmp_path, "eos", eos, None),
         _write_sweep(tmp_path, "ft", first, {
@@ -133,10 +138,10 @@ def sweeps(tmp_path: Path) -> list[Path]:
             "described": {CELL: f"first-tasks: searched on tasks 0-1 of {CELL}; final phase "
                                 "learns and reports tasks 2-3 alone"}}),
         _write_sweep(tmp_path, "tr", transfer, {
-            "protocol": "transfer", "evaluate": {"benchmark": "permuted-mnist"},
-            "evaluated_on": {CELL: target},
-            "described": {CELL: f"transfer: searched on {CELL}; final phase on {target}, "
-                                "reported alone"}}),
+            "protocol": "transfer", "evaluate": {"benchmark": "permuted-digits"},
+            "evaluated_on": {tuned: CELL},
+            "described": {tuned: f"transfer: searched on {tuned}; final phase on {CELL}, "
+                                 "reported alone"}}),
     ]  # fmt: skip
 
 
@@ -181,9 +186,10 @@ def test_chosen_configs_means_ranks_and_cost(sweeps):
     assert first["reported_on"] == f"{CELL}, tasks 2-3"
     assert (first["task_start"], first["task_stop"]) == (2, 4)
     transfer = _row(rows, "ewc", "transfer")
-    assert transfer["searched_on"] == f"{CELL}, all 4 tasks"
-    assert transfer["reported_on"] == "permuted-mnist/domain/4, all 4 tasks"
-    assert transfer["reported_benchmark"] == "permuted-mnist"
+    assert transfer["searched_on"] == "permuted-mnist/domain/4, all 4 tasks"
+    assert transfer["reported_on"] == f"{CELL}, all 4 tasks"
+    assert transfer["reported_benchmark"] == "permuted-digits"
+    assert set(rows["cell"]) == {"permuted-digits/domain"}  # compared where they report
     blank = _row(rows, "derpp", "transfer")
     assert blank["source"] == "not run" and pd.isna(blank["rank"]) and pd.isna(blank["sweep"])
 
@@ -199,10 +205,10 @@ def test_display_and_numbers(sweeps):
     ewc = shown.loc[("ewc", "end-of-sequence")]
     assert ewc["configuration"] == "lambda=123.5, lr=0.001"
     where = ewc[["cell", "searched on", "reported on"]].tolist()
-    assert where == [CELL, "all 4 tasks", "all 4 tasks"]
-    assert shown.loc[("ewc", "first-tasks"), "searched on"] == "tasks 0-1"
-    assert shown.loc[("ewc", "first-tasks"), "reported on"] == "tasks 2-3"
-    assert shown.loc[("ewc", "transfer"), "reported on"] == "permuted-mnist/domain/4, all 4 tasks"
+    assert where == ["permuted-digits/domain", f"{CELL}, all 4 tasks", f"{CELL}, all 4 tasks"]
+    assert shown.loc[("ewc", "first-tasks"), "searched on"] == f"{CELL}, tasks 0-1"
+    assert shown.loc[("ewc", "first-tasks"), "reported on"] == f"{CELL}, tasks 2-3"
+    assert shown.loc[("ewc", "transfer"), "searched on"] == "permuted-mnist/domain/4, all 4 tasks"
     assert ewc["test avg. acc. (%)"] == "80.0 ± 0.6 (n=3)"
     assert ewc["rank"] == "3"
     assert ewc["trials (search + final)"] == "3 + 6"
@@ -219,7 +225,8 @@ def test_display_and_numbers(sweeps):
     caption = comparison.caption
     assert "end-of-sequence (sweep eos): searched on the validation data of every task" in caption
     assert "| first-tasks (sweep ft): searched on tasks 0-1 of" in caption
-    assert f"| transfer (sweep tr): searched on {CELL}; final phase on permuted-mnist" in caption
+    tuned = "permuted-mnist/domain/4"
+    assert f"| transfer (sweep tr): searched on {tuned}; final phase on {CELL}" in caption
 
 
 def test_reading_says_which_rankings_change(sweeps):
@@ -298,7 +305,7 @@ def test_bad_input_is_one_line_and_exit_2(sweeps, tmp_path: Path, capsys):
     (again / "ft2" / "sweep.json").write_text(json.dumps(meta | {"name": "ft2"}))
     assert clsweep_main(["compare-protocols", str(sweeps[0]), str(sweeps[1]), str(again)]) == 2
     _one_error_line(
-        capsys, "derpp on permuted-digits/domain/4 ran under first-tasks in sweeps ft and ft2"
+        capsys, "derpp reported on permuted-digits/domain under first-tasks in sweeps ft and ft2"
     )
     with pytest.raises(SystemExit) as usage:  # argparse exits, as for every subcommand
         clsweep_main(["compare-protocols"])
@@ -349,8 +356,8 @@ def test_report_has_the_section_with_two_protocols(tmp_path: Path):
     assert "end-of-sequence (sweep two-methods): searched on the validation data" in section
     assert "| first-tasks (sweep two-methods-first): searched on tasks 0-0" in section
     assert (
-        "Reading: permuted-digits/domain/3: ranking end-of-sequence: er > finetune; first-tasks: "
-        "finetune > er: changes. permuted-digits/class/3: ranking" in section
+        "Reading: permuted-digits/domain: ranking end-of-sequence: er > finetune; first-tasks: "
+        "finetune > er: changes. permuted-digits/class: ranking" in section
     )
     assert page.index("<h2>Selection protocols compared") < page.index("<h2>Figures")
     assert (tmp_path / "report" / "tables" / "protocols.csv").is_file()
