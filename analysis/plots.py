@@ -159,6 +159,7 @@ def plot_average_accuracy(results: Results, best: pd.DataFrame, split: str = "te
     """
     cells = ordered_cells(best)
     fig, panels = _cell_panels(cells, width=4.6, height=3.6, sharey=True)
+    protocols = list(dict.fromkeys(best["protocol"]))  # several: one line style each
     for (_, (benchmark, scenario, n_tasks)), (ax, _) in panels.items():
         for _, row in in_cell(best, benchmark, scenario, n_tasks).iterrows():
             curves = np.array(
@@ -171,7 +172,11 @@ def plot_average_accuracy(results: Results, best: pd.DataFrame, split: str = "te
             x = np.arange(1, curves.shape[1] + 1)
             mean = curves.mean(axis=0)
             color = method_color(row["method"])
-            ax.plot(x, mean, "-o", ms=4, color=color, label=f"{row['method']} (n={len(curves)})")
+            label, style = f"{row['method']} (n={len(curves)})", "-o"
+            if len(protocols) > 1:
+                label += f", {row['protocol']}"
+                style = ("-", "--", ":", "-.")[protocols.index(row["protocol"]) % 4] + "o"
+            ax.plot(x, mean, style, ms=4, color=color, label=label)
             if len(curves) > 1:
                 err = np.array([sem(column) for column in curves.T])
                 ax.fill_between(x, mean - err, mean + err, color=color, alpha=0.2)

@@ -20,11 +20,15 @@ def reading(results: Results, best: pd.DataFrame) -> str:
     """Two lines: the leading method of each cell on test average accuracy and its lead over the
     next; then what the sweeps cost and how much of it the search took."""
     leads = []
-    for _, rows in best.groupby(["benchmark", "n_tasks", "scenario"], sort=False):
+    several = best["protocol"].nunique() > 1  # then each cell's lead is per protocol
+    keys = ["benchmark", "n_tasks", "scenario", "protocol"]
+    for _, rows in best.groupby(keys, sort=False):
         rows = rows.sort_values("test_avg_acc_mean", ascending=False, kind="stable")
         top = rows.iloc[0]
+        where = cell_title(top["benchmark"], top["scenario"], top["n_tasks"])
+        where += f" ({top['protocol']})" if several else ""
         text = (
-            f"{cell_title(top['benchmark'], top['scenario'], top['n_tasks'])}: {top['method']} "
+            f"{where}: {top['method']} "
             f"{format_pm(top['test_avg_acc_mean'], top['test_avg_acc_sem'])}% (n={int(top['n'])})"
         )
         if len(rows) > 1:
@@ -63,6 +67,10 @@ def summary_display(results: Results, best: pd.DataFrame) -> pd.DataFrame:
         scenario_label(s) if shared else f"{b} ({n} tasks), {scenario_label(s)}"
         for b, s, n in best[["benchmark", "scenario", "n_tasks"]].itertuples(index=False)
     ]
+    if best["protocol"].nunique() > 1:  # the selection protocol tells the rows of a cell apart
+        cells = [
+            f"{cell}, {protocol}" for cell, protocol in zip(cells, best["protocol"], strict=True)
+        ]
     return pd.DataFrame(
         {
             "method": best["method"].to_numpy(),
