@@ -318,6 +318,9 @@ def _configuration(row: pd.Series) -> str:
     if pd.isna(row["params_shown"]):
         return str(row["source"])  # 'no completed trial'
     suffix = " (best search trial: no final phase)" if row["source"] == "search" else ""
+    if str(row["protocol"]).startswith("per-task"):  # chosen inside the run, at every task
+        searched = "" if row["params_shown"] == "(defaults)" else f"; {row['params_shown']}"
+        return f"lr and stability knob chosen at each task (per_task_choices){searched}{suffix}"
     return str(row["params_shown"]) + suffix
 
 
