@@ -213,8 +213,9 @@ def check_folder(spec: SweepSpec, folder: Path, resume: bool) -> None:
         raise ClsweepError(
             f"--resume: the space differs from the one {folder.name} was started with "
             f"({recorded.get('space_file')}): methods, fixed settings, searched parameters, "
-            "cells, objective, sampler and final phase must match; resume with that file "
-            "(budgets and resources may change), or start a new sweep with --name NEW"
+            "cells, objective, sampler, selection protocol and final phase must match; resume "
+            "with that file (budgets and resources may change), or start a new sweep with "
+            "--name NEW"
         )
     for name in (TRIALS_FILE, TASKS_FILE, CURVES_FILE):
         tables.recover(folder, name)
