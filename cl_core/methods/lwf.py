@@ -53,7 +53,6 @@ class LwF(Method):
     """Distil the previous model's outputs on the current task's inputs."""
 
     name = "lwf"
-    stability = ("weight",)
     hyperparams = {
         p.name: p
         for p in (
@@ -94,6 +93,7 @@ class LwF(Method):
             ),
         )
     }
+    stability = ("weight",)
 
     member_state = ("old",)
 

@@ -33,7 +33,6 @@ class SI(Method):
     """Online importance from each parameter's contribution to the drop in loss."""
 
     name = "si"
-    stability = ("c",)
     hyperparams = {
         p.name: p
         for p in (
@@ -57,6 +56,7 @@ class SI(Method):
             ),
         )
     }
+    stability = ("c",)
 
     member_state = ("importance", "anchor", "path", "start", "before", "step_grad")
 

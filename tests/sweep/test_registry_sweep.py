@@ -11,21 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sweep_helpers import REPO, TINY_SPACE
 
 from clsweep.cli import main
 from contract.registry import read_entry
 
-REPO = Path(__file__).resolve().parents[1]
-SPACE = """
-method: ewc
-train: {hidden: "32", epochs: 2, batch_size: 32, lr: 0.01}
-search:
-  lambda: {type: loguniform, low: 1, high: 1.0e4}
-grid: {benchmark: permuted-digits, scenario: domain, n_tasks: 3}
-budget: {trials: 3}
-resources: {cpus: 1}
-final: {top_k: 1, seeds: 2}
-"""
+SPACE = TINY_SPACE.replace("trials: 4", "trials: 3") + "final: {top_k: 1, seeds: 2}\n"
 
 
 def clsweep(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
