@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cl_core.config import RunConfig
+from cl_core.data import load_dataset
 from cl_core.population import run_population
 from cl_core.random import MemberRandom
 from cl_core.trainer import RunResult, train
@@ -115,3 +116,21 @@ def test_tf32_is_an_opt_in_each_run_sets_for_itself():
     # tiny digits test sets turns that into whole points (0.475 measured on an H200), so no
     # tolerance is asserted
     assert not np.array_equal(tf32.acc_test, fp32.acc_test)
+
+
+def test_the_sweeps_cost_meter_reads_cudas_peak_memory():
+    """The cost columns on a GPU (sweep/cost.py, which needs no Ray; CI has no GPU, and its CPU
+    path is tests/sweep/test_cost.py): the peak is CUDA's, at least the 4 float32 (M, P)
+    tensors of one member's parameters, gradients and Adam moments."""
+    from sweep.cost import CostMeter
+
+    cfg = validated(
+        RunConfig(**DIGITS, method="ewc", iterations=20, epochs=None, batch_size=32, device="cuda")
+    )
+    meter = CostMeter(gpus=1.0)
+    meter.watch(cfg, load_dataset(cfg))
+    list(train(cfg))
+    cost = meter.metrics()
+    assert cost["trainable_params"] == 64 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
+    assert cost["peak_memory_bytes"] >= 4 * 4 * cost["trainable_params"]
+    assert cost["gpu_time_s"] > 0
