@@ -90,15 +90,30 @@ def permutations(
     return perms
 
 
-def permuted_tasks(cfg: RunConfig, data: Dataset) -> TaskSequence:
+@dataclass(frozen=True)
+class SequenceSettings:
+    """What a task builder needs of a run's configuration, and nothing else."""
+
+    n_tasks: int
+    data_seed: int
+    val_fraction: float
+    first_task_unpermuted: bool = False
+
+    @classmethod
+    def of(cls, cfg: RunConfig) -> SequenceSettings:
+        return cls(cfg.n_tasks, cfg.data_seed, cfg.val_fraction, cfg.first_task_unpermuted)
+
+
+def permuted_tasks(settings: SequenceSettings, data: Dataset) -> TaskSequence:
     """Every task sees the whole dataset under its own pixel permutation (domain-IL labels)."""
-    split_gen = torch.Generator().manual_seed(cfg.data_seed)
+    split_gen = torch.Generator().manual_seed(settings.data_seed)
     all_train = torch.arange(len(data.y_train))
     tasks = []
-    for t, perm in enumerate(
-        permutations(cfg.n_tasks, data.input_dim, cfg.data_seed, cfg.first_task_unpermuted)
-    ):
-        train_idx, val_idx = _carve_validation(all_train, cfg.val_fraction, split_gen)
+    perms = permutations(
+        settings.n_tasks, data.input_dim, settings.data_seed, settings.first_task_unpermuted
+    )
+    for t, perm in enumerate(perms):
+        train_idx, val_idx = _carve_validation(all_train, settings.val_fraction, split_gen)
         tasks.append(
             Task(
                 t,
@@ -112,19 +127,19 @@ def permuted_tasks(cfg: RunConfig, data: Dataset) -> TaskSequence:
     return TaskSequence(data, tasks, data.n_classes, data.n_classes, torch.arange(data.n_classes))
 
 
-def split_tasks(cfg: RunConfig, data: Dataset) -> TaskSequence:
+def split_tasks(settings: SequenceSettings, data: Dataset) -> TaskSequence:
     """The classes, in a seeded order, dealt out evenly to the tasks (the registry checks that
     ``n_tasks`` divides the class count)."""
-    per_task = data.n_classes // cfg.n_tasks
-    order = _class_order(data.n_classes, cfg.data_seed)
+    per_task = data.n_classes // settings.n_tasks
+    order = _class_order(data.n_classes, settings.data_seed)
     label_map = torch.empty(data.n_classes, dtype=torch.int64)
     label_map[torch.tensor(order)] = torch.arange(data.n_classes)
-    split_gen = torch.Generator().manual_seed(cfg.data_seed)
+    split_gen = torch.Generator().manual_seed(settings.data_seed)
     tasks = []
-    for t in range(cfg.n_tasks):
+    for t in range(settings.n_tasks):
         classes = tuple(order[t * per_task : (t + 1) * per_task])
         in_task = torch.isin(data.y_train, torch.tensor(classes)).nonzero().flatten()
-        train_idx, val_idx = _carve_validation(in_task, cfg.val_fraction, split_gen)
+        train_idx, val_idx = _carve_validation(in_task, settings.val_fraction, split_gen)
         test_idx = torch.isin(data.y_test, torch.tensor(classes)).nonzero().flatten()
         tasks.append(Task(t, classes, train_idx, val_idx, test_idx, None))
     return TaskSequence(data, tasks, per_task, 0, label_map)

@@ -29,7 +29,7 @@ from cl_core.errors import ClsweepError
 
 if TYPE_CHECKING:
     from cl_core.config import RunConfig
-    from cl_core.data.benchmarks import TaskSequence
+    from cl_core.data.benchmarks import SequenceSettings, TaskSequence
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Benchmark:
 
     name: str
     dataset: str
-    build_tasks: Callable[[RunConfig, Dataset], TaskSequence]
+    build_tasks: Callable[[SequenceSettings, Dataset], TaskSequence]
     split_by_class: bool  # True: tasks partition the classes; False: every task has all classes
     description: str
 
