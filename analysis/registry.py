@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -179,12 +180,12 @@ def _provenance(info: SweepInfo, row: dict[str, Any]) -> dict[str, Any]:
     space_hash = None if space is None else _sha256(canonical_json(space).encode())
     return {
         "sweep": info.name,
-        "results_folder": str(info.path.resolve()),
+        "results_folder": info.path.name,  # where it lay is the machine's, not the entry's
         "space_file": meta.get("space_file"),
         "space_sha256": space_hash,
         "space_file_sha256": _space_file_hash(meta.get("space_file"), space),
         "fingerprint": meta.get("fingerprint"),
-        "command": meta.get("command"),
+        "command": portable_command(meta.get("command")),
         "git_commit": meta.get("git_commit"),
         "clsweep_version": versions.get("clsweep"),
         "versions": dict(versions),
@@ -193,6 +194,20 @@ def _provenance(info: SweepInfo, row: dict[str, Any]) -> dict[str, Any]:
         "device": row.get("device"),
         "population": row.get("population"),
     }
+
+
+MACHINE_OPTIONS = ("--data-root", "--out")
+"""Options whose values name folders of the machine the sweep ran on (they change no number)."""
+
+
+def portable_command(command: str | None) -> str | None:
+    """The sweep's command with the folders of its machine replaced by DIR, so that an entry
+    shipped with the project names no one's paths."""
+    if command is None:
+        return None
+    for option in MACHINE_OPTIONS:
+        command = re.sub(rf"({option})(=|\s+)\S+", r"\1\2DIR", command)
+    return command
 
 
 def _space_file_hash(space_file: str | None, space: Any) -> str | None:
