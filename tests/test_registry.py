@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from helpers import CONFIG_ONLY, modules_after
+from import_checks import CONFIG_ONLY, modules_after
 
 from analysis.registry import entries_from, protocol_of
 from clsweep.cli import main

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from analysis_fixtures import FIXTURES, SWEEPS
-from helpers import CONFIG_ONLY, modules_after
+from import_checks import CONFIG_ONLY, modules_after
 
 from analysis.load import AnalysisError, load_results
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import CONFIG_ONLY, modules_after
+from import_checks import CONFIG_ONLY, modules_after
 
 from cl_core import metrics as core_metrics
 from contract import METRICS, SearchParam, metric, objective_metrics

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from helpers import CONFIG_ONLY, modules_after
+from import_checks import CONFIG_ONLY, modules_after
 
 from cl_core.__main__ import FIELDS, build_parser
 from cl_core.config import (
