@@ -28,9 +28,11 @@ from cl_core.validation import validated
 from sweep.runner import Options, run_sweep
 from sweep.space import load_space
 
+# Tasks long enough (a few seconds per trial) that the node is gone before its trial ends: the
+# watcher removes it at the first checkpoint, and a raylet killed takes a moment to go.
 SPACE = """
 method: ewc
-train: {hidden: "16", iterations: 800, batch_size: 32, lr: 0.01}
+train: {hidden: "16", iterations: 2500, batch_size: 32, lr: 0.01}
 search:
   lambda: {type: loguniform, low: 1, high: 1.0e4}
 grid: {benchmark: split-digits, scenario: class, n_tasks: 5}
