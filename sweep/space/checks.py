@@ -133,12 +133,19 @@ class Checks:
                 self.fail(key, f"unknown {what} {shown(item)}", suggest(item, valid))
         return values
 
-    def run_config(self, settings: dict[str, Any], key: str) -> None:
-        """Refuse settings the trainer would refuse (RunConfig.validated's message)."""
+    def run_config(
+        self,
+        settings: dict[str, Any],
+        key: str,
+        where: str = "",
+        fix: str = "change the value to one the trainer accepts",
+    ) -> None:
+        """Refuse settings the trainer would refuse (cl_core.validation.validated's message,
+        after ``where``)."""
         try:
             validated(RunConfig.from_dict(settings))
         except ClsweepError as exc:
-            self.fail(key, str(exc), "change the value to one the trainer accepts")
+            self.fail(key, f"{where}{exc}", fix)
 
     # -- method hyperparameters: which listed method declares a name -----------------------------
 

@@ -7,6 +7,7 @@ the budget that depend on them); the first problem raises (:mod:`sweep.space.che
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from typing import Any
 
@@ -16,7 +17,6 @@ from cl_core.errors import ClsweepError
 from cl_core.methods import METHODS
 from cl_core.params import HyperParam
 from cl_core.per_task import PerTaskSettings
-from cl_core.validation import validated
 from sweep.errors import shown
 from sweep.space.checks import field_type
 from sweep.space.conduct import ConductChecks
@@ -403,19 +403,10 @@ class Validator(ConductChecks):
                     "name a benchmark, scenario or n_tasks that differs from the grid's",
                 )
             for method in methods:
-                settings = {
-                    **train,
-                    "benchmark": target.benchmark,
-                    "scenario": target.scenario,
-                    "n_tasks": target.n_tasks,
-                    "method": method,
-                }
-                try:
-                    validated(RunConfig.from_dict(settings))
-                except ClsweepError as exc:
-                    self.fail(
-                        "selection.evaluate",
-                        f"{method} on the evaluation cell {target.key}: {exc}",
-                        "evaluate on a cell every method of the space can run",
-                    )
-        return Selection(TRANSFER, evaluate=chosen.evaluate)
+                self.run_config(
+                    {**train, **dataclasses.asdict(target), "method": method},
+                    "selection.evaluate",
+                    f"{method} on the evaluation cell {target.key}: ",
+                    "evaluate on a cell every method of the space can run",
+                )
+        return chosen
