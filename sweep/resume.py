@@ -258,7 +258,7 @@ def _check_results(folder: Path, studies: Path | None) -> None:
 
 def _ended_in_studies(path: Path) -> int:
     """Trials the studies in ``path`` record as ended."""
-    storage = open_storage(path)
+    storage = open_storage(path, checking=True)
     try:
         ended = 0
         for name in optuna.get_all_study_names(storage):

@@ -4,8 +4,10 @@ Tune can only continue or stop a whole trial. A population's trainable reports a
 after each task and waits (function trainables report synchronously) until the driver has
 processed the report; the driver posts the members its rungs stopped on a small named actor
 before it lets the trial continue, and the trainable takes them before training the next task.
-The actor (no CPU of its own) is started at the first stop: a sweep in which nothing stops early
-never pays for its process. It dies with the driver, or when the run ends (:meth:`close`).
+The actor (no CPU of its own) is started with the run when the space stops early (:meth:`start`:
+it starts while the first populations train, not when the first stop waits for it, which cost
+each first-wave population about a second on 2 cores), else at the first stop. It dies with the
+driver, or when the run ends (:meth:`close`).
 Why: docs/design.md, "The stop board".
 """
 
@@ -38,11 +40,15 @@ class StopBoard:
         self.name = name
         self._actor: Any = None
 
-    def post(self, population: str, members: list[str]) -> None:
+    def start(self) -> None:
+        """Start the actor without waiting for it (a ``post`` waits for it if need be)."""
         if self._actor is None:
             # On the driver's node: a worker node that goes away must not take the board along.
             here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), False)
             self._actor = _Board.options(name=self.name, scheduling_strategy=here).remote()
+
+    def post(self, population: str, members: list[str]) -> None:
+        self.start()
         ray.get(self._actor.post.remote(population, members))
 
     def close(self) -> None:

@@ -11,10 +11,22 @@ on resume the file the folder holds decides, whatever the flag says.
 
 Only the driver opens the studies (workers never touch Optuna), and the folder's lock
 (:mod:`sweep.lock`) keeps it to one driver, so either backend sees a single writer.
+
+SQLite runs in write-ahead-log mode (``PRAGMA journal_mode=WAL``, kept in the file): a commit
+is one append and one fsync of ``study.db-wal`` instead of the rollback journal's several
+fsyncs, and readers (``optuna-dashboard``) no longer wait on the writer. Durability is
+unchanged (``synchronous`` stays FULL: every commit is on disk when it returns). Measured on a
+64-trial TPE study with 5 intermediate values per trial: 3.1 s of asks, reports and tells in the
+rollback journal's mode, 2.2 s in WAL mode (``benchmarks/study_storage_speed.py``). Closing
+the storage (:func:`close_storage`) folds the log back into ``study.db``; a driver that died
+leaves ``study.db-wal`` beside it, which SQLite replays when the sweep is resumed (move the
+three files together).
 """
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import optuna
@@ -72,15 +84,26 @@ def study_file(folder: Path, backend: str = "auto") -> Path:
     return Path(folder) / (JOURNAL_FILE if backend == "journal" else SQLITE_FILE)
 
 
-def open_storage(path: Path) -> optuna.storages.BaseStorage:
+def open_storage(path: Path, checking: bool = False) -> optuna.storages.BaseStorage:
     """The Optuna storage in ``path``: a journal file if it is named so, else SQLite (with a
-    long lock timeout: a slow file server can hold a lock for seconds)."""
+    long lock timeout: a slow file server can hold a lock for seconds). A driver's storage is
+    put in WAL mode; ``checking`` (a resume's checks, which must leave the folder as it was)
+    opens a file as it is."""
     if Path(path).name == JOURNAL_FILE:
         backend = optuna.storages.journal.JournalFileBackend(str(path))
         return optuna.storages.JournalStorage(backend)
+    if not checking:
+        use_write_ahead_log(Path(path))
     return optuna.storages.RDBStorage(
         f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 120}}
     )
+
+
+def use_write_ahead_log(path: Path) -> None:
+    """Put the SQLite file ``path`` (created if missing) in WAL mode; the mode is kept in the
+    file, so every later connection, Optuna's included, uses it."""
+    with contextlib.closing(sqlite3.connect(str(path), timeout=120)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
 
 
 def close_storage(storage: optuna.storages.BaseStorage) -> None:

@@ -49,7 +49,7 @@ from sweep.results import ResultsStore, trial_rows
 from sweep.resume import ATTR_SEARCH_ENDED, ATTR_SEARCH_SECONDS, UnitStart, unit_start
 from sweep.space import Cell, SweepSpec
 from sweep.studies import UnitStudies
-from sweep.study_storage import open_storage, study_file
+from sweep.study_storage import close_storage, open_storage, study_file
 from sweep.trial_config import TrialPlan, TrialRun, config_id, final_id, launch_run, search_id
 
 FINISHED = "FINISHED"
@@ -206,6 +206,10 @@ class SweepState:
 
     def finished(self) -> bool:
         return all(u.done for u in self.units)
+
+    def close(self) -> None:
+        """Release the study file (SQLite folds its write-ahead log back into ``study.db``)."""
+        close_storage(self.storage)
 
     def next_launch(self, population_id: str | None = None) -> list[TrialRun] | str | None:
         """The runs of the next Ray trial, None if none can start now, FINISHED when all is done.

@@ -91,6 +91,7 @@ def finished_sweep(folder: Path, space: Path, compact: bool = True) -> Path:
             tracker.reports.append(TaskReport(i, acc, acc, 1.0, 0.01))
             state.on_report(plan, tracker.metrics())
         state.on_end(plan, tracker.metrics())
+    state.close()
     if compact:
         store.compact()
     write_sweep_json(spec, out, "python -m sweep", "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z")

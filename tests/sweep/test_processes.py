@@ -145,3 +145,35 @@ def test_no_ray_process_outlives_a_killed_driver(tmp_path, sig):
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
+
+
+SHUTDOWN = """
+import os, sys
+sys.path.insert(0, os.getcwd())
+from ray._private import ray_constants, worker
+from sweep.resources import Capacity
+from sweep.runner import Options, _init_ray, shutdown_ray
+assert _init_ray(Options(), Capacity(1, 0))
+processes = [info.process for infos in worker._global_node.all_processes.values() for info in infos]
+(monitor,) = [info.process for info in worker._global_node.all_processes[
+    ray_constants.PROCESS_TYPE_MONITOR]]
+shutdown_ray()
+print(monitor.returncode, *sorted({p.pid for p in processes}))
+"""
+
+
+def test_a_finished_sweep_ends_its_ray_without_waiting_on_the_monitor():
+    """``shutdown_ray`` kills the local instance's idle autoscaler monitor (SIGKILL: not the
+    graceful exit Ray would wait a second for), then Ray's own shutdown ends the rest: no process
+    of the instance is left."""
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", SHUTDOWN], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    code, *pids = map(int, done.stdout.split())
+    assert code == -signal.SIGKILL
+    assert len(pids) >= 3  # GCS, raylet, monitor and Ray's other processes
+    left = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    assert left == []

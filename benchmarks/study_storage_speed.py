@@ -1,0 +1,91 @@
+"""The driver's Optuna cost per study file mode: SQLite's rollback journal against its
+write-ahead log (what :mod:`sweep.study_storage` uses), alternated in one process.
+
+Each repeat builds a fresh SQLite study in each mode and runs what a sweep's driver does for
+``--trials`` TPE trials in waves of ``--wave``: ask the wave (constant liar, as the sweep), set the
+trial id, report one intermediate value per task, set the result attributes, tell. Prints the
+median seconds of asks, reports and tells per mode and their ratio:
+
+    python benchmarks/study_storage_speed.py --trials 64 --wave 16 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+DISTRIBUTIONS = {
+    name: optuna.distributions.FloatDistribution(1e-4, 10.0, log=True)
+    for name in ("alpha", "beta", "lr")
+}
+
+
+def one_study(path: Path, wal: bool, trials: int, wave: int, tasks: int) -> dict[str, float]:
+    """Seconds spent asking, reporting and telling ``trials`` trials in a study at ``path``."""
+    if wal:
+        with contextlib.closing(sqlite3.connect(str(path))) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+    storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
+    study = optuna.create_study(
+        storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True),
+        direction="maximize",
+    )
+    rng = random.Random(0)
+    spent = {"ask": 0.0, "report": 0.0, "tell": 0.0}
+    for _ in range(0, trials, wave):
+        start = time.perf_counter()
+        asked = [study.ask(DISTRIBUTIONS) for _ in range(wave)]
+        spent["ask"] += time.perf_counter() - start
+        start = time.perf_counter()
+        for trial in asked:
+            trial.set_user_attr("trial_id", f"t{trial.number}")
+            for step in range(1, tasks + 1):
+                trial.report(rng.random(), step)
+        spent["report"] += time.perf_counter() - start
+        start = time.perf_counter()
+        for trial in asked:
+            for key in ("status", "tasks", "test_avg_acc", "test_bwt"):
+                trial.set_user_attr(key, rng.random())
+            study.tell(trial, rng.random())
+        spent["tell"] += time.perf_counter() - start
+    storage.remove_session()
+    storage.engine.dispose()
+    return spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=64)
+    parser.add_argument("--wave", type=int, default=16)
+    parser.add_argument("--tasks", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    totals: dict[str, list[dict[str, float]]] = {"rollback journal": [], "write-ahead log": []}
+    with tempfile.TemporaryDirectory() as folder:
+        for repeat in range(args.repeats):
+            for mode in totals:
+                path = Path(folder) / f"{repeat}-{mode.split()[0]}.db"
+                wal = mode == "write-ahead log"
+                totals[mode].append(one_study(path, wal, args.trials, args.wave, args.tasks))
+    medians = {}
+    for mode, runs in totals.items():
+        parts = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        medians[mode] = statistics.median(sum(r.values()) for r in runs)
+        shown = ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
+        print(f"{mode:>17}: {shown}; total {medians[mode]:.2f} s")
+    ratio = medians["rollback journal"] / medians["write-ahead log"]
+    print(f"write-ahead log is {ratio:.2f}x faster ({args.trials} trials, waves of {args.wave})")
+
+
+if __name__ == "__main__":
+    main()
