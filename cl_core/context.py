@@ -158,15 +158,15 @@ class TrainContext:
         x_all = data.x_test if split == "test" else data.x_train
         if self._norm is not None:  # per-channel statistics need the unpermuted layout
             mean, std = self._norm
-            x = x_all[idx].float().div_(data.scale)
+            x = rows_of(x_all, idx).float().div_(data.scale)
             x = x.view(*idx.shape, data.shape[0], -1).sub_(mean).div_(std).view(*idx.shape, -1)
             return x if self._perms is None else self._permute(x, task)
         if self._perms is None:
-            x = x_all[idx]
+            x = rows_of(x_all, idx)
         elif isinstance(task, int) and split != "test":
-            x = self.permuted_train_rows(task)[idx]
+            x = rows_of(self.permuted_train_rows(task), idx)
         else:
-            x = self._permute(x_all[idx], task)
+            x = self._permute(rows_of(x_all, idx), task)
         return x.float().div_(data.scale)
 
     def _permute(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
@@ -271,6 +271,13 @@ class TrainContext:
             pred = self.active_logits(predict(x, task), task).argmax(-1)
             correct += (pred == target).sum(-1)
         return correct / len(rows)
+
+
+def rows_of(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``table[idx]`` for rows ``idx`` of any shape: (*idx.shape, *table.shape[1:]), as one
+    ``index_select`` (a population's (M, B) rows cost a quarter of advanced indexing's on a
+    CPU)."""
+    return table.index_select(0, idx.reshape(-1)).view(*idx.shape, *table.shape[1:])
 
 
 def member_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
