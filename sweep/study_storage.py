@@ -16,8 +16,8 @@ SQLite runs in write-ahead-log mode (``PRAGMA journal_mode=WAL``, kept in the fi
 is one append and one fsync of ``study.db-wal`` instead of the rollback journal's several
 fsyncs, and readers (``optuna-dashboard``) no longer wait on the writer. Durability is
 unchanged (``synchronous`` stays FULL: every commit is on disk when it returns). Measured on a
-64-trial TPE study with 5 intermediate values per trial: 3.1 s of asks, reports and tells in the
-rollback journal's mode, 2.2 s in WAL mode (``benchmarks/study_storage_speed.py``). Closing
+64-trial TPE study with 5 intermediate values per trial: 2.7 s of asks, reports and tells in the
+rollback journal's mode, 1.9 s in WAL mode (``benchmarks/study_storage_speed.py``). Closing
 the storage (:func:`close_storage`) folds the log back into ``study.db``; a driver that died
 leaves ``study.db-wal`` beside it, which SQLite replays when the sweep is resumed (move the
 three files together).
