@@ -1,11 +1,13 @@
 """The driver's Optuna cost per study file: SQLite with its rollback journal, SQLite with a
-write-ahead log (what :mod:`sweep.study_storage` uses locally) and Optuna's journal file (what it
-uses on a network file system), alternated in one process.
+write-ahead log (what :mod:`sweep.study_storage` opens locally) and Optuna's journal file (what it
+opens on a network file system), alternated in one process.
 
-Each repeat builds a fresh SQLite study in each mode and runs what a sweep's driver does for
-``--trials`` TPE trials in waves of ``--wave``: ask the wave (constant liar, as the sweep), set the
-trial id, report one intermediate value per task, set the result attributes, tell. Prints the
-median seconds of asks, reports and tells per mode and each mode's ratio to the rollback journal:
+Each repeat builds a fresh study in each mode, opened as the sweep opens it
+(``sweep.study_storage.open_storage``; the rollback journal is a new file opened without WAL),
+and runs what a sweep's driver does for ``--trials`` TPE trials in waves of ``--wave``: ask the
+wave (constant liar, as the sweep), set the trial id, report one intermediate value per task,
+set the result attributes, tell. Prints the median seconds of asks, reports and tells per mode
+and each mode's ratio to the rollback journal:
 
     python benchmarks/study_storage_speed.py --trials 64 --wave 16 --repeats 3
 """
@@ -13,15 +15,24 @@ median seconds of asks, reports and tells per mode and each mode's ratio to the 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
-import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import optuna
+
+# The checkout this script belongs to, not whichever clsweep the environment has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sweep.study_storage import (  # noqa: E402
+    JOURNAL_FILE,
+    SQLITE_FILE,
+    close_storage,
+    open_storage,
+)
 
 DISTRIBUTIONS = {
     name: optuna.distributions.FloatDistribution(1e-4, 10.0, log=True)
@@ -32,19 +43,16 @@ DISTRIBUTIONS = {
 MODES = ("rollback journal", "write-ahead log", "journal file")
 
 
-def open_mode(path: Path, mode: str) -> optuna.storages.BaseStorage:
+def open_mode(folder: Path, mode: str) -> optuna.storages.BaseStorage:
+    """A new study file in ``folder`` (empty), opened as the sweep opens it in ``mode``."""
     if mode == "journal file":
-        backend = optuna.storages.journal.JournalFileBackend(str(path))
-        return optuna.storages.JournalStorage(backend)
-    if mode == "write-ahead log":
-        with contextlib.closing(sqlite3.connect(str(path))) as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
-    return optuna.storages.RDBStorage(f"sqlite:///{path}")
+        return open_storage(folder / JOURNAL_FILE)
+    return open_storage(folder / SQLITE_FILE, checking=mode == "rollback journal")
 
 
-def one_study(path: Path, mode: str, trials: int, wave: int, tasks: int) -> dict[str, float]:
-    """Seconds spent asking, reporting and telling ``trials`` trials in a study at ``path``."""
-    storage = open_mode(path, mode)
+def one_study(folder: Path, mode: str, trials: int, wave: int, tasks: int) -> dict[str, float]:
+    """Seconds spent asking, reporting and telling ``trials`` trials in a study in ``folder``."""
+    storage = open_mode(folder, mode)
     study = optuna.create_study(
         storage=storage,
         sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True),
@@ -68,9 +76,7 @@ def one_study(path: Path, mode: str, trials: int, wave: int, tasks: int) -> dict
                 trial.set_user_attr(key, rng.random())
             study.tell(trial, rng.random())
         spent["tell"] += time.perf_counter() - start
-    if isinstance(storage, optuna.storages.RDBStorage):
-        storage.remove_session()
-        storage.engine.dispose()
+    close_storage(storage)
     return spent
 
 
@@ -86,8 +92,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for repeat in range(args.repeats):
             for mode in totals:
-                path = Path(folder) / f"{repeat}-{mode.replace(' ', '-')}.db"
-                totals[mode].append(one_study(path, mode, args.trials, args.wave, args.tasks))
+                study_folder = Path(folder) / f"{repeat}-{mode.replace(' ', '-')}"
+                study_folder.mkdir()
+                spent = one_study(study_folder, mode, args.trials, args.wave, args.tasks)
+                totals[mode].append(spent)
     medians = {}
     for mode, runs in totals.items():
         parts = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -96,8 +104,8 @@ def main() -> None:
         print(f"{mode:>17}: {shown}; total {medians[mode]:.2f} s")
     for mode in MODES[1:]:
         ratio = medians[MODES[0]] / medians[mode]
-        print(f"{mode}: {ratio:.2f}x faster than the rollback journal ({args.trials} trials, "
-              f"waves of {args.wave})")  # fmt: skip
+        shape = f"{args.trials} trials, waves of {args.wave}"
+        print(f"{mode}: {ratio:.2f}x faster than the rollback journal ({shape})")
 
 
 if __name__ == "__main__":

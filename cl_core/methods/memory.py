@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from cl_core.context import rows_of
 from cl_core.errors import ClsweepError
 from cl_core.params import HyperParam
 from cl_core.random import MemberRandom
@@ -57,13 +58,12 @@ def as_batch(fields: Fields) -> Batch:
 
 
 def gather_rows(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Rows ``rows`` (M, k) of each member's ``values`` (M, K, ...): (M, k, ...). One row copy
-    from the (M·K, ...) table (``index_select``): a ``gather`` with the index expanded over
-    the trailing dimensions costs 8x as much for 32 members' replay batches on a CPU."""
+    """Rows ``rows`` (M, k) of each member's ``values`` (M, K, ...): (M, k, ...), as rows of
+    the (M·K, ...) table (``rows_of``): a ``gather`` with the index expanded over the trailing
+    dimensions costs 8x as much for 32 members' replay batches on a CPU."""
     m, k = values.shape[:2]
     flat = rows + torch.arange(m, device=rows.device).unsqueeze(1) * k
-    table = values.reshape(m * k, *values.shape[2:])
-    return table.index_select(0, flat.reshape(-1)).view(*rows.shape, *values.shape[2:])
+    return rows_of(values.flatten(0, 1), flat)
 
 
 class ExemplarMemory:
