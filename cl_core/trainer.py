@@ -24,6 +24,7 @@ from cl_core.config import RunConfig
 from cl_core.context import Batch, TrainContext
 from cl_core.data import Dataset, build_tasks, load_dataset
 from cl_core.errors import ClsweepError
+from cl_core.host_memory import keep_freed_memory
 from cl_core.methods import Method, get_method
 from cl_core.models import ModelFactory, StackedModel
 from cl_core.optim import StackedOptimizer, make_optimizer
@@ -180,6 +181,8 @@ class Run:
         params = [resolve(method_cls.hyperparams, c.method_params, owner) for c in self.cfgs]
         self.device = resolve_device(cfg.device)
         use_tf32(self.device, cfg.tf32)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # a step's (M, P) temporaries reuse the last step's pages
         seq = build_tasks(cfg, dataset if dataset is not None else load_dataset(cfg))
         self.ctx = TrainContext(self.cfgs, seq.to(self.device), self.device)
         self.ctx.task_free = cfg.stream != "none"
