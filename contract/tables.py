@@ -134,7 +134,8 @@ def compact(folder: Path, name: str, schema: pa.Schema, keep: Iterable[str] | No
         return 0
     table = conform(read_table(folder, name), schema)
     if keep is not None:
-        mask = pa.array([tid in keep for tid in table.column("trial_id").to_pylist()])
+        ids = table.column("trial_id").to_pylist()
+        mask = pa.array([tid in keep for tid in ids], type=pa.bool_())  # typed even when empty
         dropped = len(mask) - sum(mask.to_pylist())
         table = table.filter(mask)
     else:

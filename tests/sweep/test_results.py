@@ -101,6 +101,19 @@ def test_tasks_rows_of_an_unrecorded_trial_are_dropped_on_compaction(spec, tmp_p
     assert set(pd.read_parquet(out / TASKS_FILE).trial_id) == {"t1"}
 
 
+def test_a_sweep_whose_trials_all_failed_before_a_task_compacts(spec, tmp_path):
+    """Trials that end before their first task have no tasks rows: every tasks part is empty,
+    and compaction must still merge them (it once failed on the empty filter's type)."""
+    out = tmp_path / "out"
+    store = ResultsStore(spec, out)
+    for i in range(2):
+        row, _ = trial_rows(spec, *ended_trial(spec, f"t{i}", 10.0))
+        assert store.add(row, [])
+    store.compact()
+    assert pd.read_parquet(out / TASKS_FILE).empty
+    assert sorted(pd.read_parquet(out / TRIALS_FILE).trial_id) == ["t0", "t1"]
+
+
 def _arrow(frame: pd.DataFrame):
     import pyarrow as pa
 
