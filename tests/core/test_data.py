@@ -77,3 +77,30 @@ def test_missing_dataset_names_folder_and_files(tmp_path):
     msg = str(err.value)
     assert str(tmp_path / "FashionMNIST" / "raw") in msg
     assert "train-images-idx3-ubyte.gz" in msg and "CLSWEEP_DATA" in msg
+
+
+def test_digits_are_scikit_learns_read_without_importing_its_loader(monkeypatch):
+    """The digits come from the CSV file scikit-learn ships, read directly (importing
+    ``sklearn.datasets`` costs most of a second); the values are its loader's, and a
+    scikit-learn without that file is read through its loader."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from cl_core.data import datasets
+
+    pixels, labels = datasets._digits_arrays()
+    bunch = sklearn_digits()
+    assert np.array_equal(pixels, bunch.data) and np.array_equal(labels, bunch.target)
+    assert pixels.shape == (1797, 64) and sorted(set(labels.tolist())) == list(range(10))
+    code = (
+        "import sys; from cl_core.data.datasets import load_digits; d = load_digits(); "
+        "print(len(d.y_train), len(d.y_test), 'sklearn.datasets' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1400", "397", "False"]
+    monkeypatch.setattr(datasets, "DIGITS_CSV", ("datasets", "data", "no-such-file.csv.gz"))
+    fallback_pixels, fallback_labels = datasets._digits_arrays()
+    assert np.array_equal(fallback_pixels, pixels) and np.array_equal(fallback_labels, labels)
