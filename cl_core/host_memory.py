@@ -5,8 +5,9 @@ MB each; Adam's denominator, EWC's θ − θ*, the activations' gradients). glib
 serves blocks that large from fresh ``mmap`` pages or from the top of its heap, and gives the
 top back to the kernel as soon as more than twice the last such block lies free there
 (``M_TRIM_THRESHOLD``, dynamic by default). The next step's temporaries then fault in zeroed
-pages again: 0.8 s of a 7 s EWC population run's system time on this project's CPU, against
-0.4 s when freed memory stays (docs/population.md, "When it pays").
+pages again: 0.7-0.8 s of system time in a 6-7 s process that trains an EWC population of 32
+twice on this project's CPU, against 0.4 s when freed memory stays (docs/population.md, "When it
+pays").
 
 ``keep_freed_memory`` fixes the two thresholds at the caps of glibc's own dynamic rule (blocks
 up to 32 MiB from the heap; the heap's top handed back once 64 MiB of it lie free), so a run's
