@@ -15,7 +15,8 @@ on the server, so:
   namespace) when no process with that pid and start time exists, or the machine rebooted;
   from another machine, when its heartbeat is older than :data:`STALE_AFTER_S`. Ages are measured
   on the file server's clock (the mtime of a file touched just now), so client clocks that
-  disagree do not matter;
+  disagree do not matter. A lock file that cannot be read yet (a contender between creating it
+  and writing its holder) is judged by its age too;
 - a stale lock is broken by renaming it aside (one contender wins the rename) and checking the
   token of what was renamed, so a lock taken in the meantime by another contender is put back.
 
@@ -172,10 +173,14 @@ class SweepLock:
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:
+                # A lock file not readable yet is a contender's, between its exclusive create
+                # and its write: judged by its age like a lock from another machine (breaking
+                # it at once handed one folder to two sweeps started together).
                 holder = self.holder()
-                if holder is not None and self.alive(holder):
+                if self.alive(holder):
+                    who = holder.describe() if holder else "its lock file is being written"
                     raise LockHeld(
-                        f"{self.folder} is in use by another sweep ({holder.describe()}); "
+                        f"{self.folder} is in use by another sweep ({who}); "
                         "wait for it to end, or use --name NEW for a sweep of its own"
                     ) from None
                 self._break(holder)
@@ -256,7 +261,7 @@ class SweepLock:
             moved = _parse(aside.read_text())
         except OSError:
             moved = None
-        if stale is not None and moved is not None and moved.token != stale.token:
+        if moved is not None and (stale is None or moved.token != stale.token):
             with contextlib.suppress(OSError):
                 os.link(aside, self.path)
         aside.unlink(missing_ok=True)

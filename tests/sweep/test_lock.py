@@ -76,6 +76,29 @@ def test_holder_on_another_host_is_judged_by_its_heartbeat(tmp_path, monkeypatch
         pass
 
 
+def test_a_lock_file_being_written_is_not_broken(tmp_path):
+    """Two sweeps started together: one has created the lock file and not yet written it. The
+    other must be refused, not break the lock (it once did, and both ran into one folder)."""
+    path = tmp_path / ".sweep.lock"
+    path.touch()  # created exclusively a moment ago, holder not written yet
+    with pytest.raises(LockHeld, match="in use by another sweep .its lock file is being written"):
+        SweepLock(tmp_path).acquire()
+    assert path.read_text() == ""  # left as it was for its writer
+    old = time.time() - lockmod.STALE_AFTER_S - 5
+    os.utime(path, (old, old))  # never written: a contender that died mid-way; stale
+    with SweepLock(tmp_path) as taken:
+        assert json.loads(taken.path.read_text())["pid"] == os.getpid()
+
+
+def test_breaking_an_unreadable_lock_puts_back_a_contenders_fresh_one(tmp_path):
+    """Between judging an unreadable lock stale and moving it aside, a contender may have taken
+    the folder: what was moved is put back."""
+    path = tmp_path / ".sweep.lock"
+    write_holder(path)  # the contender's lock, now in place
+    SweepLock(tmp_path)._break(None)  # judged on the unreadable file that was there before
+    assert json.loads(path.read_text())["token"] == "someone-else"
+
+
 def test_heartbeat_keeps_the_file_fresh(tmp_path, monkeypatch):
     monkeypatch.setattr(lockmod, "HEARTBEAT_S", 0.05)
     with SweepLock(tmp_path) as held:
