@@ -8,7 +8,9 @@ a comparison to state: compute time, parameters, stored data, memory.
   every thread of the process, user and system), GPU-seconds (its wall time times the share of a
   GPU Ray gave it: a trial on 0.25 GPU for an hour used 0.25 GPU-hours), and CUDA's peak of
   allocated memory (``torch.cuda.max_memory_allocated``; a CPU reports no per-trial peak, so it
-  stays null there). Workers are reused across trials, so it counts from the trial's start.
+  stays null there). Workers are reused across trials, so it counts from the trial's start; a
+  trial restarted from its checkpoint after a lost worker or node goes on from what it had spent
+  (the checkpoint keeps it: :mod:`sweep.trial_checkpoint`).
 - :class:`PopulationMeter` splits a population's clock among its members: what each task cost is
   shared equally by the members that trained on it, so members' costs add up to the population's.
 - :func:`footprint` counts trainable parameters and stored samples. They belong to the model and
@@ -98,6 +100,7 @@ class CostMeter:
         self.cpu0 = time.process_time()
         self.cuda: torch.device | None = None
         self.sizes: dict[str, int | None] = {"trainable_params": None, "stored_samples": None}
+        self.before = {"cpu_time_s": 0.0, "gpu_time_s": 0.0}  # spent before a restart
 
     def watch(self, cfg: RunConfig, dataset: Dataset | None) -> None:
         """Know the run: its CUDA device (peak memory from now on) and its size."""
@@ -117,11 +120,21 @@ class CostMeter:
     def metrics(self) -> dict[str, Any]:
         wall, cpu = self.seconds()
         return {
-            "cpu_time_s": cpu,
-            "gpu_time_s": wall * self.gpus,
+            "cpu_time_s": self.before["cpu_time_s"] + cpu,
+            "gpu_time_s": self.before["gpu_time_s"] + wall * self.gpus,
             "peak_memory_bytes": self.peak_memory(),
             **self.sizes,
         }
+
+    def spent(self) -> dict[str, Any]:
+        """CPU and GPU seconds so far, for the trial's checkpoint (:meth:`carry` takes them
+        back after a restart)."""
+        out = self.metrics()
+        return {"cpu_time_s": out["cpu_time_s"], "gpu_time_s": out["gpu_time_s"]}
+
+    def carry(self, spent: dict[str, Any]) -> None:
+        """A restarted trial goes on counting from what it had spent before (:meth:`spent`)."""
+        self.before = {key: float(spent.get(key, 0.0)) for key in self.before}
 
 
 class PopulationMeter:
@@ -148,6 +161,17 @@ class PopulationMeter:
             self.cpu[i] += d_cpu / len(members)
             self.gpu[i] += d_wall * self.meter.gpus / len(members)
 
+    def spent(self) -> dict[str, Any]:
+        """Every member's CPU and GPU seconds so far, for the population's checkpoint."""
+        return {"cpu_time_s": list(self.cpu), "gpu_time_s": list(self.gpu)}
+
+    def carry(self, spent: dict[str, Any]) -> None:
+        """A restarted population goes on counting from its members' shares before."""
+        for key, shares in (("cpu_time_s", self.cpu), ("gpu_time_s", self.gpu)):
+            before = spent.get(key) or []
+            if len(before) == len(shares):
+                shares[:] = [float(x) for x in before]
+
     def member(self, i: int) -> MemberCost:
         """Member ``i``'s view, for its tracker (:class:`sweep.trainable._Tracker`)."""
         return MemberCost(self, i)
@@ -171,3 +195,9 @@ class MemberCost:
 
     def metrics(self) -> dict[str, Any]:
         return self.population.metrics(self.index)
+
+    def spent(self) -> dict[str, Any]:
+        return self.population.spent()
+
+    def carry(self, spent: dict[str, Any]) -> None:
+        self.population.carry(spent)

@@ -10,7 +10,8 @@ When Tune restarts the trial (``FailureConfig``), :class:`TrialCheckpoint` fetch
 A restarted run first replays the rounds it had already done (``cl_core.trainer.Run.history``);
 ``trial.json`` says how many rounds the trial had yielded when the checkpoint was reported, so
 those are tracked but never reported again: no duplicate rows, intermediate values or ASHA reports.
-It also keeps the trial's start time and the run time before the restart, for the trial's row.
+It also keeps the trial's start time, the run time before the restart and the CPU and GPU seconds
+spent until then (:mod:`sweep.cost`), for the trial's row.
 
 Only ``ray.tune``'s ``report``/``get_checkpoint`` are used: the ``ray.train`` versions raise inside
 a Tune trainable.
@@ -39,6 +40,7 @@ class TrialCheckpoint:
         self.rounds = 0  # rounds yielded when the restored checkpoint was reported (replayed)
         self.started_at: str | None = None
         self.wall_s = 0.0
+        self.spent: dict[str, Any] = {}  # the cost meter's seconds when it was reported
         self.restored = False
         saved = tune.get_checkpoint()
         if saved is None:
@@ -51,13 +53,16 @@ class TrialCheckpoint:
         self.rounds = int(meta["rounds"])
         self.started_at = meta["started_at"]
         self.wall_s = float(meta["wall_s"])
+        self.spent = meta.get("spent") or {}  # (checkpoints written before it have none)
         self.restored = True
 
     def resume(self, tracker: Any) -> None:
-        """Give a restarted trial's tracker its first start and the run time before."""
+        """Give a restarted trial's tracker its first start, and the run time and the CPU and
+        GPU time it had spent before."""
         if self.restored:
             tracker.started_at = self.started_at
             tracker.start = time.perf_counter() - self.wall_s
+            tracker.cost.carry(self.spent)
 
     def report(self, metrics: dict[str, Any], rounds: int, tracker: Any) -> None:
         """Report ``metrics`` with the folder as the checkpoint; ``rounds``: rounds yielded so
@@ -65,6 +70,7 @@ class TrialCheckpoint:
         wall = time.perf_counter() - tracker.start
         meta = {"rounds": rounds, "started_at": tracker.started_at, "wall_s": wall}
         meta["node"] = tracker.node  # where it ran last (for a person reading the folder)
+        meta["spent"] = tracker.cost.spent()
         (self.dir / META_FILE).write_text(json.dumps(meta))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(self.dir)))
 

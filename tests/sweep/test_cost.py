@@ -3,6 +3,8 @@ of ``sweep.cost.footprint`` by hand, and a population's cost shared among its me
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 from sweep_helpers import write_space
@@ -108,3 +110,47 @@ def test_population_members_share_its_cost():
     assert sum(m["gpu_time_s"] for m in members) == pytest.approx(0.5 * wall)
     assert members[1]["cpu_time_s"] == pytest.approx(members[2]["cpu_time_s"])
     assert members[0]["cpu_time_s"] < members[1]["cpu_time_s"]
+
+
+def test_a_restarted_trial_goes_on_from_the_cost_it_had_spent(tmp_path, monkeypatch):
+    """The checkpoint a trial reports keeps its CPU and GPU seconds (one run's, or each
+    population member's share); the restarted trial's meters go on from them. Tune's session
+    calls are replaced: only this module's round trip through ``trial.json`` is under test."""
+    import shutil
+    from types import SimpleNamespace
+
+    from ray import tune
+
+    from sweep import trial_checkpoint
+    from sweep.trial_checkpoint import TrialCheckpoint
+
+    reported = []
+    monkeypatch.setattr(
+        trial_checkpoint.tune, "report", lambda m, checkpoint: reported.append(checkpoint)
+    )
+    population = PopulationMeter(2, gpus=0.5)
+    population.carry({"cpu_time_s": [3.0, 4.0], "gpu_time_s": [1.0, 2.0]})
+    trackers = [
+        SimpleNamespace(start=time.perf_counter() - 9, started_at="t0", node="a", cost=cost)
+        for cost in (CostMeter(gpus=0.5), population.member(0))
+    ]
+    trackers[0].cost.carry({"cpu_time_s": 7.0, "gpu_time_s": 2.5})
+    kept = []
+    for i, tracker in enumerate(trackers):
+        checkpoint = TrialCheckpoint()
+        checkpoint.report({}, 2, tracker)
+        kept.append(shutil.copytree(reported[-1].path, tmp_path / f"kept{i}"))
+        checkpoint.close()
+    fresh = [CostMeter(gpus=0.5), PopulationMeter(2, gpus=0.5)]
+    for folder, cost in zip(kept, (fresh[0], fresh[1].member(1)), strict=True):
+        restored = tune.Checkpoint.from_directory(str(folder))
+        monkeypatch.setattr(trial_checkpoint.tune, "get_checkpoint", lambda c=restored: c)
+        restarted = SimpleNamespace(start=time.perf_counter(), started_at=None, cost=cost)
+        TrialCheckpoint().resume(restarted)
+        assert restarted.started_at == "t0"
+    single = fresh[0].metrics()
+    assert single["cpu_time_s"] >= 7.0 and single["gpu_time_s"] >= 2.5
+    assert fresh[1].spent() == {"cpu_time_s": [3.0, 4.0], "gpu_time_s": [1.0, 2.0]}
+    other = PopulationMeter(3)
+    other.carry(fresh[1].spent())  # another population's shares: not taken
+    assert other.cpu == [0.0] * 3 and other.gpu == [0.0] * 3
