@@ -118,19 +118,16 @@ class CostMeter:
         return None if self.cuda is None else int(torch.cuda.max_memory_allocated(self.cuda))
 
     def metrics(self) -> dict[str, Any]:
+        return {**self.spent(), "peak_memory_bytes": self.peak_memory(), **self.sizes}
+
+    def spent(self) -> dict[str, Any]:
+        """CPU and GPU seconds so far (restarts included), also for the trial's checkpoint
+        (:meth:`carry` takes them back after a restart)."""
         wall, cpu = self.seconds()
         return {
             "cpu_time_s": self.before["cpu_time_s"] + cpu,
             "gpu_time_s": self.before["gpu_time_s"] + wall * self.gpus,
-            "peak_memory_bytes": self.peak_memory(),
-            **self.sizes,
         }
-
-    def spent(self) -> dict[str, Any]:
-        """CPU and GPU seconds so far, for the trial's checkpoint (:meth:`carry` takes them
-        back after a restart)."""
-        out = self.metrics()
-        return {"cpu_time_s": out["cpu_time_s"], "gpu_time_s": out["gpu_time_s"]}
 
     def carry(self, spent: dict[str, Any]) -> None:
         """A restarted trial goes on counting from what it had spent before (:meth:`spent`)."""
