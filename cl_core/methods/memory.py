@@ -83,7 +83,12 @@ class ExemplarMemory:
         if size == 0:
             return {}
         pick = self.random.subset(size, n)
-        return {name: gather_rows(values, pick) for name, values in self.data.items()}
+        return {name: gather_rows(values, pick) for name, values in self._tables().items()}
+
+    def _tables(self) -> Fields:
+        """What ``sample`` gathers rows from: member m's first ``len(self)`` rows of each field
+        are its samples. Contiguous, so that flattening a table copies nothing."""
+        return self.data
 
     def select(self, keep: torch.Tensor) -> None:
         self.data = {k: v.index_select(0, keep.to(v.device)) for k, v in self.data.items()}
@@ -170,16 +175,13 @@ class ReservoirMemory(ExemplarMemory):
         index = torch.arange(self.seen, self.seen + n, device=device)
         draw = (self.random.rand(n) * (index + 1)).long()
         slot = torch.where(index < self.capacity, index, draw).clamp_max(self.capacity)  # (M, n)
-        rows = torch.arange(n, device=device).expand(m, n)
-        # keep the last row aiming at each slot: sort by (slot, row) and take each group's end
-        order = torch.argsort(slot * n + rows, dim=1)
-        slot, rows = slot.gather(1, order), rows.gather(1, order)
-        last = torch.ones_like(slot, dtype=torch.bool)
-        last[:, :-1] = slot[:, 1:] != slot[:, :-1]
-        slot = torch.where(last, slot, self.capacity)  # overwritten in the batch: to scratch
         width = self.capacity + 1
+        # keep the last row aiming at each slot: the largest row index per (member, slot)
+        rows = torch.arange(n, device=device).expand(m, n)
+        last = torch.full((m, width), -1, dtype=rows.dtype, device=device)
+        last.scatter_reduce_(1, slot, rows, "amax")
+        slot = torch.where(last.gather(1, slot) == rows, slot, self.capacity)  # else scratch
         flat_slot = (torch.arange(m, device=device).unsqueeze(1) * width + slot).flatten()
-        flat_row = (torch.arange(m, device=device).unsqueeze(1) * n + rows).flatten()
         if not self._slots:
             self._slots = {
                 k: torch.zeros((m, width, *v.shape[2:]), dtype=v.dtype, device=v.device)
@@ -187,10 +189,15 @@ class ReservoirMemory(ExemplarMemory):
             }
         for k, v in samples.items():
             target = self._slots[k].view(m * width, *v.shape[2:])
-            target[flat_slot] = v.detach().reshape(m * n, *v.shape[2:])[flat_row]
+            target.index_copy_(0, flat_slot, v.detach().reshape(m * n, *v.shape[2:]))
         self.seen += n
         size = len(self)
         self.data = {k: v[:, :size] for k, v in self._slots.items()}
+
+    def _tables(self) -> Fields:
+        """The slots themselves: ``data`` is a view of their first ``len(self)`` rows, and
+        flattening that view would copy every member's whole memory at every draw."""
+        return self._slots
 
     def select(self, keep: torch.Tensor) -> None:
         self._slots = {k: v.index_select(0, keep.to(v.device)) for k, v in self._slots.items()}

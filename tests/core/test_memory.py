@@ -146,3 +146,19 @@ def test_reservoir_keeps_every_sample_with_equal_probability():
     assert counts.mean().item() == pytest.approx(30.0)
     first, last = counts[:100].mean().item(), counts[100:].mean().item()
     assert abs(first - last) < 3.0 and counts.min() > 10 and counts.max() < 55
+
+
+def test_reservoir_sample_draws_only_stored_rows():
+    # part full (7 of 10 slots), then full: a draw sees each member's stored samples only
+    seeds = [3, 8]
+    memory = ReservoirMemory(MemberRandom(seeds, "memory", "cpu"), capacity=10)
+    draws = MemberRandom(seeds, "memory", "cpu")  # replays the memory's own draws
+    for first, last in ((1, 7), (8, 30)):
+        ids = torch.arange(first, last + 1)
+        memory.offer({"id": ids.expand(2, -1), "x": torch.ones(2, len(ids), 3)})
+        draws.rand(len(ids))
+        picked = memory.sample(5)
+        expected = torch.topk(draws.bits(len(memory)), 5, dim=1).indices
+        assert torch.equal(picked["id"], memory.data["id"].gather(1, expected))
+        assert torch.equal(picked["x"], torch.ones(2, 5, 3))  # never an empty slot's zeros
+        assert set(picked["id"].flatten().tolist()) <= set(range(1, last + 1))
