@@ -68,6 +68,29 @@ def log_normal_diag(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -
     return -0.5 * (LOG_2PI + logvar + (z - mean).pow(2) / logvar.exp()).sum(-1)
 
 
+def log_normal_diag_modes(
+    z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor
+) -> torch.Tensor:
+    """log N(z_n; μ_c, diag exp(logvar_c)) of every sample n and mode c, (M, N, modes), from z
+    (M, N, Z) and the modes' ``means`` and ``logvars`` (M, modes, Z).
+
+    The square is expanded, Σ_j (z_j − μ_cj)² / σ²_cj = z²·(1/σ²_c) − 2 z·(μ_c/σ²_c) +
+    Σ_j μ²_cj/σ²_cj, so that the sums over j are two matrix products instead of an
+    (M, N, modes, Z) tensor and its gradient (a population's BI-R step spent most of its prior's
+    time there). It is computed in float64, where the expansion's cancellation (z near μ_c) stays
+    far below float32's rounding, and returned in z's dtype: as close to the exact value as
+    ``log_normal_diag`` of the broadcast tensors, or closer (tests/core/test_generative.py)."""
+    z64, means64, logvars64 = z.double(), means.double(), logvars.double()
+    precision = torch.exp(-logvars64)  # 1/σ²
+    square = (
+        torch.bmm(z64 * z64, precision.transpose(1, 2))
+        - 2 * torch.bmm(z64, (means64 * precision).transpose(1, 2))
+        + (means64 * means64 * precision).sum(-1).unsqueeze(1)
+    )
+    constant = z.shape[-1] * LOG_2PI + logvars64.sum(-1).unsqueeze(1)  # (M, 1, modes)
+    return (-0.5 * (constant + square)).to(z.dtype)
+
+
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) ‖ N(0, I)) per sample (Kingma & Welling 2014, Appendix B)."""
     return -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum(-1)
@@ -229,9 +252,9 @@ class VAESpec:
         model's soft labels for replay); ``None``: all modes equally likely."""
         if not self.n_modes:
             return log_normal_diag(z, torch.zeros_like(z), torch.zeros_like(z))
-        means = p[f"{self.prefix}prior.means"].unsqueeze(1)  # (M, 1, modes, z)
-        logvars = p[f"{self.prefix}prior.logvars"].unsqueeze(1)
-        per_mode = log_normal_diag(z.unsqueeze(2), means, logvars)  # (M, N, modes)
+        means = p[f"{self.prefix}prior.means"]  # (M, modes, z)
+        logvars = p[f"{self.prefix}prior.logvars"]
+        per_mode = log_normal_diag_modes(z, means, logvars)  # (M, N, modes)
         if weights is None:
             return per_mode.logsumexp(-1) - math.log(self.n_modes)
         return (per_mode + weights.clamp_min(1e-40).log()).logsumexp(-1)

@@ -19,7 +19,7 @@ from cl_core.methods.dgr import DGR
 from cl_core.methods.gen_classifier import ClassVAEs, GenerativeClassifier
 from cl_core.models import ModelFactory
 from cl_core.models.stacked import StackedParameters
-from cl_core.models.vae import VAESpec, kl_standard_normal
+from cl_core.models.vae import VAESpec, kl_standard_normal, log_normal_diag_modes
 from cl_core.random import MemberRandom
 from cl_core.trainer import RunResult, train
 
@@ -116,6 +116,37 @@ def test_vae_with_mixture_prior_uses_the_one_sample_kl_by_hand():
         assert kl[m, 0].item() == pytest.approx(log_q - log_p, rel=1e-5)
         uniform = math.log(0.5 * dens[0] + 0.5 * dens[1])
         assert kl_uniform[m, 0].item() == pytest.approx(log_q - uniform, rel=1e-5)
+
+
+def test_mixture_log_density_by_hand_and_without_cancellation():
+    """The modes' log-densities come from an expanded square (two matrix products); checked by
+    hand, and against float64 on samples next to a mode far from 0 with a small variance, where
+    the expansion cancels all but a few digits (z² ~ 1e6, (z − μ)² / σ² ~ 1)."""
+    z = torch.tensor([[[0.5, -1.0]]])  # (M=1, N=1, Z=2)
+    means, variances = [[0.0, 1.0], [2.0, -1.0]], [[1.0, 4.0], [0.5, 2.0]]  # 2 modes
+    logvars = torch.tensor([variances]).log()
+    got = log_normal_diag_modes(z, torch.tensor([means]), logvars)
+    for c in range(2):
+        by_hand = sum(
+            _log_normal(zj, mu, var)
+            for zj, mu, var in zip([0.5, -1.0], means[c], variances[c], strict=True)
+        )
+        assert got[0, 0, c].item() == pytest.approx(by_hand, rel=1e-6)
+
+    generator = torch.Generator().manual_seed(0)
+    means = 1000 + torch.randn(3, 4, 16, generator=generator, dtype=torch.float64)
+    logvars = torch.full((3, 4, 16), math.log(1e-4), dtype=torch.float64)
+    z = means[:, :1] + 0.01 * torch.randn(3, 8, 16, generator=generator, dtype=torch.float64)
+    z, means, logvars = z.float(), means.float(), logvars.float()
+    got = log_normal_diag_modes(z, means, logvars)
+    z64, m64, v64 = z.double(), means.double(), logvars.double()  # the float32 values, exactly
+    exact = -0.5 * (
+        math.log(2 * math.pi)
+        + v64.unsqueeze(1)
+        + (z64.unsqueeze(2) - m64.unsqueeze(1)) ** 2 / v64.exp().unsqueeze(1)
+    ).sum(-1)
+    assert got.dtype == torch.float32 and got.shape == (3, 8, 4)
+    assert torch.allclose(got.double(), exact, rtol=1e-6, atol=0)  # float32 rounding of the result
 
 
 def test_analytic_kl_matches_its_monte_carlo_estimate():
