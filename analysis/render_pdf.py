@@ -228,7 +228,9 @@ def _column_widths(
     """Column widths that fit ``total``: every column at least as wide as its longest word (so
     no number or name is broken), the remaining width shared in proportion to how much more each
     column's longest line needs. Also says whether the words fit at all at this font size (if
-    not, the widths are proportional and words break)."""
+    not, the columns with the longest words give way: every column is as wide as its longest
+    word up to a common cap that fills ``total``, so only words longer than the cap break and
+    short names and numbers stay whole)."""
     pad = 2 * CELL_PADDING + 2
 
     def width(text: str, r: int) -> float:
@@ -243,7 +245,19 @@ def _column_widths(
         for c in columns
     ]
     if sum(words) > total:
-        return [n * total / sum(natural) for n in natural], False
+        return _capped(words, total), False
     extra = total - sum(words)
     wanted = [n - w for n, w in zip(natural, words, strict=True)]
     return [w + extra * d / sum(wanted) for w, d in zip(words, wanted, strict=True)], True
+
+
+def _capped(wanted: list[float], total: float) -> list[float]:
+    """min(w, cap) for each of ``wanted``, with the cap at which they sum to ``total`` (the
+    widest give way first, by the same amount)."""
+    left, n = total, len(wanted)
+    for i, w in enumerate(sorted(wanted)):
+        if w * (n - i) > left:
+            cap = left / (n - i)
+            return [min(x, cap) for x in wanted]
+        left -= w
+    return list(wanted)

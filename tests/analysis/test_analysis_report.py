@@ -189,6 +189,22 @@ def test_unsupported_figure_becomes_a_note(sweep_copy: Path, tmp_path: Path):
     assert report.pdf.stat().st_size > 0
 
 
+def test_pdf_table_too_wide_breaks_only_its_longest_words():
+    """Columns whose words cannot all fit give way from the widest: short names and numbers
+    keep their width (by hand: words 10, 20, 100, 200 in 150 points: a cap of 60)."""
+    from analysis import render_pdf
+
+    render_pdf._styles()  # registers the fonts
+    assert render_pdf._capped([10, 200, 20, 100], 150) == [10, 60, 20, 60]
+    assert render_pdf._capped([10, 20], 150) == [10, 20]
+    rows = [["method", "searched on"], ["ewc", "permuted-digits/domain/3 " * 3]]
+    method = render_pdf.pdfmetrics.stringWidth("method", render_pdf.BOLD, 6.2)
+    method += 2 * render_pdf.CELL_PADDING + 2  # its cell's padding
+    widths, fits = render_pdf._column_widths(rows, 1, method + 40, 6.2)
+    assert not fits  # the paths' words do not fit in 40 points
+    assert widths == pytest.approx([method, 40])  # the header word stays whole
+
+
 def test_pdf_keeps_each_heading_with_what_it_heads(tmp_path: Path):
     """A heading is never a flowable of its own (left alone at a page's foot): it travels in
     one KeepTogether with the start of the block it heads (a table: its caption and itself)."""
