@@ -250,9 +250,10 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             checkpoint = args.checkpoint_dir / CHECKPOINT_FILE if args.checkpoint_dir else None
             if args.per_task:
-                if checkpoint is not None:
-                    raise ClsweepError("--per-task runs without --checkpoint-dir")
-                run = per_task_train(cfg, dataset, per_task_settings(args), progress)
+                settings = per_task_settings(args)
+                run = per_task_train(
+                    cfg, dataset, settings, progress, checkpoint, args.keep_checkpoint
+                )
             else:
                 run = train(cfg, dataset, progress, checkpoint, args.keep_checkpoint)
             for report in run:

@@ -41,7 +41,12 @@ def save_checkpoint(run: Run, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with _without_data(run):
-            payload = {"format": FORMAT, "configs": [c.to_dict() for c in run.cfgs], "run": run}
+            payload = {
+                "format": FORMAT,
+                "configs": [c.to_dict() for c in run.cfgs],
+                "protocol": run.protocol,
+                "run": run,
+            }
             torch.save(payload, tmp)
         os.replace(tmp, path)
     finally:
@@ -74,8 +79,11 @@ def _without_data(run: Run) -> Iterator[None]:
         ctx.seq.dataset, ctx._permuted, run.progress = dataset, permuted, progress
 
 
-def load_checkpoint(path: Path, cfgs: list[RunConfig], device: torch.device) -> Run:
-    """The run saved at ``path``, for configs ``cfgs``; a usage error if it holds another run."""
+def load_checkpoint(
+    path: Path, cfgs: list[RunConfig], device: torch.device, protocol: dict | None = None
+) -> Run:
+    """The run saved at ``path``, for configs ``cfgs`` trained under ``protocol`` (None: plain
+    training; see ``Run``); a usage error if it holds another run."""
     try:
         payload = torch.load(path, map_location=device, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
@@ -94,7 +102,19 @@ def load_checkpoint(path: Path, cfgs: list[RunConfig], device: torch.device) -> 
             f"checkpoint {path} holds another run ({field} differs); remove it or choose "
             "another checkpoint folder"
         )
+    saved_protocol = payload.get("protocol")  # absent before per-task runs kept checkpoints
+    if saved_protocol != protocol:
+        raise ClsweepError(
+            f"checkpoint {path} was written by {_protocol_text(saved_protocol)}, not by "
+            f"{_protocol_text(protocol)}; remove it or choose another checkpoint folder"
+        )
     return payload["run"]
+
+
+def _protocol_text(protocol: dict | None) -> str:
+    if protocol is None:
+        return "a plain run"
+    return " and ".join(f"{name} {settings}" for name, settings in protocol.items())
 
 
 def remove_checkpoint(path: Path) -> None:

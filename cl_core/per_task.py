@@ -17,16 +17,20 @@ decays them together (the reference decays them one at a time, then together). E
 starts from the same state and the same random streams, so the attempts differ only in H.
 
 A run under this protocol is one configuration (M = 1) and costs up to len(lr_grid) +
-max_attempts times the training of a plain run.
+max_attempts times the training of a plain run. With a checkpoint file it writes its state after
+every task, the choices made so far with it, and a run that finds the file continues after the
+last finished task with the numbers and choices of an uninterrupted run (the same device).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from cl_core.checkpoint import restore, snapshot
+from cl_core.checkpoint import remove_checkpoint, restore, snapshot
 from cl_core.config import RunConfig
 from cl_core.data import Dataset
 from cl_core.errors import ClsweepError
@@ -46,6 +50,10 @@ class PerTaskSettings:
     decay: float = 0.5
     lr_grid: tuple[float, ...] = DEFAULT_LR_GRID
     max_attempts: int = 10
+
+    def protocol(self) -> dict:
+        """What a checkpoint keeps of the protocol (``cl_core.trainer.Run``)."""
+        return {"per-task selection": dataclasses.asdict(self)}
 
     def check(self) -> None:
         if not 0 <= self.drop <= 1:
@@ -90,18 +98,28 @@ def per_task_run(
     dataset: Dataset | None = None,
     settings: PerTaskSettings = PerTaskSettings(),
     progress: Progress | None = None,
+    checkpoint: Path | None = None,
 ) -> Iterator[tuple[Round, TaskChoice | None]]:
     """Train ``cfg`` under per-task selection; yields one round per task (round 0: the
-    untrained model, with no choice) and the choice made for that task."""
+    untrained model, with no choice) and the choice made for that task. With ``checkpoint``
+    (a file path) a run continues from the file if it exists: the rounds before it are yielded
+    again, with their choices."""
     settings.check()
     cfg = validated(cfg)
     knobs = stability_knobs(cfg.method)
     if cfg.stream != "none":
         raise ClsweepError("per-task selection needs task boundaries; use stream none")
-    run = Run([cfg], dataset, progress)
+    run = Run([cfg], dataset, progress, checkpoint=checkpoint, protocol=settings.protocol())
     values = {k: float(run.method.params[0][k]) for k in knobs}
-    yield run._record(run._evaluate(0, None, time.perf_counter(), iteration=0)), None
-    for task in range(run.n_tasks):
+    for reports in run.history:  # a resumed run: its rounds so far, each with its choice
+        choice = getattr(reports[0], "choice", None)
+        values = dict(choice.values) if choice is not None else values
+        yield reports, choice
+    if not run.history:
+        yield run._record(run._evaluate(0, None, time.perf_counter(), iteration=0)), None
+    elif run.history[-1][0].status != "ok":
+        return
+    for task in range(len(run.history) - 1, run.n_tasks):
         before = snapshot(run)
         choice = _plasticity_search(run, task, before, knobs, settings)
         if task > 0:
@@ -116,6 +134,7 @@ def per_task_run(
                 break
             values = {k: v * settings.decay for k, v in values.items()}
         choice.values = dict(values)
+        report.choice = choice  # in the round the checkpoint keeps
         yield run._record({0: report}), choice
         if report.status != "ok":
             return
@@ -126,13 +145,18 @@ def per_task_train(
     dataset: Dataset | None = None,
     settings: PerTaskSettings = PerTaskSettings(),
     progress: Progress | None = None,
+    checkpoint: Path | None = None,
+    keep_checkpoint: bool = False,
 ) -> Iterator[TaskReport]:
     """:func:`per_task_run` as ``cl_core.trainer.train`` yields: one report per round, each
-    report after a task carrying its :class:`TaskChoice` as ``choice``."""
-    for reports, choice in per_task_run(cfg, dataset, settings, progress):
+    report after a task carrying its :class:`TaskChoice` as ``choice`` (round 0: None). The
+    checkpoint file is removed when the run ends unless ``keep_checkpoint``."""
+    for reports, choice in per_task_run(cfg, dataset, settings, progress, checkpoint):
         report = reports[0]
         report.choice = choice
         yield report
+    if checkpoint is not None and not keep_checkpoint:
+        remove_checkpoint(checkpoint)
 
 
 def describe_choice(choice: TaskChoice) -> str:

@@ -163,7 +163,12 @@ class Run:
     is never reported again, but keeps its slot in the computation to the end: the others'
     numbers are then bitwise those of the same population in which it does not diverge (a
     narrower computation could change the last bits of theirs, where a BLAS library picks its
-    kernel by the number of matrices in a batch)."""
+    kernel by the number of matrices in a batch).
+
+    With ``checkpoint`` (a file path) the run writes its whole state there after every round and
+    continues from the file if it exists (``cl_core.checkpoint``). ``protocol`` names what drives
+    the run besides its configs (per-task selection and its settings; None: plain training): the
+    checkpoint keeps it, and only a run under the same protocol continues from it."""
 
     def __init__(
         self,
@@ -171,9 +176,11 @@ class Run:
         dataset: Dataset | None = None,
         progress: Progress | None = None,
         checkpoint: Path | None = None,
+        protocol: dict | None = None,
     ) -> None:
         self.cfgs = list(cfgs)
         self.checkpoint = checkpoint
+        self.protocol = protocol  # who drives the run (per-task selection): its checkpoint says
         self.history: list[Round] = []  # every round so far (a resumed run yields them again)
         cfg = self.cfgs[0]
         method_cls = get_method(cfg.method)
@@ -208,7 +215,8 @@ class Run:
             ]
             warn_if_few_steps(cfg, steps)
         if checkpoint is not None and Path(checkpoint).exists():
-            self._resume(load_checkpoint(Path(checkpoint), self.cfgs, self.device))
+            saved = load_checkpoint(Path(checkpoint), self.cfgs, self.device, protocol)
+            self._resume(saved)
 
     def _resume(self, saved: Run) -> None:
         """Continue from a checkpoint: its state replaces this run's, the data stays."""

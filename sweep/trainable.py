@@ -39,6 +39,8 @@ from sweep.curves import CURVE_KEY, encode_curve
 from sweep.trial_checkpoint import TrialCheckpoint
 from sweep.trial_config import launched
 
+# A trainer in place of cl_core's Run: train_fn(cfg, dataset=..., checkpoint=path) yields one
+# report per round and continues from the checkpoint file if it exists (or ignores it).
 TrainFn = Callable[..., Iterator[TaskReport]]
 
 # Datasets this worker process has already taken out of the object store, by ObjectRef id: a
@@ -75,8 +77,9 @@ def run_trial(
 ) -> None:
     """One trial: the RunConfig in its Tune ``config`` (``train_fn``: tests swap the trainer).
 
-    With the cl_core trainer every report carries the run's checkpoint; a restarted trial
-    continues from it and reports only the tasks after it (:mod:`sweep.trial_checkpoint`)."""
+    Every report carries the run's checkpoint (a ``train_fn`` gets the file's path as
+    ``checkpoint``; per-task selection's writes one); a restarted trial continues from it and
+    reports only the tasks after it (:mod:`sweep.trial_checkpoint`)."""
     torch.set_num_threads(1)
     cfg, problem = launched(config)
     tracker = _Tracker(cfg)
@@ -87,10 +90,10 @@ def run_trial(
                 raise ClsweepError(problem)
             dataset = _shared_dataset(datasets[dataset_key(cfg)])
             tracker.cost.watch(cfg, dataset)
+            path = checkpoint.dir / CHECKPOINT_FILE
             if train_fn is not None:
-                rounds: Iterator[TaskReport] = train_fn(cfg, dataset=dataset)
+                rounds: Iterator[TaskReport] = train_fn(cfg, dataset=dataset, checkpoint=path)
             else:
-                path = checkpoint.dir / CHECKPOINT_FILE
                 rounds = (r[0] for r in Run([validated(cfg)], dataset, checkpoint=path))
             for n, report in enumerate(rounds, start=1):
                 tracker.reports.append(report)

@@ -37,7 +37,13 @@ def _without_times(path: Path) -> dict:
 
 @pytest.mark.parametrize(
     ("method", "params"),
-    [("ewc", ["--param", "lambda=100"]), ("derpp", []), ("bir", ["--param", "z_dim=8"])],
+    [
+        ("ewc", ["--param", "lambda=100"]),
+        ("derpp", []),
+        ("bir", ["--param", "z_dim=8"]),
+        ("ewc", ["--per-task", "--per-task-lrs", "0.01,0.001", "--per-task-attempts", "2"]),
+    ],
+    ids=["ewc", "derpp", "bir", "ewc-per-task"],
 )
 def test_a_run_killed_during_task_3_continues_to_the_uninterrupted_numbers(
     tmp_path, method, params

@@ -9,6 +9,7 @@ import pytest
 from cl_core.config import RunConfig
 from cl_core.errors import ClsweepError
 from cl_core.per_task import PerTaskSettings, per_task_train
+from cl_core.trainer import train
 
 TOY = dict(benchmark="split-digits", scenario="class", n_tasks=5, hidden=(32,), iterations=60,
            epochs=None, batch_size=32)  # fmt: skip
@@ -77,3 +78,42 @@ def test_a_method_without_a_stability_knob_is_refused():
 def test_bad_settings_are_refused():
     with pytest.raises(ClsweepError, match="decay"):
         list(per_task_train(RunConfig(**TOY, method="ewc"), settings=PerTaskSettings(decay=1.0)))
+
+
+def test_a_run_stopped_after_task_2_continues_from_its_checkpoint(tmp_path):
+    """With a checkpoint file, a per-task run that stops after its second task (the generator
+    abandoned, as a killed process leaves it) and is run again replays the rounds it had, with
+    their choices, and ends with the numbers and choices of an uninterrupted run."""
+    cfg = RunConfig(**TOY, method="ewc", method_params={"lambda": 1e4})
+    settings = PerTaskSettings(drop=0.0, lr_grid=(1e-2, 2e-3), max_attempts=2)
+    whole = list(per_task_train(cfg, settings=settings))
+    path = tmp_path / "run.pt"
+    first = per_task_train(cfg, settings=settings, checkpoint=path)
+    stopped = [next(first) for _ in range(3)]  # rounds 0, 1 and 2
+    first.close()
+    assert path.exists()
+    again = list(per_task_train(cfg, settings=settings, checkpoint=path))
+    assert [r.test_acc for r in again] == [r.test_acc for r in whole]
+    assert [r.choice for r in again] == [r.choice for r in whole]
+    assert [r.choice for r in again[:3]] == [r.choice for r in stopped]
+    # a task after the restart decays its knob: it started from the value the replay carried
+    assert any(len(r.choice.attempts) > 1 for r in again[3:])
+    assert not path.exists()  # removed once the run ended
+
+
+def test_a_checkpoint_is_continued_only_under_the_protocol_that_wrote_it(tmp_path):
+    cfg = RunConfig(**TOY, method="ewc")
+    settings = PerTaskSettings(lr_grid=(1e-2,), max_attempts=1)
+    path = tmp_path / "run.pt"
+    run = per_task_train(cfg, settings=settings, checkpoint=path)
+    next(run), next(run)
+    run.close()
+    with pytest.raises(ClsweepError, match="written by per-task selection .*not by a plain run"):
+        list(train(cfg, checkpoint=path))
+    other = PerTaskSettings(lr_grid=(1e-3,), max_attempts=1)
+    with pytest.raises(ClsweepError, match="lr_grid.*0.01.*not by per-task selection.*0.001"):
+        list(per_task_train(cfg, settings=other, checkpoint=path))
+    plain = tmp_path / "plain.pt"
+    list(train(cfg, checkpoint=plain, keep_checkpoint=True))
+    with pytest.raises(ClsweepError, match="written by a plain run, not by per-task selection"):
+        list(per_task_train(cfg, settings=settings, checkpoint=plain))

@@ -32,7 +32,7 @@ loggers: []
 """
 
 
-def scenario_trainer(cfg, dataset=None):
+def scenario_trainer(cfg, dataset=None, checkpoint=None):
     """Accuracy q - 0.05 i with q = lr in domain-IL, a fifth of it in class-IL; a task takes
     0.05 s in domain-IL, 0.4 s in class-IL.
 

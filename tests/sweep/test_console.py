@@ -37,7 +37,7 @@ loggers: []
 """
 
 
-def failing_trainer(cfg, dataset=None):
+def failing_trainer(cfg, dataset=None, checkpoint=None):
     """The real trainer; lr 0.5 raises after its first task, lr 0.9 kills its worker there."""
     for report in train(cfg, dataset=dataset):
         if report.tasks_learned == 1 and cfg.lr == 0.5:

@@ -39,7 +39,7 @@ def test_outcome_is_the_truth(tmp_path):
     assert outcome(spec, row("completed", 3, float("nan"))) == (TrialState.FAIL, None)
 
 
-def forgetting_trainer(cfg, dataset=None):
+def forgetting_trainer(cfg, dataset=None, checkpoint=None):
     """A stand-in for the trainer with CL's shape: accuracy falls as tasks accumulate.
 
     ``lr`` plays the config's quality q: after i tasks every learned task scores q - 0.1 i.
@@ -139,7 +139,7 @@ def test_best_trial_of_the_study_is_a_full_length_run(stopped_sweep):
     assert best.value == pytest.approx(completed.objective.max())
 
 
-def slow_trainer(cfg, dataset=None):
+def slow_trainer(cfg, dataset=None, checkpoint=None):
     """Like forgetting_trainer, 0.4 s per task."""
     for report in forgetting_trainer(cfg):
         time.sleep(0.4 if report.tasks_learned else 0.0)

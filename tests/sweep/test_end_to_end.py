@@ -26,7 +26,7 @@ from sweep.space import load_space
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def raising_trainer(cfg, dataset=None):
+def raising_trainer(cfg, dataset=None, checkpoint=None):
     """The real trainer, except that lr == 0.1 raises after the first task."""
     for report in train(cfg, dataset=dataset):
         yield report
