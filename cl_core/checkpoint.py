@@ -20,7 +20,7 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -28,13 +28,25 @@ from cl_core.errors import ClsweepError
 
 if TYPE_CHECKING:
     from cl_core.config import RunConfig
-    from cl_core.trainer import Run
+
+
+class CheckpointedRun(Protocol):
+    """What this module reads and writes of a ``cl_core.trainer.Run`` (described, not imported:
+    the trainer imports this module)."""
+
+    cfgs: list[RunConfig]
+    ctx: Any
+    progress: Any
+    protocol: dict | None
+
+    def _resume(self, saved: Any) -> None: ...
+
 
 FORMAT = 1  # raised when the layout of a checkpoint changes
 CHECKPOINT_FILE = "run.pt"  # the file in a checkpoint folder (``--checkpoint-dir``)
 
 
-def save_checkpoint(run: Run, path: Path) -> None:
+def save_checkpoint(run: CheckpointedRun, path: Path) -> None:
     """Write ``run`` (without its data and caches) to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +65,7 @@ def save_checkpoint(run: Run, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def snapshot(run: Run) -> bytes:
+def snapshot(run: CheckpointedRun) -> bytes:
     """The whole state of ``run`` (as a checkpoint holds it) in memory: the per-task selection
     protocol trains one task several times from the same state (cl_core.per_task)."""
     buffer = io.BytesIO()
@@ -62,13 +74,13 @@ def snapshot(run: Run) -> bytes:
     return buffer.getvalue()
 
 
-def restore(run: Run, state: bytes) -> None:
+def restore(run: CheckpointedRun, state: bytes) -> None:
     """Put ``run`` back into the state of :func:`snapshot` (its data stays)."""
     run._resume(torch.load(io.BytesIO(state), map_location=run.device, weights_only=False))
 
 
 @contextlib.contextmanager
-def _without_data(run: Run) -> Iterator[None]:
+def _without_data(run: CheckpointedRun) -> Iterator[None]:
     """The data, the permuted-rows cache and the progress display are not state: left out."""
     ctx = run.ctx
     dataset, permuted, progress = ctx.seq.dataset, ctx._permuted, run.progress
@@ -81,7 +93,7 @@ def _without_data(run: Run) -> Iterator[None]:
 
 def load_checkpoint(
     path: Path, cfgs: list[RunConfig], device: torch.device, protocol: dict | None = None
-) -> Run:
+) -> CheckpointedRun:
     """The run saved at ``path``, for configs ``cfgs`` trained under ``protocol`` (None: plain
     training; see ``Run``); a usage error if it holds another run."""
     try:
