@@ -38,7 +38,7 @@ from analysis.order import cell_sort_key, method_order
 from analysis.protocol import selection_texts
 from analysis.registry import protocol_of
 from analysis.tables import PCT, params_shown, params_text, to_markdown, write_table
-from contract.formatting import DASH, format_hours, format_pm, sem
+from contract.formatting import DASH, format_duration, format_pm, sem
 from contract.schema import COMPLETED
 
 PROTOCOL_ORDER = ("end-of-sequence", "first-tasks", "transfer", "per-task", "first-task")
@@ -305,8 +305,8 @@ def compare_display(rows: pd.DataFrame) -> pd.DataFrame:
             "trials (search + final)": f"{int(row['search_trials'])} + {int(row['final_trials'])}"
             if ran
             else "",
-            "CPU-hours": _hours(row["cpu_time_s"]) if ran else "",
-            "GPU-hours": _hours(row["gpu_time_s"]) if ran else "",
+            "CPU time": _time(row["cpu_time_s"]) if ran else "",
+            "GPU time": _time(row["gpu_time_s"]) if ran else "",
         }
         records.append(record)
     return pd.DataFrame(records)
@@ -332,8 +332,10 @@ def _within(where: Any, cell: str) -> str:
     return str(where).removeprefix(f"{cell}, ")
 
 
-def _hours(seconds: float) -> str:
-    return NOT_RECORDED if math.isnan(seconds) else format_hours(seconds)
+def _time(seconds: float) -> str:
+    """CPU or GPU seconds as a span a reader takes in (``1 h 30 min``, ``1.8 s``; hours to
+    three digits read as ``5.13e-4`` for a small sweep); the CSV keeps hours."""
+    return NOT_RECORDED if math.isnan(seconds) else format_duration(seconds)
 
 
 def compare_numbers(rows: pd.DataFrame) -> pd.DataFrame:
@@ -414,8 +416,8 @@ def compare_caption(results: Results, protocols: dict[str, list[str]]) -> str:
         "(the final phase's rank-1 configuration, values to 4 significant digits), where its "
         "final phase was reported (cell and tasks), its test average accuracy there (%, mean ± "
         "SEM over n fresh seeds), the method's rank among the methods of its protocol by that "
-        "mean (1 = best), and the cost of its search and final phase (trials, CPU-hours, "
-        "GPU-hours). Protocols report on different tasks, so compare ranks across protocols, "
+        "mean (1 = best), and the cost of its search and final phase (trials, CPU time, "
+        "GPU time). Protocols report on different tasks, so compare ranks across protocols, "
         "not accuracies. 'not run': the method was not run under that protocol. What each "
         f"search saw: {' | '.join(described)}."
     )

@@ -199,7 +199,7 @@ def test_display_and_numbers(sweeps):
     display = comparison.display
     assert list(display.columns) == [
         "cell", "method", "protocol", "searched on", "configuration", "reported on",
-        "test avg. acc. (%)", "rank", "trials (search + final)", "CPU-hours", "GPU-hours",
+        "test avg. acc. (%)", "rank", "trials (search + final)", "CPU time", "GPU time",
     ]  # fmt: skip
     shown = display.set_index(["method", "protocol"])
     ewc = shown.loc[("ewc", "end-of-sequence")]
@@ -212,13 +212,13 @@ def test_display_and_numbers(sweeps):
     assert ewc["test avg. acc. (%)"] == "80.0 ± 0.6 (n=3)"
     assert ewc["rank"] == "3"
     assert ewc["trials (search + final)"] == "3 + 6"
-    assert (ewc["CPU-hours"], ewc["GPU-hours"]) == ("1.5", "0")
-    assert shown.loc[("ewc", "first-tasks"), "CPU-hours"] == "0.9"
-    assert shown.loc[("ewc", "transfer"), "CPU-hours"] == "not recorded"
-    assert shown.loc[("ewc", "transfer"), "GPU-hours"] == "not recorded"
+    assert (ewc["CPU time"], ewc["GPU time"]) == ("1 h 30 min", "0.0 s")
+    assert shown.loc[("ewc", "first-tasks"), "CPU time"] == "54 min 00 s"
+    assert shown.loc[("ewc", "transfer"), "CPU time"] == "not recorded"
+    assert shown.loc[("ewc", "transfer"), "GPU time"] == "not recorded"
     derpp = shown.loc[("derpp", "transfer")]
     assert derpp["configuration"] == "not run"
-    assert (derpp["test avg. acc. (%)"], derpp["rank"], derpp["CPU-hours"]) == ("", "", "")
+    assert (derpp["test avg. acc. (%)"], derpp["rank"], derpp["CPU time"]) == ("", "", "")
     numbers = comparison.numbers.set_index(["method", "protocol"])
     assert numbers.loc[("si", "first-tasks"), "test_avg_acc_mean_pct"] == pytest.approx(70.0)
     assert numbers.loc[("ewc", "end-of-sequence"), "cpu_hours"] == pytest.approx(1.5)
