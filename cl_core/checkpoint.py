@@ -35,6 +35,7 @@ class CheckpointedRun(Protocol):
     the trainer imports this module)."""
 
     cfgs: list[RunConfig]
+    device: torch.device
     ctx: Any
     progress: Any
     protocol: dict | None
