@@ -10,6 +10,7 @@ ended.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -64,6 +65,7 @@ class NodeKiller(threading.Thread):
         super().__init__(daemon=True)
         self.cluster, self.folder = cluster, folder
         self.removed = False
+        self.seen: list[str] = []  # the files of the checkpoint that fired it
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -77,13 +79,14 @@ class NodeKiller(threading.Thread):
                     (n for n in self.cluster.worker_nodes if n.node_id.startswith(node_id)), None
                 )
                 if node is not None:
+                    self.seen = sorted(p.name for p in meta.parent.iterdir())
                     self.cluster.remove_node(node, allow_graceful=False)
                     self.removed = True
                     return
 
 
-def _sweep(cluster: Cluster, tmp_path: Path, name: str, sets: list[str]):
-    spec = load_space(write_space(tmp_path, SPACE, f"{name}.yaml"), sets=[f"name={name}", *sets])
+def _sweep(cluster: Cluster, tmp_path: Path, name: str, sets: list[str], space: str = SPACE):
+    spec = load_space(write_space(tmp_path, space, f"{name}.yaml"), sets=[f"name={name}", *sets])
     killer = NodeKiller(cluster, tmp_path / "out" / name)
     killer.start()
     try:
@@ -97,7 +100,7 @@ def _sweep(cluster: Cluster, tmp_path: Path, name: str, sets: list[str]):
     assert killer.removed, "no node was removed: the trials ended before a checkpoint was seen"
     trials = pd.read_parquet(folder / "trials.parquet")
     tasks = pd.read_parquet(folder / "tasks.parquet")
-    return spec, folder, trials, tasks
+    return spec, folder, trials, tasks, killer.seen
 
 
 def _config(spec, row) -> RunConfig:
@@ -135,7 +138,7 @@ def _check_rows(folder: Path, trials: pd.DataFrame, tasks: pd.DataFrame) -> pd.D
 def test_a_trial_whose_node_is_removed_restarts_elsewhere_and_ends_as_if_nothing_happened(
     cluster, tmp_path, capfd
 ):
-    spec, folder, trials, tasks = _sweep(cluster, tmp_path, "per-trial", [])
+    spec, folder, trials, tasks, _ = _sweep(cluster, tmp_path, "per-trial", [])
     restarted = _check_rows(folder, trials, tasks)
     err = capfd.readouterr().err
     print(err)  # shown by pytest -s or on failure: the console of a restart
@@ -153,7 +156,7 @@ def test_a_trial_whose_node_is_removed_restarts_elsewhere_and_ends_as_if_nothing
 
 
 def test_a_population_whose_node_is_removed_restarts_elsewhere_with_every_member(cluster, tmp_path):
-    spec, folder, trials, tasks = _sweep(
+    spec, folder, trials, tasks, _ = _sweep(
         cluster, tmp_path, "population", ["resources.population=2", "resources.max_concurrent=1"]
     )  # one slot: the two search trials train as one population
     restarted = _check_rows(folder, trials, tasks)
@@ -170,3 +173,39 @@ def test_a_population_whose_node_is_removed_restarts_elsewhere_with_every_member
             assert np.array_equal(_matrix(tasks, row.trial_id, "val"), whole.acc_val)
     assert trials[trials.phase == "search"].population.nunique() == 1  # one population of two
     assert restarted.population.notna().any()  # the population was the one restarted
+
+
+PER_TASK_SPACE = """
+method: ewc
+train: {hidden: "16", iterations: 800, batch_size: 32, lr: 0.01}
+hyperparams: {lambda: 100.0}
+grid: {benchmark: split-digits, scenario: class, n_tasks: 5}
+selection: {protocol: per-task, drop: 0.0, lr_grid: [0.01], max_attempts: 2}
+budget: {trials: 2}
+final: {top_k: 1, seeds: 1}
+resources: {cpus: 1, max_failures: 2}
+loggers: []
+"""
+
+
+def test_a_per_task_trial_whose_node_is_removed_continues_with_its_choices(cluster, tmp_path):
+    """Per-task selection (lr and λ chosen at each task, inside the trial): the restarted trial
+    continues from its last finished task with the choices made before the loss, and ends with
+    the numbers and choices of an uninterrupted run."""
+    from cl_core.per_task import PerTaskSettings, per_task_train
+
+    spec, folder, trials, tasks, seen = _sweep(cluster, tmp_path, "per-task", [], PER_TASK_SPACE)
+    assert "run.pt" in seen  # the checkpoint Tune held carried the run (a restart continues)
+    restarted = _check_rows(folder, trials, tasks)
+    torch.set_num_threads(1)
+    settings = PerTaskSettings(drop=0.0, lr_grid=(0.01,), max_attempts=2)
+    method, cell = spec.units[0]
+    for _, row in restarted.iterrows():
+        seeds = {"data_seed": int(row["data_seed"]), "train_seed": int(row["train_seed"])}
+        cfg = RunConfig.from_dict({**spec.base_config(method, cell), **seeds})
+        reports = list(per_task_train(cfg, settings=settings))
+        whole = RunResult.from_reports(cfg, reports)
+        assert np.array_equal(_matrix(tasks, row.trial_id, "test"), whole.acc_test)
+        assert np.array_equal(_matrix(tasks, row.trial_id, "val"), whole.acc_val)
+        choices = [dataclasses.asdict(r.choice) for r in reports[1:]]
+        assert json.loads(row.per_task_choices) == json.loads(json.dumps(choices))
