@@ -127,7 +127,10 @@ def load_checkpoint(
 def _protocol_text(protocol: dict | None) -> str:
     if protocol is None:
         return "a plain run"
-    return " and ".join(f"{name} {settings}" for name, settings in protocol.items())
+    return " and ".join(
+        f"{name} ({', '.join(f'{k} {v}' for k, v in settings.items())})"
+        for name, settings in protocol.items()
+    )
 
 
 def remove_checkpoint(path: Path) -> None:
