@@ -112,11 +112,13 @@ def per_task_run(
     run = Run([cfg], dataset, progress, checkpoint=checkpoint, protocol=settings.protocol())
     values = {k: float(run.method.params[0][k]) for k in knobs}
     for reports in run.history:  # a resumed run: its rounds so far, each with its choice
-        choice = getattr(reports[0], "choice", None)
+        choice = reports[0].choice
         values = dict(choice.values) if choice is not None else values
         yield reports, choice
     if not run.history:
-        yield run._record(run._evaluate(0, None, time.perf_counter(), iteration=0)), None
+        untrained = run._evaluate(0, None, time.perf_counter(), iteration=0)
+        untrained[0].choice = None
+        yield run._record(untrained), None
     elif run.history[-1][0].status != "ok":
         return
     for task in range(len(run.history) - 1, run.n_tasks):
@@ -134,7 +136,7 @@ def per_task_run(
                 break
             values = {k: v * settings.decay for k, v in values.items()}
         choice.values = dict(values)
-        report.choice = choice  # in the round the checkpoint keeps
+        report.choice = choice  # in the round, so that the checkpoint keeps it
         yield run._record({0: report}), choice
         if report.status != "ok":
             return
@@ -151,10 +153,8 @@ def per_task_train(
     """:func:`per_task_run` as ``cl_core.trainer.train`` yields: one report per round, each
     report after a task carrying its :class:`TaskChoice` as ``choice`` (round 0: None). The
     checkpoint file is removed when the run ends unless ``keep_checkpoint``."""
-    for reports, choice in per_task_run(cfg, dataset, settings, progress, checkpoint):
-        report = reports[0]
-        report.choice = choice
-        yield report
+    for reports, _ in per_task_run(cfg, dataset, settings, progress, checkpoint):
+        yield reports[0]
     if checkpoint is not None and not keep_checkpoint:
         remove_checkpoint(checkpoint)
 
